@@ -1,0 +1,1 @@
+"""Entra ID sign-in, tokens on behalf of the user, and Azure RBAC capabilities."""

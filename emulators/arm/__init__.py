@@ -1,0 +1,1 @@
+"""The arm emulator (see docs/emulators.md)."""

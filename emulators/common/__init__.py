@@ -1,0 +1,1 @@
+"""Machinery shared by the three emulators: CA, tenant, keys, RBAC, servers."""

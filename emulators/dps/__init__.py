@@ -1,0 +1,1 @@
+"""The DPS service and device registration emulator (see docs/emulators.md)."""

@@ -1,0 +1,1 @@
+"""The entra emulator (see docs/emulators.md)."""

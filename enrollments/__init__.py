@@ -1,0 +1,1 @@
+"""DPS enrollments, enrollment groups, registration records and bulk jobs."""

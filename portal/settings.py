@@ -1,0 +1,229 @@
+"""Settings of the DPS Enrollment Portal: the only settings module.
+
+Every value comes from the environment (see .env.example and the README). Defaults are
+the safe production ones, except where ``DJANGO_DEBUG`` turns on development conveniences.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import dj_database_url
+
+from portal.env import env_bool, env_int, env_list, env_str, required
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+if DEBUG:
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-key-never-use-in-production-0123456789")
+else:
+    SECRET_KEY = required("DJANGO_SECRET_KEY", "a long random string")
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "portal",
+    "audit",
+    "authn",
+    "enrollments",
+]
+
+MIDDLEWARE = [
+    "portal.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "portal.middleware.SecurityHeadersMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# -- database ------------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}") or "",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share the file: wait for locks instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# -- cache and Celery broker -------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        # Longer than any countdown a task schedules, or Redis redelivers it early.
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "portal_cache",
+        }
+    }
+    _broker_dir = VAR_DIR / "celery-broker"
+    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+    if CELERY_BROKER_URL == "filesystem://":
+        for _d in ("out", "processed"):
+            (_broker_dir / _d).mkdir(parents=True, exist_ok=True)
+        logging.getLogger("portal.settings").warning(
+            "REDIS_URL is not set: Celery uses kombu's filesystem transport and the cache "
+            "uses the database. Set REDIS_URL for production."
+        )
+
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 1800)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 1900)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+
+# -- Entra ID, ARM, DPS ----------------------------------------------------------------
+# EMULATOR_ENDPOINTS_FILE points at the emulators' endpoints.json (development and tests);
+# it fills every Azure endpoint below that is not set explicitly. Production leaves it unset.
+EMULATOR_ENDPOINTS_FILE = env_str("EMULATOR_ENDPOINTS_FILE")
+_emu: dict[str, object] = {}
+if EMULATOR_ENDPOINTS_FILE:
+    _emu = json.loads(Path(EMULATOR_ENDPOINTS_FILE).read_text())
+
+
+def _portal_app_default(field: str) -> str | None:
+    apps = _emu.get("apps") or []
+    assert isinstance(apps, list)
+    portal_app = next((a for a in apps if a.get("name") == "DPS Enrollment Portal"), None)
+    return portal_app.get(field) if portal_app else None
+
+
+ENTRA_TENANT_ID = env_str("ENTRA_TENANT_ID", str(_emu.get("tenant_id", "")) or None)
+ENTRA_AUTHORITY = env_str(
+    "ENTRA_AUTHORITY",
+    str(_emu["authority"])
+    if _emu
+    else (f"https://login.microsoftonline.com/{ENTRA_TENANT_ID}" if ENTRA_TENANT_ID else None),
+)
+ENTRA_CLIENT_ID = env_str("ENTRA_CLIENT_ID", _portal_app_default("client_id"))
+ENTRA_CLIENT_SECRET = env_str("ENTRA_CLIENT_SECRET", _portal_app_default("client_secret"))
+ENTRA_CLIENT_CERTIFICATE_PATH = env_str("ENTRA_CLIENT_CERTIFICATE_PATH")  # PEM with key + cert
+ENTRA_USE_WORKLOAD_IDENTITY = env_bool("ENTRA_USE_WORKLOAD_IDENTITY", False)
+# A CA bundle for Entra, ARM and DPS; None means the system trust store (production).
+AZURE_CA_BUNDLE = env_str("AZURE_CA_BUNDLE", str(_emu["ca_cert"]) if _emu else None)
+ARM_ENDPOINT = env_str("ARM_ENDPOINT", str(_emu.get("arm_endpoint", "")) or "https://management.azure.com")
+DPS_HOST_SUFFIX = env_str("DPS_HOST_SUFFIX", "azure-devices-provisioning.net")
+HTTP_TIMEOUT_SECONDS = env_int("HTTP_TIMEOUT_SECONDS", 15)
+TOKEN_CACHE_KEYS = env_list("TOKEN_CACHE_KEYS")  # Fernet keys, newest first
+PERMISSIONS_CACHE_SECONDS = env_int("PERMISSIONS_CACHE_SECONDS", 300)
+
+# -- auth, sessions, security ------------------------------------------------------------
+AUTH_USER_MODEL = "auth.User"
+LOGIN_URL = "authn:login"
+LOGIN_REDIRECT_URL = "/"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # Lax: the Entra redirect back is a top-level GET
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+USE_TLS = env_bool("PORTAL_USE_TLS", not DEBUG)
+SESSION_COOKIE_SECURE = USE_TLS
+CSRF_COOKIE_SECURE = USE_TLS
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", USE_TLS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if USE_TLS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = USE_TLS
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if env_bool("PORTAL_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self' https:"
+)
+
+# -- i18n, static ---------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")) or VAR_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")) or VAR_DIR / "media")
+
+# -- logging ------------------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "portal.logging.RequestIdFilter"}},
+    "formatters": {
+        "line": {
+            "format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s",
+        }
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["request_id"], "formatter": "line"}
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # MSAL logs token responses at DEBUG; keep it quiet whatever LOG_LEVEL says.
+        "msal": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}

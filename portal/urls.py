@@ -1,0 +1,14 @@
+"""Root URLs: health endpoints and one include per app."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+
+from portal import health, views
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("", views.home, name="home"),
+    path("auth/", include("authn.urls")),
+]

@@ -1,0 +1,87 @@
+"""Fixtures shared by every test: no internet, the emulators, Azure settings pointing at them."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _allowed(address: Any) -> bool:
+    if not isinstance(address, tuple):  # AF_UNIX paths
+        return True
+    host = address[0]
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if not _allowed(address):
+        raise OSError(f"test tried to reach {address!r}: only loopback is allowed in tests")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+    if not _allowed(address):
+        raise OSError(f"test tried to reach {address!r}: only loopback is allowed in tests")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _block_internet() -> Iterator[None]:
+    """Fail loudly on any connection that leaves 127.0.0.1 (Zulip's block_internet)."""
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """Return ../shared/reference, or skip with the reason when it is absent."""
+    if not REFERENCE_DIR.is_dir():
+        pytest.skip(f"shared reference files not found at {REFERENCE_DIR}")
+    return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Start the Entra ID, ARM and DPS emulators of the default tenant for the session."""
+    from emulators.common.server import EmulatorStack
+
+    stack = EmulatorStack(tmp_path_factory.mktemp("emulators")).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def endpoints(emulators: Any) -> dict[str, Any]:
+    """Return the running emulators' endpoints.json content."""
+    return emulators.endpoints()
+
+
+@pytest.fixture
+def azure_settings(settings: Any, endpoints: dict[str, Any]) -> Any:
+    """Point the portal's Azure settings at the running emulators for one test."""
+    portal_app = next(a for a in endpoints["apps"] if a["name"] == "DPS Enrollment Portal")
+    settings.ENTRA_TENANT_ID = endpoints["tenant_id"]
+    settings.ENTRA_AUTHORITY = endpoints["authority"]
+    settings.ENTRA_CLIENT_ID = portal_app["client_id"]
+    settings.ENTRA_CLIENT_SECRET = portal_app["client_secret"]
+    settings.AZURE_CA_BUNDLE = endpoints["ca_cert"]
+    settings.ARM_ENDPOINT = endpoints["arm_endpoint"]
+    return settings
