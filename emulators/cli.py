@@ -19,7 +19,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--entra-port", type=int, default=0, help="0 = any free port")
     s.add_argument("--arm-port", type=int, default=0)
     s.add_argument(
-        "--dps-port", type=int, default=0, help="port of the first DPS instance; the next ones follow"
+        "--dps-port",
+        type=int,
+        default=0,
+        help="port of the first DPS instance; the next ones follow",
     )
     return p
 

@@ -16,7 +16,9 @@ def _is_local(url: str | None) -> bool:
 
 
 @checks.register(checks.Tags.security, deploy=True)
-def check_no_emulators_in_production(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_no_emulators_in_production(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     """Refuse emulator endpoints and the emulator CA when DEBUG is off."""
     if settings.DEBUG:
         return []
@@ -54,7 +56,9 @@ def check_entra_configured(app_configs: Any = None, **kwargs: Any) -> list[check
         or settings.ENTRA_CLIENT_CERTIFICATE_PATH
         or settings.ENTRA_USE_WORKLOAD_IDENTITY
     ):
-        missing.append("ENTRA_CLIENT_SECRET or ENTRA_CLIENT_CERTIFICATE_PATH or ENTRA_USE_WORKLOAD_IDENTITY")
+        missing.append(
+            "ENTRA_CLIENT_SECRET or ENTRA_CLIENT_CERTIFICATE_PATH or ENTRA_USE_WORKLOAD_IDENTITY"
+        )
     return [
         checks.Error(f"{name} is not set.", hint="See .env.example.", id="portal.E003")
         for name in missing

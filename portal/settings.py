@@ -20,7 +20,9 @@ VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "v
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
 if DEBUG:
-    SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-key-never-use-in-production-0123456789")
+    SECRET_KEY = env_str(
+        "DJANGO_SECRET_KEY", "dev-only-insecure-key-never-use-in-production-0123456789"
+    )
 else:
     SECRET_KEY = required("DJANGO_SECRET_KEY", "a long random string")
 
@@ -86,7 +88,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # -- cache and Celery broker -------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         # Longer than any countdown a task schedules, or Redis redelivers it early.
@@ -154,7 +158,9 @@ ENTRA_CLIENT_CERTIFICATE_PATH = env_str("ENTRA_CLIENT_CERTIFICATE_PATH")  # PEM 
 ENTRA_USE_WORKLOAD_IDENTITY = env_bool("ENTRA_USE_WORKLOAD_IDENTITY", False)
 # A CA bundle for Entra, ARM and DPS; None means the system trust store (production).
 AZURE_CA_BUNDLE = env_str("AZURE_CA_BUNDLE", str(_emu["ca_cert"]) if _emu else None)
-ARM_ENDPOINT = env_str("ARM_ENDPOINT", str(_emu.get("arm_endpoint", "")) or "https://management.azure.com")
+ARM_ENDPOINT = env_str(
+    "ARM_ENDPOINT", str(_emu.get("arm_endpoint", "")) or "https://management.azure.com"
+)
 DPS_HOST_SUFFIX = env_str("DPS_HOST_SUFFIX", "azure-devices-provisioning.net")
 HTTP_TIMEOUT_SECONDS = env_int("HTTP_TIMEOUT_SECONDS", 15)
 TOKEN_CACHE_KEYS = env_list("TOKEN_CACHE_KEYS")  # Fernet keys, newest first
@@ -218,7 +224,11 @@ LOGGING = {
         }
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["request_id"], "formatter": "line"}
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": "line",
+        }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

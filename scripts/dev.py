@@ -84,28 +84,44 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
     try:
         proc_started = time.time() - 1
-        emu = subprocess.Popen(  # noqa: S603
-            [PY, "-m", "emulators", "serve", "--state-dir", str(STATE),
-             "--entra-port", "9443", "--arm-port", "9444", "--dps-port", "9450"],
-            cwd=ROOT, env=env,
+        emu = subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "emulators",
+                "serve",
+                "--state-dir",
+                str(STATE),
+                "--entra-port",
+                "9443",
+                "--arm-port",
+                "9444",
+                "--dps-port",
+                "9450",
+            ],
+            cwd=ROOT,
+            env=env,
         )
         children.append(emu)
         _wait_for(STATE / "endpoints.json", emu)
         manage = [PY, "manage.py"]
-        subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)  # noqa: S603
-        subprocess.run([*manage, "createcachetable"], cwd=ROOT, env=env, check=True)  # noqa: S603
-        subprocess.run(  # noqa: S603
+        subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
+        subprocess.run([*manage, "createcachetable"], cwd=ROOT, env=env, check=True)
+        subprocess.run(
             [*manage, "dps_instance_import", "--from-endpoints", env["EMULATOR_ENDPOINTS_FILE"]],
-            cwd=ROOT, env=env, check=False,
+            cwd=ROOT,
+            env=env,
+            check=False,
         )
         children.append(
-            subprocess.Popen(  # noqa: S603
+            subprocess.Popen(
                 [PY, "-m", "celery", "-A", "portal", "worker", "-l", "INFO", "-c", "2"],
-                cwd=ROOT, env=env,
+                cwd=ROOT,
+                env=env,
             )
         )
         children.append(
-            subprocess.Popen(  # noqa: S603
+            subprocess.Popen(
                 [*manage, "runserver", f"127.0.0.1:{WEB_PORT}", "--noreload"], cwd=ROOT, env=env
             )
         )

@@ -119,7 +119,7 @@ def ensure_tls(state_dir: Path) -> TlsFiles:
     """
     ca_dir = Path(state_dir) / "ca"
     files = TlsFiles(ca_dir / "ca.pem", ca_dir / "server.pem", ca_dir / "server-key.pem")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key_path = ca_dir / "ca-key.pem"
     if files.ca_cert.exists() and ca_key_path.exists():
         ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())

@@ -210,7 +210,11 @@ class Tenant:
         sub = parts[1] if len(parts) > 1 and parts[0].lower() == "subscriptions" else None
         if sub:
             mg = next(
-                (m for m in self.management_groups if sub.lower() in (s.lower() for s in m.subscriptions)),
+                (
+                    m
+                    for m in self.management_groups
+                    if sub.lower() in (s.lower() for s in m.subscriptions)
+                ),
                 None,
             )
             while mg is not None:

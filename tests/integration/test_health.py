@@ -52,7 +52,10 @@ def test_every_response_carries_a_request_id_and_security_headers(client):
 
 @pytest.mark.django_db
 def test_a_sane_incoming_request_id_is_kept_and_a_hostile_one_replaced(client):
-    assert client.get("/healthz", HTTP_X_REQUEST_ID="abc12345-proxy")["X-Request-ID"] == "abc12345-proxy"
+    assert (
+        client.get("/healthz", HTTP_X_REQUEST_ID="abc12345-proxy")["X-Request-ID"]
+        == "abc12345-proxy"
+    )
     assert client.get("/healthz", HTTP_X_REQUEST_ID="<script>")["X-Request-ID"] != "<script>"
 
 
