@@ -29,9 +29,9 @@ static: $(VENDOR)/.stamp
 
 # Headless Chromium for the browser tests, from Debian's packages (root only).
 system-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium is missing: apt-get install chromium (browser tests will be skipped)"; fi; \
+	@if [ ! -x /usr/bin/chromium ] || ! command -v docker-compose >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium docker-compose >/dev/null; \
+	  else echo "not root: install chromium and docker-compose with apt-get for the browser and compose tests"; fi; \
 	fi
 
 run: install
