@@ -1,6 +1,17 @@
+"""URLs of sign-in, sign-out, permissions and the DPS instance registry (under /auth/)."""
+
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path
+
+from authn import views
 
 app_name = "authn"
-urlpatterns: list[URLPattern] = []
+urlpatterns = [
+    path("login", views.login, name="login"),
+    path("callback", views.callback, name="callback"),
+    path("logout", views.logout, name="logout"),
+    path("permissions/refresh", views.permissions_refresh, name="permissions_refresh"),
+    path("instances/", views.instance_list, name="instance_list"),
+    path("instances/<str:name>/toggle", views.instance_toggle, name="instance_toggle"),
+]

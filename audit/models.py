@@ -1,0 +1,104 @@
+"""The audit record."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class AuditAction(models.TextChoices):
+    SIGNIN = "signin", "Signed in"
+    SIGNIN_FAILED = "signin_failed", "Sign-in failed"
+    SIGNOUT = "signout", "Signed out"
+    DENIED = "denied", "Permission denied"
+    REAUTH = "reauth", "Re-authentication required"
+    PERMISSIONS_REFRESH = "permissions_refresh", "Permissions refreshed"
+    INSTANCE_CREATE = "instance_create", "DPS instance registered"
+    INSTANCE_UPDATE = "instance_update", "DPS instance changed"
+    INSTANCE_DELETE = "instance_delete", "DPS instance removed"
+    ENROLLMENT_READ = "enrollment_read", "Enrollment read"
+    ENROLLMENT_CREATE = "enrollment_create", "Enrollment created"
+    ENROLLMENT_UPDATE = "enrollment_update", "Enrollment updated"
+    ENROLLMENT_DELETE = "enrollment_delete", "Enrollment deleted"
+    ENROLLMENTGROUP_CREATE = "enrollmentgroup_create", "Enrollment group created"
+    ENROLLMENTGROUP_UPDATE = "enrollmentgroup_update", "Enrollment group updated"
+    ENROLLMENTGROUP_DELETE = "enrollmentgroup_delete", "Enrollment group deleted"
+    REGISTRATION_DELETE = "registration_delete", "Registration record deleted"
+    ATTESTATION_REVEAL = "attestation_reveal", "Attestation keys revealed"
+    JOB_CREATE = "job_create", "Job created"
+    JOB_START = "job_start", "Job started"
+    JOB_CANCEL = "job_cancel", "Job cancelled"
+    JOB_FINISH = "job_finish", "Job finished"
+    EXPORT = "export", "Exported"
+
+
+class AuditOutcome(models.TextChoices):
+    SUCCESS = "success", "Success"
+    DENIED = "denied", "Denied"
+    FAILED = "failed", "Failed"
+
+
+class AuditEvent(models.Model):
+    """One thing done (or refused) through the portal, by whom, where, with what result.
+
+    Rows are append-only: only :func:`audit.services.audit_record` creates them, nothing in
+    the application updates or deletes them. Each row stores the SHA-256 ``hash`` of its own
+    canonical content together with ``prev_hash``, the hash of the row written before it, so
+    removing or editing a row breaks the chain (``manage.py audit_verify`` finds where).
+
+    The actor is kept twice: ``actor`` links to the user while the account exists (SET_NULL
+    afterwards), and the ``actor_oid``/``actor_upn``/``actor_name`` snapshot says who it was
+    at the time, whatever happens to the account later. ``actor`` is therefore not part of
+    the hash; the snapshot is. ``before``/``after`` hold JSON with secrets redacted.
+    """
+
+    time = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_oid = models.CharField(max_length=64, blank=True, db_index=True)
+    actor_upn = models.CharField(max_length=255, blank=True)
+    actor_name = models.CharField(max_length=255, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    dps_instance = models.CharField(max_length=128, blank=True, db_index=True)
+    action = models.CharField(max_length=64, choices=AuditAction.choices, db_index=True)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=255, blank=True)
+    outcome = models.CharField(max_length=16, choices=AuditOutcome.choices, db_index=True)
+    dps_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    dps_error_code = models.CharField(max_length=64, blank=True)
+    tracking_id = models.CharField(max_length=128, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ("-id",)
+        indexes = [models.Index(fields=("target_type", "target_id"))]
+
+    def __str__(self) -> str:
+        who = self.actor_upn or self.actor_oid or "anonymous"
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {who} {self.action} {self.outcome}"
+
+
+class AuditChainHead(models.Model):
+    """The single row that serialises writers and remembers the newest hash.
+
+    Updating it first inside the writer's transaction takes a row lock on PostgreSQL and
+    the database write lock on SQLite, so two writers can never chain onto the same row.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_hash = models.CharField(max_length=64, default="0" * 64)
+    count = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"audit chain head #{self.count}"

@@ -1,0 +1,91 @@
+"""View decorators that enforce capabilities and app roles on the server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from audit.models import AuditAction, AuditOutcome
+from audit.services import audit_record
+from authn.backends import app_roles_of
+from authn.models import DpsInstance
+from authn.permissions import Capability
+
+View = Callable[..., HttpResponse]
+
+
+def deny(request: HttpRequest, *, reason: str, required: str, instance: str = "") -> HttpResponse:
+    """Answer 403 with the explanation page and record a ``denied`` audit event."""
+    audit_record(
+        actor=request.user,
+        action=AuditAction.DENIED,
+        outcome=AuditOutcome.DENIED,
+        target_type="view",
+        target_id=request.path[:255],
+        dps_instance=instance,
+        message=f"missing {required} for {request.method} {request.path}",
+    )
+    return render(
+        request,
+        "403.html",
+        {"reason": reason, "required": required, "instance": instance},
+        status=403,
+    )
+
+
+def capability_required(
+    capability: str | Capability, *, instance_kwarg: str = "instance"
+) -> Callable[[View], View]:
+    """Require a capability on the DPS instance named by the URL kwarg ``instance_kwarg``.
+
+    Anonymous users are sent to sign in; a missing capability gives the 403 page and a
+    ``denied`` audit event. The instance is available to the view as ``request.dps_instance``.
+    """
+    cap = Capability(capability)
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            instance = get_object_or_404(DpsInstance, name=kwargs[instance_kwarg], enabled=True)
+            request.dps_instance = instance  # type: ignore[attr-defined]
+            if not request.user.has_perm(cap.value, instance):
+                return deny(
+                    request,
+                    reason=f"Your Azure role on {instance.name} does not allow this: "
+                    f"{cap.sentence[0].lower()}{cap.sentence[1:]}",
+                    required=cap.value,
+                    instance=instance.name,
+                )
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def app_role_required(*roles: str) -> Callable[[View], View]:
+    """Require one of the Entra app roles (Portal.Admin, Portal.Auditor)."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not app_roles_of(request.user) & set(roles):
+                return deny(
+                    request,
+                    reason="This page needs the " + " or ".join(roles) + " role in the portal.",
+                    required=" or ".join(roles),
+                )
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator

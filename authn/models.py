@@ -1,0 +1,108 @@
+"""Entra identities, their encrypted token caches, and the registry of DPS instances."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+RESOURCE_ID_RE = (
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
+    r"Microsoft\.Devices/provisioningServices/[^/]+$"
+)
+
+
+class EntraIdentity(models.Model):
+    """The Entra ID account behind a Django user.
+
+    Keyed on (``tenant_id``, ``object_id``), never on the UPN, which can change. Display name,
+    UPN and app roles are refreshed from the ID token at every sign-in.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="entra_identity"
+    )
+    tenant_id = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    upn = models.CharField("user principal name", max_length=255, blank=True)
+    display_name = models.CharField(max_length=255, blank=True)
+    app_roles = models.JSONField(default=list, blank=True)
+    last_signin = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=("tenant_id", "object_id"), name="authn_entra_identity_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.upn or self.object_id
+
+    @property
+    def home_account_id(self) -> str:
+        """Return MSAL's account key, ``<oid>.<tid>``."""
+        return f"{self.object_id}.{self.tenant_id}"
+
+    def has_app_role(self, role: str) -> bool:
+        return role in (self.app_roles or [])
+
+
+class UserTokenCache(models.Model):
+    """One user's MSAL token caches, Fernet-encrypted with ``TOKEN_CACHE_KEYS``.
+
+    Holds refresh and access tokens: never exposed outside :mod:`authn.tokens`.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="token_cache"
+    )
+    blob = models.BinaryField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"token cache of user {self.user_id}"
+
+
+class DpsInstance(models.Model):
+    """A DPS instance the portal works with: where its service API is and its ARM id."""
+
+    name = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9-]{1,62}[A-Za-z0-9]$")],
+        help_text="The DPS resource name, e.g. dps-fleet-prod.",
+    )
+    host = models.CharField(
+        "service host",
+        max_length=255,
+        help_text="Host (and port) of the service API, e.g. "
+        "dps-fleet-prod.azure-devices-provisioning.net.",
+    )
+    resource_id = models.CharField(
+        "ARM resource id",
+        max_length=512,
+        validators=[RegexValidator(RESOURCE_ID_RE, "Not a DPS resource id.")],
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("name",)
+        verbose_name = "DPS instance"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{self.host}"
+
+    def as_audit_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "host": self.host,
+            "resource_id": self.resource_id,
+            "enabled": self.enabled,
+        }
