@@ -52,6 +52,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "authn.middleware.ReauthRequiredMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -168,6 +169,7 @@ PERMISSIONS_CACHE_SECONDS = env_int("PERMISSIONS_CACHE_SECONDS", 300)
 
 # -- auth, sessions, security ------------------------------------------------------------
 AUTH_USER_MODEL = "auth.User"
+AUTHENTICATION_BACKENDS = ["authn.backends.EntraBackend"]
 LOGIN_URL = "authn:login"
 LOGIN_REDIRECT_URL = "/"
 SESSION_COOKIE_HTTPONLY = True
