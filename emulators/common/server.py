@@ -257,6 +257,9 @@ class EmulatorStack:
     def stop(self) -> None:
         for s in self._servers:
             s.should_exit = True
+            # Idle keep-alive TLS connections of clients would otherwise hold the shutdown
+            # until the join below times out (uvicorn waits for every connection to close).
+            s.force_exit = True
         if self._thread:
             self._thread.join(10)
         for sock in self._sockets.values():
