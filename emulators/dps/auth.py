@@ -63,6 +63,7 @@ class Authenticator:
             hosts.update({f"localhost:{port}", f"127.0.0.1:{port}"})
         self._hosts = hosts
         self._token_cache: dict[str, tuple[dict[str, Any], float]] = {}
+        self._sas_cache: dict[str, AccessPolicy] = {}
         self._rbac_cache: dict[tuple[str, str], tuple[bool, float]] = {}
 
     # -- authentication -----------------------------------------------------------------
@@ -110,11 +111,17 @@ class Authenticator:
             sig = base64.b64decode(fields["sig"].replace(" ", "+"), validate=True)
         except (binascii.Error, ValueError):
             raise DpsError(e.UNAUTHORIZED, "The SAS signature is not base64.") from None
+        if self._sas_cache.get(value) is policy:
+            return Caller(kind="sas", policy=policy)
         candidates = {quote_plus(sr), quote_plus(sr.lower()), sr, raw_sr, quote(sr, safe="")}
         for key in self._keys[policy.key_name.lower()]:
             for text in candidates:
                 mac = hmac.new(key, f"{text}\n{fields['se']}".encode(), hashlib.sha256).digest()
                 if hmac.compare_digest(mac, sig):
+                    if len(self._sas_cache) >= _CACHE_LIMIT:
+                        self._sas_cache.clear()
+                    # Expiry and resource are re-checked on every use; only the HMAC is cached.
+                    self._sas_cache[value] = policy
                     return Caller(kind="sas", policy=policy)
         raise DpsError(e.UNAUTHORIZED, "The SAS signature does not match.")
 

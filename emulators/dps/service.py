@@ -203,6 +203,14 @@ class DpsService:
                     e.BAD_BODY, f"'{items_field}[{i}].{kind.id_field}' must be a string."
                 )
         errors: list[dict[str, Any]] = []
+        with self.store.transaction():
+            self._bulk_items(kind, mode, items, errors)
+        return {"errors": errors, "isSuccessful": not errors}
+
+    def _bulk_items(
+        self, kind: _Kind, mode: str, items: list[dict[str, Any]], errors: list[dict[str, Any]]
+    ) -> None:
+        """Apply each item in turn, collecting per-item errors."""
         for item in items:
             rid = item[kind.id_field]
             try:
@@ -224,7 +232,6 @@ class DpsService:
                 errors.append(
                     {kind.id_field: rid, "errorCode": err.code, "errorStatus": err.message}
                 )
-        return {"errors": errors, "isSuccessful": not errors}
 
     # -- queries ----------------------------------------------------------------------------
     @staticmethod

@@ -110,6 +110,7 @@ class DpsStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._depth = 0  # nesting of transaction() in the thread holding the lock
         self._db = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=30
         )
@@ -121,9 +122,33 @@ class DpsStore:
     # -- plumbing ------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Hold the store lock (re-entrant) so a check and a write happen together."""
+        """Hold the store lock and one SQLite transaction; nested calls join the outer one.
+
+        Checks and writes inside happen together, and a bulk call commits once instead
+        of once per item. On an exception everything since the outermost start is undone.
+        """
         with self._lock:
-            yield
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._enrollment_count = self._db.execute(
+                    "SELECT COUNT(*) FROM enrollments"
+                ).fetchone()[0]
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     def _one(self, sql: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
         with self._lock:

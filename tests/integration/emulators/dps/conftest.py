@@ -19,7 +19,7 @@ import pytest
 
 with warnings.catch_warnings():
     # Starlette 1.x asks for httpx2; httpx still works for in-process calls.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 from emulators.common.ca import TlsFiles, ensure_tls
