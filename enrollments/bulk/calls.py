@@ -1,0 +1,57 @@
+"""DPS calls of a bulk job: every one paced by the instance's shared bucket and retried here.
+
+The client is built with ``max_retries=0``, so every attempt passes through :func:`paced`,
+takes a token and honours ``Retry-After`` by holding the bucket for every worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from enrollments.dps.exceptions import DpsThrottled, DpsUnavailable
+from enrollments.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_rng = random.Random()  # noqa: S311 - jitter, not cryptography
+
+#: Attempts of one read before it is reported as failed.
+READ_ATTEMPTS = 8
+
+
+def backoff(attempt: int, retry_after: float | None = None) -> float:
+    """Return the seconds before attempt ``attempt + 1``: Retry-After or exponential, jittered."""
+    if retry_after is not None:
+        return retry_after + _rng.uniform(0, min(1.0, 0.1 * retry_after + 0.1))
+    ceiling = min(30.0, 0.5 * 2**attempt)
+    return ceiling / 2 + _rng.uniform(0, ceiling / 2)
+
+
+def paced(
+    bucket: TokenBucket,
+    call: Callable[[], T],
+    *,
+    attempts: int = READ_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run a call that is safe to repeat (a read), pacing and retrying 429 and 5xx."""
+    for attempt in range(attempts):
+        bucket.acquire()
+        try:
+            return call()
+        except DpsThrottled as exc:
+            wait = backoff(attempt, exc.retry_after if exc.retry_after is not None else 1.0)
+            bucket.hold(wait)
+            log.info("DPS throttled a read; every worker waits %.1f s", wait)
+            if attempt == attempts - 1:
+                raise
+        except DpsUnavailable:
+            if attempt == attempts - 1:
+                raise
+            sleep(backoff(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover

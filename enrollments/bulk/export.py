@@ -1,0 +1,92 @@
+"""Export every individual enrollment of an instance to the import CSV format.
+
+Keys are written only when the owner holds ``attestation.reveal`` and asked for them; that
+choice is audited. A crashed export starts over: it only reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import F
+from django.utils import timezone
+
+from audit.models import AuditAction, AuditOutcome
+from audit.services import audit_record
+from enrollments.bulk.calls import paced
+from enrollments.csv_format import COLUMNS, csv_line, enrollment_to_row
+from enrollments.dps.types import DpsApi
+from enrollments.models import BulkJob
+from enrollments.ratelimit import TokenBucket
+
+PAGE = 1000
+
+
+def export_run(
+    job: BulkJob,
+    client: DpsApi,
+    bucket: TokenBucket,
+    *,
+    can_reveal: bool,
+    should_stop: Callable[[], bool],
+    heartbeat: Callable[[], None],
+) -> None:
+    """Write the export file; store its path and row count on the job."""
+    from enrollments.bulk.services import bulk_dir, result_file_move
+
+    include_keys = bool(job.options.get("include_keys")) and can_reveal
+    tmp = bulk_dir() / f"export-{job.pk}.partial"
+    BulkJob.objects.filter(pk=job.pk).update(progress_done=0, count_done=0)
+    count = 0
+    with tmp.open("w", encoding="utf-8", newline="") as out:
+        out.write(csv_line(COLUMNS))
+        continuation: str | None = None
+        while True:
+            if should_stop():
+                tmp.unlink(missing_ok=True)
+                return
+            page = paced(
+                bucket,
+                lambda c=continuation: client.enrollment_query(page_size=PAGE, continuation=c),
+            )
+            for enrollment in page.items:
+                data: dict[str, Any] = enrollment.to_json()
+                keys = None
+                if include_keys and (data.get("attestation") or {}).get("type") == "symmetricKey":
+                    mech = paced(
+                        bucket,
+                        lambda r=enrollment.registration_id: (
+                            client.enrollment_attestation_mechanism(r)
+                        ),
+                    )
+                    keys = mech.to_json().get("symmetricKey") or {}
+                row = enrollment_to_row(data, keys=keys)
+                out.write(csv_line(row[c] for c in COLUMNS))
+                count += 1
+            BulkJob.objects.filter(pk=job.pk).update(
+                progress_done=count, count_done=count, progress_total=F("progress_total")
+            )
+            heartbeat()
+            continuation = page.continuation_token
+            if not continuation:
+                break
+    final = result_file_move(job, tmp)
+    BulkJob.objects.filter(pk=job.pk).update(
+        result_path=str(final),
+        total_rows=count,
+        progress_total=count,
+        progress_done=count,
+        count_done=count,
+        heartbeat_at=timezone.now(),
+    )
+    audit_record(
+        actor=job.owner,
+        action=AuditAction.EXPORT,
+        outcome=AuditOutcome.SUCCESS,
+        target_type="bulk_job",
+        target_id=str(job.pk),
+        dps_instance=job.instance.name,
+        after={"rows": count, "include_keys": include_keys},
+        message="export with keys" if include_keys else "export without keys",
+    )

@@ -1,0 +1,329 @@
+"""Apply a confirmed job's rows to DPS in bulk calls of at most ten, exactly once.
+
+Per chunk: claim up to ten rows of one plan with a lease (several workers may run one job),
+mark them ``sending`` and count the attempt (committed), take a token from the shared bucket,
+make the bulk call, then store every row's outcome and the job's counters in one transaction.
+
+A row found ``sending`` with an expired lease was in flight when a worker died or a call timed
+out: DPS may or may not have applied it. Such a row is checked with a GET first: if DPS already
+holds what the row asks for it is done; if DPS still holds the version the preview saw it is
+sent again; otherwise it is a conflict. Updates go with ``updateIfMatchETag`` and the preview's
+etag, so a record changed by someone else is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from enrollments.bulk.calls import backoff, paced
+from enrollments.csv_format import dps_payload, enrollment_to_row, row_diff
+from enrollments.dps.exceptions import (
+    DpsError,
+    DpsForbidden,
+    DpsNotFound,
+    DpsThrottled,
+    DpsUnauthorized,
+    DpsUnavailable,
+)
+from enrollments.dps.types import DpsApi, IndividualEnrollment
+from enrollments.models import BulkJob, BulkRow, JobKind, RowPlan, RowStatus
+from enrollments.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+CHUNK = 10
+LEASE_SECONDS = 120
+MAX_ATTEMPTS = 8
+_MODE = {RowPlan.CREATE: "create", RowPlan.UPDATE: "updateIfMatchETag", RowPlan.DELETE: "delete"}
+_COUNTER = {
+    RowStatus.DONE: "count_done",
+    RowStatus.FAILED: "count_failed",
+    RowStatus.CONFLICT: "count_conflict",
+    RowStatus.SKIPPED: "count_skipped",
+}
+
+
+class StopRun(Exception):
+    """The job must stop (cancel, pause); the claimed rows were released."""
+
+
+def _claimable(job: BulkJob) -> Any:
+    now = timezone.now()
+    return BulkRow.objects.filter(
+        job=job, plan__in=(RowPlan.CREATE, RowPlan.UPDATE, RowPlan.DELETE)
+    ).filter(
+        Q(status=RowStatus.PENDING, lease="")
+        | Q(status__in=(RowStatus.PENDING, RowStatus.SENDING), lease_until__lt=now)
+    )
+
+
+def claim(job: BulkJob, lease: str, *, size: int = CHUNK) -> list[BulkRow]:
+    """Lease up to ``size`` rows of one plan; return the rows this caller now owns."""
+    first = _claimable(job).order_by("id").values_list("plan", flat=True).first()
+    if first is None:
+        return []
+    ids = list(
+        _claimable(job).filter(plan=first).order_by("id").values_list("id", flat=True)[:size]
+    )
+    until = timezone.now() + timedelta(seconds=LEASE_SECONDS)
+    # The repeated filter makes the update lose any row another worker leased meanwhile.
+    _claimable(job).filter(id__in=ids).update(lease=lease, lease_until=until)
+    return list(BulkRow.objects.filter(id__in=ids, lease=lease).order_by("id"))
+
+
+def _finish_rows(job: BulkJob, outcomes: list[tuple[BulkRow, str, str, str]]) -> None:
+    """Store ``(row, status, error_code, message)`` outcomes and the job counters atomically."""
+    now = timezone.now()
+    counters: dict[str, int] = {}
+    with transaction.atomic():
+        for row, status, code, message in outcomes:
+            updated = BulkRow.objects.filter(id=row.id, lease=row.lease).update(
+                status=status,
+                error_code=code[:32],
+                message=message[:2000],
+                finished_at=now,
+                lease="",
+                lease_until=None,
+            )
+            if updated:
+                counters[_COUNTER[RowStatus(status)]] = (
+                    counters.get(_COUNTER[RowStatus(status)], 0) + 1
+                )
+        if counters:
+            total = sum(counters.values())
+            BulkJob.objects.filter(id=job.id).update(
+                progress_done=F("progress_done") + total,
+                heartbeat_at=now,
+                **{k: F(k) + n for k, n in counters.items()},
+            )
+
+
+def _release(rows: list[BulkRow], *, in_doubt: bool) -> None:
+    BulkRow.objects.filter(id__in=[r.id for r in rows], lease__in={r.lease for r in rows}).update(
+        status=RowStatus.SENDING if in_doubt else RowStatus.PENDING,
+        lease="",
+        lease_until=timezone.now() - timedelta(seconds=1) if in_doubt else None,
+    )
+
+
+def _desired(row: BulkRow) -> dict[str, Any]:
+    return json.loads(row.payload)
+
+
+def _resolve_in_doubt(
+    row: BulkRow, client: DpsApi, bucket: TokenBucket
+) -> tuple[str, str, str] | None:
+    """Decide a row a previous attempt may have applied; None means "send it"."""
+    try:
+        current = paced(bucket, lambda: client.enrollment_get(row.registration_id)).to_json()
+    except DpsNotFound:
+        current = None
+    if row.plan == RowPlan.DELETE:
+        if current is None:
+            return RowStatus.DONE, "", "Deleted (confirmed after an interrupted attempt)."
+        if not row.etag or current.get("etag") == row.etag:
+            return None
+        return RowStatus.CONFLICT, "412", "The enrollment changed in DPS since the preview."
+    if row.plan == RowPlan.CREATE and current is None:
+        return None
+    if row.plan == RowPlan.UPDATE and current is not None and current.get("etag") == row.etag:
+        return None
+    if current is not None and not row_diff(
+        enrollment_to_row(current), enrollment_to_row(_desired(row))
+    ):
+        return RowStatus.DONE, "", "Applied (confirmed after an interrupted attempt)."
+    if row.plan == RowPlan.UPDATE and current is None:
+        return RowStatus.CONFLICT, "404", "The enrollment was deleted in DPS since the preview."
+    return RowStatus.CONFLICT, "412", "The enrollment changed in DPS since the preview."
+
+
+def _item(row: BulkRow, client: DpsApi, bucket: TokenBucket) -> IndividualEnrollment:
+    body = dps_payload(_desired(row))
+    if row.plan == RowPlan.UPDATE:
+        att = body.get("attestation") or {}
+        if att.get("type") == "symmetricKey" and not att.get("symmetricKey"):
+            # Blank keys in the file mean "keep them": carry the current keys (issue 5).
+            mech = paced(
+                bucket, lambda: client.enrollment_attestation_mechanism(row.registration_id)
+            )
+            att["symmetricKey"] = mech.to_json().get("symmetricKey") or {}
+        body["etag"] = row.etag
+    elif row.plan == RowPlan.DELETE and row.etag:
+        body["etag"] = row.etag
+    return IndividualEnrollment.from_json(body)
+
+
+def _error_status(plan: str, code: int | None) -> str:
+    if code is None:
+        return RowStatus.FAILED
+    family = code // 1000 if code >= 1000 else code
+    if family == 412 or (family == 409 and plan == RowPlan.CREATE):
+        return RowStatus.CONFLICT
+    if family == 404 and plan != RowPlan.CREATE:
+        return RowStatus.CONFLICT
+    return RowStatus.FAILED
+
+
+def run_chunk(
+    job: BulkJob,
+    rows: list[BulkRow],
+    client: DpsApi,
+    bucket: TokenBucket,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Apply one claimed chunk and store its outcomes; raise StopRun-worthy errors upward."""
+    outcomes: list[tuple[BulkRow, str, str, str]] = []
+    to_send: list[BulkRow] = []
+    for row in rows:
+        if row.status == RowStatus.SENDING:
+            decided = _resolve_in_doubt(row, client, bucket)
+            if decided is not None:
+                outcomes.append((row, *decided))
+                continue
+        if row.attempts >= MAX_ATTEMPTS:
+            outcomes.append(
+                (row, RowStatus.FAILED, "", "DPS did not accept the row after repeated attempts.")
+            )
+            continue
+        to_send.append(row)
+    if outcomes:
+        _finish_rows(job, outcomes)
+        outcomes = []
+    if not to_send:
+        return
+    if job.kind == JobKind.DELETE_REGISTRATIONS:
+        _run_registration_deletes(job, to_send, client, bucket)
+        return
+    items = [_item(row, client, bucket) for row in to_send]
+    BulkRow.objects.filter(id__in=[r.id for r in to_send]).update(
+        status=RowStatus.SENDING, attempts=F("attempts") + 1
+    )
+    mode = _MODE[RowPlan(to_send[0].plan)]
+    bucket.acquire()
+    try:
+        result = client.enrollment_bulk(mode, items)
+    except DpsThrottled as exc:
+        # 429: DPS did nothing. Everyone waits; the rows go back to pending.
+        bucket.hold(backoff(0, exc.retry_after if exc.retry_after is not None else 1.0))
+        _release(to_send, in_doubt=False)
+        return
+    except DpsUnavailable as exc:
+        # 5xx, timeout, dropped connection: DPS may have applied the items. Check before resending.
+        log.warning("bulk call of job %s failed (%s); rows are in doubt", job.id, exc.status)
+        _release(to_send, in_doubt=True)
+        sleep(backoff(min(r.attempts for r in to_send)))
+        return
+    except (DpsForbidden, DpsUnauthorized):
+        _release(to_send, in_doubt=False)
+        raise
+    except DpsError as exc:
+        for row in to_send:
+            outcomes.append(
+                (row, RowStatus.FAILED, str(exc.error_code or exc.status or ""), str(exc))
+            )
+        _finish_rows(job, outcomes)
+        return
+    errors = {e.id.lower(): e for e in result.errors or () if e.id}
+    for row in to_send:
+        err = errors.get(row.reg_key)
+        if err is None:
+            outcomes.append((row, RowStatus.DONE, "", ""))
+        else:
+            outcomes.append(
+                (
+                    row,
+                    _error_status(row.plan, err.error_code),
+                    str(err.error_code or ""),
+                    err.error_status or "",
+                )
+            )
+    _finish_rows(job, outcomes)
+
+
+def _run_registration_deletes(
+    job: BulkJob, rows: list[BulkRow], client: DpsApi, bucket: TokenBucket
+) -> None:
+    outcomes: list[tuple[BulkRow, str, str, str]] = []
+    for row in rows:
+        BulkRow.objects.filter(id=row.id).update(
+            status=RowStatus.SENDING, attempts=F("attempts") + 1
+        )
+        try:
+            paced(
+                bucket,
+                lambda r=row: client.registration_delete(
+                    r.registration_id, if_match=r.etag or None
+                ),
+            )
+        except DpsNotFound:
+            outcomes.append((row, RowStatus.DONE, "", "Already absent."))
+        except (DpsForbidden, DpsUnauthorized):
+            _release(rows, in_doubt=False)
+            raise
+        except DpsError as exc:
+            outcomes.append(
+                (
+                    row,
+                    _error_status(row.plan, _int(exc.error_code)),
+                    str(exc.error_code or exc.status or ""),
+                    str(exc),
+                )
+            )
+        else:
+            outcomes.append((row, RowStatus.DONE, "", ""))
+    _finish_rows(job, outcomes)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def run_rows(
+    job: BulkJob,
+    client: DpsApi,
+    bucket: TokenBucket,
+    *,
+    should_stop: Callable[[], bool],
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Apply chunks until none is left (True) or ``should_stop`` says so (False)."""
+    lease = uuid.uuid4().hex
+    while True:
+        if should_stop():
+            return False
+        rows = claim(job, lease)
+        if not rows:
+            return True
+        try:
+            run_chunk(job, rows, client, bucket, sleep=sleep)
+        except BaseException:
+            # Anything unexpected (ReauthRequired included): unsent rows go back, sent ones
+            # stay in doubt and are checked by whoever claims them next.
+            BulkRow.objects.filter(
+                id__in=[r.id for r in rows], lease=lease, status=RowStatus.PENDING
+            ).update(lease="", lease_until=None)
+            BulkRow.objects.filter(
+                id__in=[r.id for r in rows], lease=lease, status=RowStatus.SENDING
+            ).update(lease="", lease_until=timezone.now() - timedelta(seconds=1))
+            raise
+
+
+def rows_in_flight(job: BulkJob) -> bool:
+    """Return whether another worker holds a live lease on rows of ``job``."""
+    return (
+        BulkRow.objects.filter(job=job, lease_until__gte=timezone.now()).exclude(lease="").exists()
+    )

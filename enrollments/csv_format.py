@@ -1,0 +1,674 @@
+"""The one CSV format of individual enrollments: columns, reading, writing (docs/csv-format.md).
+
+Reading streams: :func:`open_csv` detects the encoding (UTF-8 with or without BOM, UTF-16 with
+BOM) and the delimiter (comma or semicolon) from the first bytes, maps header names case- and
+space-insensitively and raises :class:`CsvFormatError` with one sentence for anything else.
+:func:`parse_row` turns one record into DPS enrollment JSON plus a list of per-column errors,
+using the field validators of :mod:`enrollments.validation`. Writing (:func:`enrollment_to_row`,
+:func:`write_rows`) produces exactly what reading accepts, so export → import round-trips.
+
+Cells that start with ``= + - @`` (or tab / carriage return) would run as formulas in a
+spreadsheet. Export prefixes them with ``'``; import strips that one quote again, and refuses
+a cell that still starts with such a character, since it most likely came from a spreadsheet
+formula rather than from the operator's data.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from django.core.exceptions import ValidationError
+
+from enrollments import validation as v
+
+#: Canonical column names, in the order export writes them.
+COLUMNS: tuple[str, ...] = (
+    "operation",
+    "registrationId",
+    "deviceId",
+    "provisioningStatus",
+    "attestationType",
+    "tpmEndorsementKey",
+    "tpmStorageRootKey",
+    "symmetricKeyPrimary",
+    "symmetricKeySecondary",
+    "x509CertificatePrimary",
+    "x509CertificateSecondary",
+    "x509ThumbprintPrimary",
+    "x509ThumbprintSecondary",
+    "x509CaReferencePrimary",
+    "x509CaReferenceSecondary",
+    "iotHubs",
+    "iotHubHostName",
+    "allocationPolicy",
+    "webhookUrl",
+    "webhookApiVersion",
+    "reprovisionPolicy",
+    "iotEdge",
+    "twinTags",
+    "twinDesiredProperties",
+    "optionalDeviceInformation",
+    "etag",
+)
+OPERATIONS: tuple[str, ...] = ("create", "update", "upsert", "delete")
+KEY_COLUMNS = ("symmetricKeyPrimary", "symmetricKeySecondary")
+CERT_COLUMNS = ("x509CertificatePrimary", "x509CertificateSecondary")
+#: A cell longer than this is refused (DPS's own message limit is 96 KB).
+MAX_CELL_CHARS = 64 * 1024
+#: The csv module's own ceiling; above MAX_CELL_CHARS so a long cell is a row error, not a crash.
+FIELD_SIZE_LIMIT = 32 * 1024 * 1024
+
+_FORMULA_START = frozenset("=+-@\t\r")
+_NEUTRALISED = re.compile(r"^'+[=+\-@\t\r]")
+_HUB_SPLIT = re.compile(r"[\s,;]+")
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", name).lower()
+
+
+_BY_NORM: dict[str, str] = {_norm(c): c for c in COLUMNS}
+# Accepted spellings besides the canonical ones.
+_BY_NORM.update({"mode": "operation", "action": "operation", "id": "registrationId"})
+
+
+class CsvFormatError(Exception):
+    """The file as a whole cannot be read; the message says why in one sentence."""
+
+
+#
+# Cells
+#
+
+
+def neutralise(value: str) -> str:
+    """Return ``value`` safe to open in a spreadsheet: formula starts get a leading ``'``.
+
+    A value that already starts with quotes followed by a formula character gets one more,
+    so :func:`unneutralise` restores every value exactly.
+    """
+    if value and value.lstrip("'")[:1] in _FORMULA_START:
+        return "'" + value
+    return value
+
+
+def unneutralise(value: str) -> str:
+    """Reverse :func:`neutralise`."""
+    if value[:1] == "'" and _NEUTRALISED.match(value):
+        return value[1:]
+    return value
+
+
+#
+# Reading
+#
+
+
+@dataclass
+class CsvSource:
+    """An open CSV file: its text reader, detected encoding and delimiter, and column map."""
+
+    reader: Any
+    encoding: str
+    delimiter: str
+    columns: list[str | None]  # canonical name per position; None for an ignored column
+    header_line: int = 1
+    _last_line: int = 1
+
+    def records(self) -> Iterator[tuple[int, list[str]]]:
+        """Yield ``(line number where the record starts, cells)`` for each non-empty record."""
+        try:
+            for cells in self.reader:
+                start = self._last_line + 1
+                self._last_line = self.reader.line_num
+                if not cells or (len(cells) == 1 and not cells[0].strip()):
+                    continue
+                yield start, cells
+        except UnicodeDecodeError as exc:
+            raise CsvFormatError(
+                f"Line {self._last_line + 1} is not valid {self.encoding.upper()} text "
+                f"({exc.reason}); save the file as UTF-8 or UTF-16 with a byte order mark."
+            ) from None
+        except csv.Error as exc:
+            raise CsvFormatError(
+                f"Line {self._last_line + 1} cannot be read as CSV ({exc}); "
+                "a quote is probably not closed."
+            ) from None
+
+
+def _detect_encoding(head: bytes) -> str:
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise CsvFormatError(
+            "The file is UTF-32; save it as UTF-8 or UTF-16 with a byte order mark."
+        )
+    if b"\x00" in head:
+        if len(head) > 3 and (head[1] == 0 or head[0] == 0):
+            raise CsvFormatError(
+                "The file looks like UTF-16 without a byte order mark; "
+                "save it as UTF-8, or as UTF-16 with a byte order mark."
+            )
+        raise CsvFormatError("The file is not text: it contains binary data (NUL bytes).")
+    return "utf-8"
+
+
+def _split_header(line: str) -> tuple[str, list[str]]:
+    stripped = line.rstrip("\r\n")
+    if not stripped.strip():
+        raise CsvFormatError("The first line is empty; it must be the header row.")
+    best: tuple[str, list[str]] | None = None
+    for delimiter in (",", ";"):
+        cells = next(csv.reader([stripped], delimiter=delimiter))
+        if any(_BY_NORM.get(_norm(c)) == "registrationId" for c in cells):
+            if best is None or len(cells) > len(best[1]):
+                best = (delimiter, cells)
+    if best is None:
+        if "\t" in stripped and "registrationid" in _norm(stripped):
+            raise CsvFormatError(
+                "The file is separated by tabs; use commas or semicolons between columns."
+            )
+        raise CsvFormatError(
+            "The first line is not a header with a registrationId column; add the header row "
+            "(download the template to see it)."
+        )
+    return best
+
+
+def open_csv(binary: IO[bytes]) -> CsvSource:
+    """Open a binary CSV stream for reading; raise :class:`CsvFormatError` on a bad file."""
+    head = binary.read(4096)
+    if not head:
+        raise CsvFormatError("The file is empty.")
+    encoding = _detect_encoding(head)
+    binary.seek(0)
+    text = io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")
+    try:
+        header_line = text.readline()
+    except UnicodeDecodeError as exc:
+        raise CsvFormatError(
+            f"The header is not valid {encoding.upper()} text ({exc.reason}); "
+            "save the file as UTF-8 or UTF-16 with a byte order mark."
+        ) from None
+    if "\x00" in header_line:
+        raise CsvFormatError("The file is not text: it contains binary data (NUL bytes).")
+    delimiter, names = _split_header(header_line)
+    columns: list[str | None] = []
+    unknown: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        canonical = _BY_NORM.get(_norm(name))
+        if canonical is None:
+            if name.strip():
+                unknown.append(name.strip())
+            columns.append(None)
+            continue
+        if canonical in seen:
+            raise CsvFormatError(f"The column {canonical} appears twice in the header.")
+        seen.add(canonical)
+        columns.append(canonical)
+    if unknown:
+        shown = ", ".join(repr(u[:40]) for u in unknown[:5])
+        raise CsvFormatError(
+            f"Unknown column{'s' if len(unknown) > 1 else ''} {shown} in the header; "
+            "the columns are listed in the format help."
+        )
+    csv.field_size_limit(FIELD_SIZE_LIMIT)
+    reader = csv.reader(text, delimiter=delimiter, strict=False)
+    return CsvSource(reader=reader, encoding=encoding, delimiter=delimiter, columns=columns)
+
+
+#
+# Rows → DPS JSON
+#
+
+
+@dataclass
+class ParsedRow:
+    """One record of the file, as the importer sees it."""
+
+    line_no: int
+    registration_id: str
+    operation: str
+    payload: dict[str, Any] | None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    cells: dict[str, str] = field(default_factory=dict)
+
+
+def _message(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+_REPROVISION_RAW = re.compile(
+    r"^\s*updatehubassignment\s*=\s*(true|false)\s*[,;\s]\s*migratedevicedata\s*=\s*(true|false)\s*$",
+    re.IGNORECASE,
+)
+
+
+def _reprovision(value: str) -> dict[str, bool] | None:
+    raw = _REPROVISION_RAW.match(value)
+    if raw:
+        return {
+            "updateHubAssignment": raw.group(1).lower() == "true",
+            "migrateDeviceData": raw.group(2).lower() == "true",
+        }
+    policy = v.validate_reprovision_policy(value)
+    return policy.to_json() if policy else None
+
+
+def _json_object(value: str, label: str) -> dict[str, Any] | None:
+    return v.parse_twin_json(value, label) if value.strip() else None
+
+
+def parse_row(
+    line_no: int,
+    cells: list[str],
+    columns: list[str | None],
+    *,
+    default_operation: str = "upsert",
+) -> ParsedRow:
+    """Turn one CSV record into DPS enrollment JSON, collecting every error with its column."""
+    errors: list[dict[str, str]] = []
+    if len(cells) != len(columns):
+        errors.append(
+            {
+                "column": "",
+                "message": f"The row has {len(cells)} fields but the header has {len(columns)}"
+                + (" (is a quote left open?)." if len(cells) < len(columns) else "."),
+            }
+        )
+    c: dict[str, str] = {}
+    for name, raw in zip(columns, cells, strict=False):
+        if name is None:
+            continue
+        if len(raw) > MAX_CELL_CHARS:
+            errors.append(
+                {
+                    "column": name,
+                    "message": f"The cell holds {len(raw):,} characters; the limit is "
+                    f"{MAX_CELL_CHARS:,}.",
+                }
+            )
+            continue
+        value = unneutralise(raw)
+        if value[:1] in _FORMULA_START:
+            errors.append(
+                {
+                    "column": name,
+                    "message": f"The cell starts with {value[:1]!r} like a spreadsheet formula; "
+                    "prefix it with ' if the value is meant literally.",
+                }
+            )
+            continue
+        c[name] = value
+
+    def err(column: str, message: str) -> None:
+        errors.append({"column": column, "message": message})
+
+    def check(column: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ValidationError as exc:
+            err(column, _message(exc))
+            return None
+
+    registration_id = c.get("registrationId", "").strip()
+    operation = (c.get("operation", "").strip().lower()) or default_operation
+    if operation not in OPERATIONS:
+        err("operation", "The operation must be create, update, upsert or delete (or blank).")
+        operation = default_operation
+    if check("registrationId", v.validate_registration_id, registration_id) is None:
+        return ParsedRow(line_no, registration_id, operation, None, errors, c)
+    payload: dict[str, Any] = {"registrationId": registration_id}
+    if operation == "delete":
+        etag = c.get("etag", "").strip()
+        if etag:
+            payload["etag"] = etag
+        return ParsedRow(line_no, registration_id, operation, payload, errors, c)
+
+    device_id = check("deviceId", v.validate_device_id, c.get("deviceId"))
+    if device_id:
+        payload["deviceId"] = device_id
+    attestation = _attestation(c, err, check)
+    if attestation is not None:
+        payload["attestation"] = attestation
+    status = check(
+        "provisioningStatus", v.validate_provisioning_status, c.get("provisioningStatus")
+    )
+    if status:
+        payload["provisioningStatus"] = status
+    hubs_text = c.get("iotHubs", "")
+    hubs = check("iotHubs", v.validate_iot_hubs, _HUB_SPLIT.split(hubs_text.strip())) or []
+    if hubs:
+        payload["iotHubs"] = hubs
+    legacy_hub = c.get("iotHubHostName", "").strip()
+    if legacy_hub:
+        hub = check("iotHubHostName", v.validate_iot_hub_host_name, legacy_hub)
+        if hub:
+            payload["iotHubHostName"] = hub
+    try:
+        policy, custom = v.validate_allocation(
+            c.get("allocationPolicy"),
+            iot_hubs=hubs or ([legacy_hub] if legacy_hub else []),
+            webhook_url=c.get("webhookUrl"),
+            api_version=c.get("webhookApiVersion"),
+        )
+    except ValidationError as exc:
+        message = _message(exc)
+        column = "webhookUrl" if "webhook" in message.lower() else "allocationPolicy"
+        if "api version" in message.lower():
+            column = "webhookApiVersion"
+        err(column, message)
+    else:
+        if policy:
+            payload["allocationPolicy"] = policy
+        if custom:
+            payload["customAllocationDefinition"] = custom.to_json()
+    if c.get("reprovisionPolicy", "").strip():
+        reprovision = check("reprovisionPolicy", _reprovision, c["reprovisionPolicy"])
+        if reprovision:
+            payload["reprovisionPolicy"] = reprovision
+    if c.get("iotEdge", "").strip():
+        edge = check("iotEdge", v.validate_iot_edge, c["iotEdge"])
+        if edge is not None:
+            payload["capabilities"] = {"iotEdge": edge}
+    tags = check("twinTags", _json_object, c.get("twinTags", ""), "Twin tags")
+    desired = check(
+        "twinDesiredProperties",
+        _json_object,
+        c.get("twinDesiredProperties", ""),
+        "Desired properties",
+    )
+    if tags is not None or desired is not None:
+        twin: dict[str, Any] = {}
+        if tags is not None:
+            twin["tags"] = tags
+        if desired is not None:
+            twin["properties"] = {"desired": desired}
+        payload["initialTwin"] = twin
+    info = check(
+        "optionalDeviceInformation",
+        _json_object,
+        c.get("optionalDeviceInformation", ""),
+        "Optional device information",
+    )
+    if info is not None:
+        payload["optionalDeviceInformation"] = info
+    etag = c.get("etag", "").strip()
+    if etag:
+        payload["etag"] = etag
+    return ParsedRow(line_no, registration_id, operation, payload, errors, c)
+
+
+def _attestation(c: Mapping[str, str], err: Any, check: Any) -> dict[str, Any] | None:
+    kind_text = c.get("attestationType", "").strip()
+    if not kind_text:
+        err("attestationType", "Choose an attestation: tpm, x509 or symmetricKey.")
+        return None
+    kind = check("attestationType", v.validate_attestation_type, kind_text)
+    if kind is None:
+        return None
+    for column, owner in (
+        ("tpmEndorsementKey", "tpm"),
+        ("tpmStorageRootKey", "tpm"),
+        ("symmetricKeyPrimary", "symmetricKey"),
+        ("symmetricKeySecondary", "symmetricKey"),
+        ("x509CertificatePrimary", "x509"),
+        ("x509CertificateSecondary", "x509"),
+        ("x509CaReferencePrimary", "x509"),
+        ("x509CaReferenceSecondary", "x509"),
+    ):
+        if c.get(column, "").strip() and owner != kind:
+            err(column, f"This column belongs to {owner} attestation, but the row says {kind}.")
+    if kind == "tpm":
+        ek = check("tpmEndorsementKey", v.validate_endorsement_key, c.get("tpmEndorsementKey"))
+        srk = check("tpmStorageRootKey", v.validate_storage_root_key, c.get("tpmStorageRootKey"))
+        if ek is None:
+            return None
+        tpm: dict[str, Any] = {"endorsementKey": ek}
+        if srk:
+            tpm["storageRootKey"] = srk
+        return {"type": "tpm", "tpm": tpm}
+    if kind == "symmetricKey":
+        primary = check(
+            "symmetricKeyPrimary",
+            v.validate_symmetric_key,
+            c.get("symmetricKeyPrimary"),
+            "The primary key",
+        )
+        secondary = check(
+            "symmetricKeySecondary",
+            v.validate_symmetric_key,
+            c.get("symmetricKeySecondary"),
+            "The secondary key",
+        )
+        keys = {}
+        if primary:
+            keys["primaryKey"] = primary
+        if secondary:
+            keys["secondaryKey"] = secondary
+        return {"type": "symmetricKey", "symmetricKey": keys}
+    # x509: client certificates, or CA references, or (for an unchanged record) thumbprints.
+    cert1 = c.get("x509CertificatePrimary", "").strip()
+    cert2 = c.get("x509CertificateSecondary", "").strip()
+    ca1 = c.get("x509CaReferencePrimary", "").strip()
+    ca2 = c.get("x509CaReferenceSecondary", "").strip()
+    thumb1 = c.get("x509ThumbprintPrimary", "").strip().upper()
+    thumb2 = c.get("x509ThumbprintSecondary", "").strip().upper()
+    if (cert1 or cert2) and (ca1 or ca2):
+        err("x509CaReferencePrimary", "Give client certificates or CA references, not both.")
+        return None
+    if ca1 or ca2:
+        if not ca1:
+            err("x509CaReferencePrimary", "A secondary CA reference needs a primary one.")
+            return None
+        refs = {"primary": check("x509CaReferencePrimary", v.validate_ca_reference, ca1)}
+        if ca2:
+            refs["secondary"] = check("x509CaReferenceSecondary", v.validate_ca_reference, ca2)
+        return {"type": "x509", "x509": {"caReferences": refs}}
+    if not cert1:
+        if cert2:
+            err("x509CertificatePrimary", "A secondary certificate needs a primary one.")
+            return None
+        if thumb1:
+            # Export writes thumbprints, DPS never returns certificates: the row can only be
+            # compared, and is refused at preview if anything else about it changed.
+            thumbs: dict[str, Any] = {"primary": {"info": {"sha256Thumbprint": thumb1}}}
+            if thumb2:
+                thumbs["secondary"] = {"info": {"sha256Thumbprint": thumb2}}
+            return {"type": "x509", "x509": {"clientCertificates": thumbs}, "thumbprintOnly": True}
+        err(
+            "x509CertificatePrimary",
+            "X.509 attestation needs a client certificate (PEM or base64) or a CA reference.",
+        )
+        return None
+    certs: dict[str, Any] = {}
+    for column, slot, text in (
+        ("x509CertificatePrimary", "primary", cert1),
+        ("x509CertificateSecondary", "secondary", cert2),
+    ):
+        if not text:
+            continue
+        info = check(column, v.validate_certificate, text)
+        if info is not None:
+            certs[slot] = {
+                "certificate": text,
+                "info": {"sha256Thumbprint": info.sha256_thumbprint},
+            }
+    if "primary" not in certs:
+        return None
+    return {"type": "x509", "x509": {"clientCertificates": certs}}
+
+
+def read_rows(
+    binary: IO[bytes], *, default_operation: str = "upsert", max_rows: int | None = None
+) -> Iterator[ParsedRow]:
+    """Yield each record of a CSV stream parsed; raise :class:`CsvFormatError` on a bad file."""
+    source = open_csv(binary)
+    count = 0
+    for line_no, cells in source.records():
+        count += 1
+        if max_rows is not None and count > max_rows:
+            raise CsvFormatError(
+                f"The file has more than {max_rows:,} rows, the limit of one import; split it."
+            )
+        yield parse_row(line_no, cells, source.columns, default_operation=default_operation)
+
+
+#
+# DPS JSON → rows (export, diff)
+#
+
+
+def dps_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the JSON to send to DPS for a parsed row (without import-only markers)."""
+    out = json.loads(json.dumps(payload))
+    att = out.get("attestation")
+    if isinstance(att, dict):
+        att.pop("thumbprintOnly", None)
+        x = att.get("x509") or {}
+        for slot in (x.get("clientCertificates") or {}).values():
+            if isinstance(slot, dict):
+                slot.pop("info", None)
+    out.pop("etag", None)
+    return out
+
+
+def _bool_text(value: Any) -> str:
+    return "true" if value else "false"
+
+
+def _reprovision_text(policy: Mapping[str, Any] | None) -> str:
+    if not policy:
+        return ""
+    pair = (bool(policy.get("updateHubAssignment")), bool(policy.get("migrateDeviceData")))
+    for name, values in v.REPROVISION_CHOICES.items():
+        if values == pair:
+            return name
+    return f"updateHubAssignment={_bool_text(pair[0])};migrateDeviceData={_bool_text(pair[1])}"
+
+
+def _json_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def enrollment_to_row(
+    enrollment: Mapping[str, Any], *, keys: Mapping[str, Any] | None = None, operation: str = ""
+) -> dict[str, str]:
+    """Return the CSV cells (unneutralised) of DPS enrollment JSON.
+
+    ``keys`` is the symmetric-key attestation read through the attestation-mechanism call;
+    keys are written only when it is given.
+    """
+    row = dict.fromkeys(COLUMNS, "")
+    row["operation"] = operation
+    row["registrationId"] = str(enrollment.get("registrationId") or "")
+    row["deviceId"] = str(enrollment.get("deviceId") or "")
+    row["provisioningStatus"] = str(enrollment.get("provisioningStatus") or "enabled")
+    att = enrollment.get("attestation") or {}
+    kind = str(att.get("type") or "")
+    row["attestationType"] = kind
+    if kind == "tpm":
+        tpm = att.get("tpm") or {}
+        row["tpmEndorsementKey"] = str(tpm.get("endorsementKey") or "")
+        row["tpmStorageRootKey"] = str(tpm.get("storageRootKey") or "")
+    elif kind == "symmetricKey" and keys:
+        row["symmetricKeyPrimary"] = str(keys.get("primaryKey") or "")
+        row["symmetricKeySecondary"] = str(keys.get("secondaryKey") or "")
+    elif kind == "x509":
+        x = att.get("x509") or {}
+        certs = x.get("clientCertificates") or {}
+        refs = x.get("caReferences") or {}
+        for slot, cert_col, thumb_col in (
+            ("primary", "x509CertificatePrimary", "x509ThumbprintPrimary"),
+            ("secondary", "x509CertificateSecondary", "x509ThumbprintSecondary"),
+        ):
+            entry = certs.get(slot) or {}
+            row[cert_col] = str(entry.get("certificate") or "")
+            row[thumb_col] = str((entry.get("info") or {}).get("sha256Thumbprint") or "").upper()
+        row["x509CaReferencePrimary"] = str(refs.get("primary") or "")
+        row["x509CaReferenceSecondary"] = str(refs.get("secondary") or "")
+    row["iotHubs"] = " ".join(enrollment.get("iotHubs") or [])
+    row["iotHubHostName"] = str(enrollment.get("iotHubHostName") or "")
+    row["allocationPolicy"] = str(enrollment.get("allocationPolicy") or "")
+    custom = enrollment.get("customAllocationDefinition") or {}
+    row["webhookUrl"] = str(custom.get("webhookUrl") or "")
+    row["webhookApiVersion"] = str(custom.get("apiVersion") or "")
+    row["reprovisionPolicy"] = _reprovision_text(enrollment.get("reprovisionPolicy"))
+    caps = enrollment.get("capabilities")
+    row["iotEdge"] = _bool_text(caps.get("iotEdge")) if caps else ""
+    twin = enrollment.get("initialTwin") or {}
+    row["twinTags"] = _json_text(twin.get("tags"))
+    row["twinDesiredProperties"] = _json_text((twin.get("properties") or {}).get("desired"))
+    row["optionalDeviceInformation"] = _json_text(enrollment.get("optionalDeviceInformation"))
+    row["etag"] = str(enrollment.get("etag") or "")
+    return row
+
+
+#: Columns compared by the preview (certificates go by thumbprint; keys only when both known).
+DIFF_COLUMNS = tuple(
+    c for c in COLUMNS if c not in ("operation", "etag", *CERT_COLUMNS, *KEY_COLUMNS)
+)
+_DEFAULTS = {"iotEdge": "false", "provisioningStatus": "enabled"}
+
+
+def row_diff(
+    current: Mapping[str, str], desired: Mapping[str, str], *, compare_keys: bool = False
+) -> dict[str, list[str]]:
+    """Return ``{column: [current, desired]}`` for every column that differs."""
+    columns: Iterable[str] = DIFF_COLUMNS + (KEY_COLUMNS if compare_keys else ())
+    out: dict[str, list[str]] = {}
+    for column in columns:
+        a = current.get(column, "") or _DEFAULTS.get(column, "")
+        b = desired.get(column, "") or _DEFAULTS.get(column, "")
+        if column in ("twinTags", "twinDesiredProperties", "optionalDeviceInformation"):
+            a = _canonical_json(a)
+            b = _canonical_json(b)
+        if a != b:
+            out[column] = [a, b]
+    return out
+
+
+def _canonical_json(text: str) -> str:
+    if not text:
+        return ""
+    try:
+        return _json_text(json.loads(text))
+    except ValueError:
+        return text
+
+
+class _Echo:
+    """A file-like object whose ``write`` returns the line, for streaming responses."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_line(cells: Iterable[str], *, delimiter: str = ",") -> str:
+    """Return one CSV line (with CRLF) of neutralised cells."""
+    writer = csv.writer(_Echo(), delimiter=delimiter, lineterminator="\r\n")
+    return writer.writerow([neutralise(str(cell)) for cell in cells])
+
+
+def write_rows(out: IO[str], rows: Iterable[Mapping[str, str]], *, header: bool = True) -> int:
+    """Write the header and rows in the canonical column order; return the row count."""
+    writer = csv.writer(out, lineterminator="\r\n")
+    if header:
+        writer.writerow(COLUMNS)
+    count = 0
+    for row in rows:
+        writer.writerow([neutralise(row.get(c, "")) for c in COLUMNS])
+        count += 1
+    return count

@@ -1,0 +1,192 @@
+"""One token bucket per DPS instance, shared by every worker through Redis.
+
+DPS allows a number of service operations per minute per instance (1,000 by default,
+reference/dps-service/API.md §10) and counts each call, a bulk call of ten included, as one.
+Every process that calls DPS for bulk work takes a token first, so the portal as a whole stays
+under the quota however many workers run.
+
+The bucket is kept as GCRA's "theoretical arrival time": :meth:`_BucketBase.reserve` takes the
+tokens at once and returns how long the caller must wait before using them. One Lua script does
+the reservation and the "hold" that a 429 sets (``Retry-After`` pauses every worker, not only
+the one that was refused) atomically, using the Redis server's clock so hosts with skewed
+clocks agree. Without Redis, :class:`LocalTokenBucket` applies the same arithmetic in
+one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+# GCRA (a token bucket kept as one "theoretical arrival time"). KEYS[1]: the key;
+# ARGV: seconds per token, burst tolerance in seconds, tokens wanted, hold seconds (0 = none).
+# Returns the wait in microseconds before the reserved tokens may be used.
+_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local hold = tonumber(ARGV[4])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+if hold > 0 and now + hold > tat then tat = now + hold end
+local wait = 0
+if want > 0 then
+  wait = tat - now - tolerance
+  if wait < 0 then wait = 0 end
+  tat = tat + want * interval
+end
+redis.call('SET', KEYS[1], string.format('%.6f', tat), 'EX', 3600)
+return math.floor(wait * 1000000)
+"""
+
+
+class TokenBucket(Protocol):
+    """What the bulk runner needs from a limiter."""
+
+    def acquire(self, tokens: int = 1) -> float:
+        """Block until ``tokens`` operations may be made; return the seconds waited."""
+        ...
+
+    def hold(self, seconds: float) -> None:
+        """Make every caller wait ``seconds`` from now (DPS answered 429 with Retry-After)."""
+        ...
+
+
+class _BucketBase:
+    def __init__(
+        self,
+        per_minute: float,
+        *,
+        capacity: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if per_minute <= 0:
+            raise ValueError("the operations-per-minute quota must be positive")
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, capacity)
+        self.interval = 1.0 / self.rate
+        self.tolerance = (self.capacity - 1.0) * self.interval
+        self._sleep = sleep
+
+    def _reserve(self, tokens: int, hold: float) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reserve(self, tokens: int = 1) -> float:
+        """Take ``tokens`` now; return the seconds to wait before using them."""
+        return self._reserve(tokens, 0.0)
+
+    def acquire(self, tokens: int = 1) -> float:
+        wait = self._reserve(tokens, 0.0)
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def hold(self, seconds: float) -> None:
+        if seconds > 0:
+            self._reserve(0, seconds)
+
+
+class RedisTokenBucket(_BucketBase):
+    """A token bucket kept in one Redis hash, updated by a Lua script."""
+
+    def __init__(self, client: Any, key: str, per_minute: float, **kwargs: Any) -> None:
+        super().__init__(per_minute, **kwargs)
+        self.key = key
+        self._script = client.register_script(_LUA)
+
+    def _reserve(self, tokens: int, hold: float) -> float:
+        micros = self._script(
+            keys=[self.key],
+            args=[repr(self.interval), repr(self.tolerance), tokens, repr(hold)],
+        )
+        return int(micros) / 1_000_000
+
+
+class LocalTokenBucket(_BucketBase):
+    """The same bucket in process memory, for a single process without Redis."""
+
+    def __init__(
+        self, per_minute: float, *, clock: Callable[[], float] = time.monotonic, **kw: Any
+    ) -> None:
+        super().__init__(per_minute, **kw)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tat = clock()
+
+    def _reserve(self, tokens: int, hold: float) -> float:
+        with self._lock:
+            now = self._clock()
+            tat = max(self._tat, now)
+            if hold > 0:
+                tat = max(tat, now + hold)
+            wait = 0.0
+            if tokens > 0:
+                wait = max(0.0, tat - now - self.tolerance)
+                tat += tokens * self.interval
+            self._tat = tat
+            return wait
+
+
+#
+# Per-instance buckets
+#
+
+_local: dict[str, LocalTokenBucket] = {}
+_local_lock = threading.Lock()
+_redis_client: Any = None
+
+
+def quota_per_minute(instance_name: str) -> int:
+    """Return the operations-per-minute quota of a DPS instance (settings, env-configurable)."""
+    overrides: dict[str, int] = getattr(settings, "DPS_OPS_PER_MINUTE_OVERRIDES", {}) or {}
+    for name, value in overrides.items():
+        if name.lower() == instance_name.lower():
+            return int(value)
+    return int(getattr(settings, "DPS_OPS_PER_MINUTE", 1000))
+
+
+def _redis() -> Any:
+    global _redis_client
+    url = getattr(settings, "BULK_RATELIMIT_REDIS_URL", None) or getattr(
+        settings, "REDIS_URL", None
+    )
+    if not url:
+        return None
+    if _redis_client is None or getattr(_redis_client, "_portal_url", None) != url:
+        import redis
+
+        _redis_client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        _redis_client._portal_url = url
+    return _redis_client
+
+
+def bucket_for(instance_name: str, *, per_minute: int | None = None) -> TokenBucket:
+    """Return the shared bucket of a DPS instance (Redis when configured, else per process).
+
+    The bucket runs at ``BULK_RATE_SAFETY`` (default 0.98) of the quota with a burst of one
+    token, so no 60-second window ever holds more calls than the quota allows.
+    """
+    quota = per_minute or quota_per_minute(instance_name)
+    safety = float(getattr(settings, "BULK_RATE_SAFETY", 0.98))
+    rate = max(1.0, quota * safety - 1)
+    client = _redis()
+    if client is not None:
+        return RedisTokenBucket(client, f"portal:dps-bucket:{instance_name.lower()}", rate)
+    with _local_lock:
+        bucket = _local.get(instance_name.lower())
+        if bucket is None or abs(bucket.rate - rate / 60.0) > 1e-9:
+            log.warning(
+                "No Redis configured: the DPS rate limit of %s is kept per process only.",
+                instance_name,
+            )
+            bucket = _local[instance_name.lower()] = LocalTokenBucket(rate)
+        return bucket
