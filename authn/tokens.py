@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from django.conf import settings
 
 from authn import crypto
 from authn.exceptions import ReauthRequired, TokenUnavailable
@@ -160,11 +161,11 @@ def token_for_user(user: Any, resource: str, *, app_factory: AppFactory = build_
     caches = token_caches_load(user)
     scope = resource_scope(resource)
     try:
-        obo_app = app_factory(caches.obo)
-        client_id = str(obo_app.client_id)
-        cached = _cached_access_token(caches.obo, home, client_id, resource)
+        # A cached token needs no app object, hence no discovery request.
+        cached = _cached_access_token(caches.obo, home, str(settings.ENTRA_CLIENT_ID), resource)
         if cached:
             return cached
+        obo_app = app_factory(caches.obo)
         token = _silent_from_obo_cache(obo_app, home, scope)
         if token is None:
             assertion = _portal_api_token(app_factory(caches.signin), home)
