@@ -239,3 +239,18 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
     },
 }
+
+# -- bulk jobs (CSV import, export, bulk delete; enrollments/bulk) ------------------------------
+BULK_DIR = Path(env_str("BULK_DIR", str(MEDIA_ROOT / "bulk")) or MEDIA_ROOT / "bulk")
+BULK_UPLOAD_MAX_BYTES = env_int("BULK_UPLOAD_MAX_BYTES", 512 * 1024 * 1024)
+BULK_MAX_ROWS = env_int("BULK_MAX_ROWS", 1_000_000)
+# Operations per minute allowed per DPS instance; overrides as "name=ops,name2=ops".
+DPS_OPS_PER_MINUTE = env_int("DPS_OPS_PER_MINUTE", 1000)
+DPS_OPS_PER_MINUTE_OVERRIDES = {
+    k.strip(): int(v)
+    for k, _, v in (i.partition("=") for i in env_list("DPS_OPS_PER_MINUTE_OVERRIDES"))
+    if v.strip()
+}
+# A running job whose worker has not reported for this long is resumed by the sweep.
+BULK_STALE_SECONDS = env_int("BULK_STALE_SECONDS", 120)
+BULK_ACCESS_BACKEND = env_str("BULK_ACCESS_BACKEND", "enrollments.bulk.access.PortalAccess")
