@@ -101,6 +101,7 @@ def dps(stack: Any) -> Iterator[Dps]:
     yield client
     client.configure(defaults)
     client.control("POST", "/reset")
+    client.http.close()
 
 
 def _assert_dps_error(r: requests.Response, status: int, code: int) -> None:

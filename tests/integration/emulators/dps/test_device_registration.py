@@ -135,11 +135,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture
-def dps(stack: Any) -> Dps:
+def dps(stack: Any) -> Iterator[Dps]:
     endpoints = stack.endpoints()
     client = Dps(endpoints["dps"][0], endpoints["ca_cert"])
     assert client.control("POST", "/reset").status_code == 204
-    return client
+    yield client
+    client.http.close()
 
 
 # -- individual enrollments -------------------------------------------------------------------
