@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import re
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,10 @@ class Entra:
     ) -> dict[str, Any]:
         """Sign ``who`` (username prefix) in through the portal app; return MSAL's result."""
         app = app or self.msal_app()
-        flow = app.initiate_auth_code_flow(scopes or [self.api_scope], redirect_uri=CALLBACK)
+        with warnings.catch_warnings():
+            # MSAL recommends form_post; the portal uses query (DESIGN §4).
+            warnings.simplefilter("ignore", UserWarning)
+            flow = app.initiate_auth_code_flow(scopes or [self.api_scope], redirect_uri=CALLBACK)
         user = self.user(who)
         result = app.acquire_token_by_auth_code_flow(
             flow, self.sign_in(flow["auth_uri"], user["username"], user["password"])
@@ -157,7 +161,8 @@ class Entra:
 def signin_form(r: requests.Response) -> tuple[str, str]:
     action = re.search(r'<form method=post action="([^"]+)"', r.text)
     txn = re.search(r'name=ctx value="([^"]+)"', r.text)
-    assert action and txn, r.text[:500]
+    assert action, r.text[:500]
+    assert txn, r.text[:500]
     return urljoin(r.url, action.group(1)), txn.group(1)
 
 
