@@ -1,16 +1,288 @@
-"""Placeholder app factory; replaced by the real emulator."""
+"""The ARM emulator: "Permissions - List For Resource" and the DPS resource (§4.4).
+
+``GET {scope}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01`` for a
+resource or resource-group scope answers ``{"value": [one raw block per applicable role
+assignment], "nextLink": null}``. Paths match case-insensitively with ``//`` collapsed
+(the Python SDK emits ``resourcegroups`` and a double slash). Bearer tokens must carry an
+ARM audience and come from the Entra emulator; errors use ARM's ``{"error": {...}}`` shape.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulators.common.context import EmulatorContext
+from emulators.common.context import ARM_AUDIENCES, EmulatorContext
+from emulators.common.keys import InvalidToken
+from emulators.common.rbac import action_matches, permission_blocks
+from emulators.common.tenant import DpsInstance
+
+log = logging.getLogger("emulators.arm")
+
+PERMISSIONS_API_VERSIONS = ("2015-07-01", "2018-01-01-preview", "2022-04-01", "2022-05-01-preview")
+DPS_API_VERSIONS = (
+    "2020-03-01",
+    "2021-10-15",
+    "2022-02-05",
+    "2022-12-12",
+    "2023-03-01-preview",
+    "2025-02-01-preview",
+)
+PERMISSIONS_SUFFIX = ("providers", "microsoft.authorization", "permissions")
+DPS_TYPE = ("providers", "microsoft.devices", "provisioningservices")
+# ARM accepts both audiences with and without the trailing slash.
+ACCEPTED_AUDIENCES = sorted(
+    {a for aud in ARM_AUDIENCES for a in (aud.rstrip("/"), aud.rstrip("/") + "/")}
+)
+
+
+ALLOWED_AUDIENCES_TEXT = ",".join(f"'{a}'" for a in ACCEPTED_AUDIENCES)
+
+
+class ArmError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, *, www_authenticate: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.www_authenticate = www_authenticate
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request path names: a scope and, for a resource, the DPS instance."""
+
+    scope: str
+    dps: DpsInstance | None
+    kind: str  # "resource" | "resourceGroup"
+
+
+def _segments(path: str) -> list[str]:
+    return [p for p in re.split(r"/+", path) if p]
+
+
+def _error_response(exc: ArmError) -> JSONResponse:
+    headers = {"x-ms-request-id": str(uuid.uuid4()), "x-ms-failure-cause": "gateway"}
+    if exc.www_authenticate:
+        headers["WWW-Authenticate"] = exc.www_authenticate
+    return JSONResponse(
+        {"error": {"code": exc.code, "message": exc.message}},
+        status_code=exc.status,
+        headers=headers,
+    )
 
 
 def create_app(ctx: EmulatorContext) -> Starlette:
-    async def not_yet(request):  # type: ignore[no-untyped-def]
-        return JSONResponse({"error": "not_implemented"}, status_code=501)
+    """Build the ARM emulator for ``ctx``."""
+    tenant = ctx.tenant
+    challenge = f'Bearer authorization_uri="{ctx.authority}", error="invalid_token", error_description="{{}}"'
 
-    return Starlette(routes=[Route("/{path:path}", not_yet)])
+    def unauthorized(code: str, message: str) -> ArmError:
+        return ArmError(
+            401, code, message, www_authenticate=challenge.format(message.replace('"', "'"))
+        )
+
+    def authenticate(request: Request) -> dict[str, Any]:
+        header = request.headers.get("authorization", "")
+        if not header:
+            raise unauthorized(
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing.",
+            )
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized(
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+            )
+        try:
+            claims = ctx.keys.verify(
+                token.strip(), audiences=ACCEPTED_AUDIENCES, issuers=[ctx.v1_issuer, ctx.v2_issuer]
+            )
+        except InvalidToken as exc:
+            if "expired" in exc.reason:
+                now = dt.datetime.now(dt.UTC).strftime("%m/%d/%Y %H:%M:%S")
+                raise unauthorized(
+                    "ExpiredAuthenticationToken",
+                    f"The access token expiry UTC time is earlier than current UTC time '{now}'.",
+                ) from None
+            if "audience" in exc.reason:
+                raise unauthorized(
+                    "InvalidAuthenticationTokenAudience",
+                    "The access token has been obtained for wrong audience or resource. It should "
+                    "exactly match with one of the allowed audiences "
+                    f"{ALLOWED_AUDIENCES_TEXT}.",
+                ) from None
+            raise unauthorized(
+                "InvalidAuthenticationToken", f"The access token is invalid: {exc.reason}."
+            ) from None
+        if claims.get("tid") != tenant.tenant_id or not claims.get("oid"):
+            raise unauthorized(
+                "InvalidAuthenticationTokenTenant",
+                "The access token is from the wrong issuer. It must match the tenant associated with this subscription.",
+            )
+        return claims
+
+    def api_version(request: Request, supported: tuple[str, ...]) -> None:
+        given = request.query_params.get("api-version")
+        if not given:
+            raise ArmError(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        if given not in supported:
+            raise ArmError(
+                400,
+                "InvalidApiVersionParameter",
+                f"The api-version '{given[:40]}' is invalid. The supported versions are '{','.join(supported)}'.",
+            )
+
+    def resolve(segs: list[str], original: str) -> Target:
+        """Map path segments (before /providers/Microsoft.Authorization/...) to a known scope."""
+        low = [s.lower() for s in segs]
+        if len(low) < 2 or low[0] != "subscriptions":
+            raise ArmError(
+                404,
+                "NotFound",
+                f"No HTTP resource was found that matches the request URI '{original[:300]}'.",
+            )
+        sub = segs[1]
+        known_subs = {d.subscription_id.lower() for d in tenant.dps_instances} | {
+            s.lower() for m in tenant.management_groups for s in m.subscriptions
+        }
+        if sub.lower() not in known_subs:
+            raise ArmError(
+                404, "SubscriptionNotFound", f"The subscription '{sub[:80]}' could not be found."
+            )
+        if len(low) < 4 or low[2] != "resourcegroups":
+            raise ArmError(
+                404,
+                "NotFound",
+                f"No HTTP resource was found that matches the request URI '{original[:300]}'.",
+            )
+        rg = segs[3]
+        in_rg = [
+            d
+            for d in tenant.dps_instances
+            if d.subscription_id.lower() == sub.lower() and d.resource_group.lower() == rg.lower()
+        ]
+        if not in_rg:
+            raise ArmError(
+                404, "ResourceGroupNotFound", f"Resource group '{rg[:90]}' could not be found."
+            )
+        rg_scope = (
+            f"/subscriptions/{in_rg[0].subscription_id}/resourceGroups/{in_rg[0].resource_group}"
+        )
+        if len(low) == 4:
+            return Target(rg_scope, None, "resourceGroup")
+        if len(low) == 7 and tuple(low[4:7]) == DPS_TYPE:
+            raise ArmError(
+                404,
+                "NotFound",
+                f"No HTTP resource was found that matches the request URI '{original[:300]}'.",
+            )
+        if len(low) == 8 and tuple(low[4:7]) == DPS_TYPE:
+            dps = next((d for d in in_rg if d.name.lower() == low[7]), None)
+            if dps is not None:
+                return Target(dps.resource_id, dps, "resource")
+        if len(low) >= 7 and low[4] == "providers":
+            rtype = "/".join(segs[5:-1])
+            raise ArmError(
+                404,
+                "ResourceNotFound",
+                f"The Resource '{rtype[:120]}/{segs[-1][:80]}' under resource group '{rg[:90]}' was not found. "
+                "For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+            )
+        raise ArmError(
+            404,
+            "NotFound",
+            f"No HTTP resource was found that matches the request URI '{original[:300]}'.",
+        )
+
+    async def dispatch(request: Request) -> Response:
+        try:
+            if request.method != "GET":
+                raise ArmError(
+                    405,
+                    "MethodNotAllowed",
+                    f"The requested resource does not support http method '{request.method}'.",
+                )
+            original = request.url.path
+            segs = _segments(original)
+            low = [s.lower() for s in segs]
+            if len(low) >= 3 and tuple(low[-3:]) == PERMISSIONS_SUFFIX:
+                claims = authenticate(request)
+                api_version(request, PERMISSIONS_API_VERSIONS)
+                target = resolve(segs[:-3], original)
+                blocks = permission_blocks(tenant, str(claims["oid"]), target.scope)
+                return JSONResponse({"value": blocks, "nextLink": None})
+            if len(low) == 8 and tuple(low[4:7]) == DPS_TYPE:
+                claims = authenticate(request)
+                api_version(request, DPS_API_VERSIONS)
+                target = resolve(segs, original)
+                assert target.dps is not None
+                action = "Microsoft.Devices/provisioningServices/read"
+                blocks = permission_blocks(tenant, str(claims["oid"]), target.scope)
+                allowed = any(
+                    any(action_matches(p, action) for p in b.get("actions", []))
+                    and not any(action_matches(p, action) for p in b.get("notActions", []))
+                    for b in blocks
+                )
+                if not allowed:
+                    raise ArmError(
+                        403,
+                        "AuthorizationFailed",
+                        f"The client '{claims.get('upn') or claims['oid']}' with object id '{claims['oid']}' does not "
+                        f"have authorization to perform action '{action}' over scope '{target.scope}' or the "
+                        "scope is invalid. If access was recently granted, please refresh your credentials.",
+                    )
+                return JSONResponse(_dps_resource(ctx, target.dps))
+            raise ArmError(
+                404,
+                "NotFound",
+                f"No HTTP resource was found that matches the request URI '{original[:300]}'.",
+            )
+        except ArmError as exc:
+            return _error_response(exc)
+
+    return Starlette(
+        routes=[Route("/{path:path}", dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])]
+    )
+
+
+def _dps_resource(ctx: EmulatorContext, dps: DpsInstance) -> dict[str, Any]:
+    """Return the ARM representation of a DPS instance (no keys: those need listKeys)."""
+    return {
+        "id": dps.resource_id,
+        "name": dps.name,
+        "type": "Microsoft.Devices/provisioningServices",
+        "location": dps.location,
+        "resourcegroup": dps.resource_group,
+        "subscriptionid": dps.subscription_id,
+        "tags": {},
+        "etag": f'"{uuid.uuid5(uuid.NAMESPACE_URL, dps.resource_id)}"',
+        "sku": {"name": "S1", "tier": "Standard", "capacity": dps.units},
+        "properties": {
+            "state": "Active",
+            "provisioningState": "Succeeded",
+            "publicNetworkAccess": "Enabled",
+            "allocationPolicy": "Hashed",
+            "serviceOperationsHostName": dps.public_host,
+            "deviceProvisioningHostName": "global.azure-devices-provisioning.net",
+            "idScope": dps.id_scope,
+            "iotHubs": [{"name": h.name, "location": h.location} for h in dps.iot_hubs],
+            "emulatorHost": ctx.dps_hosts.get(dps.name, ""),
+        },
+    }
