@@ -127,7 +127,7 @@ class CsvSource:
         try:
             for cells in self.reader:
                 start = self._last_line + 1
-                self._last_line = self.reader.line_num
+                self._last_line = self.header_line + self.reader.line_num
                 if not cells or (len(cells) == 1 and not cells[0].strip()):
                     continue
                 yield start, cells
@@ -146,14 +146,15 @@ class CsvSource:
 def _detect_encoding(head: bytes) -> str:
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
     if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
         raise CsvFormatError(
             "The file is UTF-32; save it as UTF-8 or UTF-16 with a byte order mark."
         )
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
     if b"\x00" in head:
-        if len(head) > 3 and (head[1] == 0 or head[0] == 0):
+        half = max(1, len(head) // 2)
+        if max(head[0::2].count(0), head[1::2].count(0)) >= 0.4 * half:
             raise CsvFormatError(
                 "The file looks like UTF-16 without a byte order mark; "
                 "save it as UTF-8, or as UTF-16 with a byte order mark."
@@ -184,6 +185,22 @@ def _split_header(line: str) -> tuple[str, list[str]]:
     return best
 
 
+class _Utf8Lines:
+    """Decode a UTF-8 stream line by line, so a decoding error names its own line."""
+
+    def __init__(self, binary: IO[bytes], *, skip_bom: bool) -> None:
+        self._binary = binary
+        if skip_bom:
+            binary.read(3)
+
+    def readline(self) -> str:
+        return self._binary.readline().decode("utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._binary:
+            yield line.decode("utf-8")
+
+
 def open_csv(binary: IO[bytes]) -> CsvSource:
     """Open a binary CSV stream for reading; raise :class:`CsvFormatError` on a bad file."""
     head = binary.read(4096)
@@ -191,7 +208,11 @@ def open_csv(binary: IO[bytes]) -> CsvSource:
         raise CsvFormatError("The file is empty.")
     encoding = _detect_encoding(head)
     binary.seek(0)
-    text = io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")
+    text: Any
+    if encoding == "utf-16":
+        text = io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")
+    else:
+        text = _Utf8Lines(binary, skip_bom=encoding == "utf-8-sig")
     try:
         header_line = text.readline()
     except UnicodeDecodeError as exc:
@@ -300,7 +321,7 @@ def parse_row(
             )
             continue
         value = unneutralise(raw)
-        if value[:1] in _FORMULA_START:
+        if value is raw and value[:1] in _FORMULA_START:
             errors.append(
                 {
                     "column": name,
