@@ -83,6 +83,15 @@ def redact_text(text: str) -> str:
     return _KV_SECRET.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
 
 
+def _redact_all(obj: Any) -> Any:
+    """Keep the shape of a container under a sensitive key; replace every leaf."""
+    if isinstance(obj, Mapping):
+        return {str(k): _redact_all(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_redact_all(v) for v in obj]
+    return obj if obj in (None, "") else REDACTED
+
+
 def redact(obj: Any) -> Any:
     """Return a copy of ``obj`` (JSON-like) with every secret removed."""
     if isinstance(obj, Mapping):
@@ -93,7 +102,7 @@ def redact(obj: Any) -> Any:
             if norm in _CERTIFICATE_KEYS and v not in (None, "", [], {}):
                 out[key] = OMITTED
             elif is_sensitive_key(key) and v not in (None, ""):
-                out[key] = REDACTED
+                out[key] = _redact_all(v)
             else:
                 out[key] = redact(v)
         return out

@@ -106,3 +106,39 @@ def dps_instances(db: Any, emulators: Any) -> list[Any]:
     from authn.models import DpsInstance
 
     return list(DpsInstance.objects.all())
+
+
+class EmulatorControl:
+    """The Entra emulator's loopback-only control routes."""
+
+    def __init__(self, endpoints: dict[str, Any], browser: requests.Session) -> None:
+        self.base = endpoints["entra_endpoint"]
+        self.http = browser
+
+    def lifetimes(self, **values: int) -> dict[str, int]:
+        response = self.http.post(f"{self.base}/_emulator/lifetimes", json=values)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def expire_refresh_tokens(self, username: str) -> int:
+        response = self.http.post(
+            f"{self.base}/_emulator/expire-refresh-tokens", params={"username": username}
+        )
+        response.raise_for_status()
+        return int(response.json()["expired"])
+
+    def revoke(self, username: str) -> int:
+        response = self.http.post(f"{self.base}/_emulator/revoke", params={"username": username})
+        response.raise_for_status()
+        return int(response.json()["revoked"])
+
+
+@pytest.fixture
+def entra_control(
+    endpoints: dict[str, Any], browser: requests.Session
+) -> Iterator[EmulatorControl]:
+    """Control the emulator; lifetimes are restored afterwards (the emulator is per session)."""
+    control = EmulatorControl(endpoints, browser)
+    saved = control.lifetimes()
+    yield control
+    control.lifetimes(**saved)
