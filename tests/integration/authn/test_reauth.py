@@ -67,9 +67,8 @@ def test_revoked_sessions_prompt_for_credentials_again(
     login_url = _assert_reauth_prompt(entra_signin.client.get(PAGE))
     start = entra_signin.client.get(login_url)
     form = entra_signin.browser.get(start["Location"], allow_redirects=False)
-    assert form.status_code == 200 and 'name="passwd"' in form.text.replace(
-        "name=passwd", 'name="passwd"'
-    )
+    assert form.status_code == 200
+    assert 'name="passwd"' in form.text.replace("name=passwd", 'name="passwd"')
     emu = entra_signin.submit_credentials(start["Location"], *DANA)
     back = entra_signin.client.get(entra_signin.callback_path(emu))
     assert back["Location"] == PAGE

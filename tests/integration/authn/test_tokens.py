@@ -58,8 +58,10 @@ def test_dps_and_arm_tokens_are_obtained_on_behalf_of_the_user(dana: Any, settin
     )
     # The sign-in cache holds only the portal-API token; DPS/ARM tokens live in the OBO cache.
     assert f"api://{settings.ENTRA_CLIENT_ID}/" in signin_targets
-    assert DPS_RESOURCE not in signin_targets and ARM_RESOURCE not in signin_targets
-    assert DPS_RESOURCE in obo_targets and ARM_RESOURCE in obo_targets
+    assert DPS_RESOURCE not in signin_targets
+    assert ARM_RESOURCE not in signin_targets
+    assert DPS_RESOURCE in obo_targets
+    assert ARM_RESOURCE in obo_targets
 
 
 def test_cached_token_needs_no_network(dana: Any, settings: Any) -> None:

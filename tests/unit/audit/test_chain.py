@@ -43,20 +43,25 @@ def test_edit_is_detected_at_that_row():
     events = _chain(4)
     events[2].message = "edited"
     broken = chain_verify(events)
-    assert broken and broken.event_id == 3 and "content" in broken.reason
+    assert broken
+    assert broken.event_id == 3
+    assert "content" in broken.reason
 
 
 def test_deletion_is_detected_at_the_next_row():
     events = _chain(4)
     del events[1]
     broken = chain_verify(events)
-    assert broken and broken.event_id == 3 and "prev_hash" in broken.reason
+    assert broken
+    assert broken.event_id == 3
+    assert "prev_hash" in broken.reason
 
 
 def test_truncation_is_detected_with_the_head():
     events = _chain(4)
     broken = chain_verify(events[:3], last_hash=events[3].hash)
-    assert broken and "missing" in broken.reason
+    assert broken
+    assert "missing" in broken.reason
 
 
 def test_time_is_part_of_the_hash():

@@ -20,7 +20,8 @@ def test_symmetric_key_attestation():
     }
     out = redact(enrollment)
     assert out["attestation"]["symmetricKey"] == {"primaryKey": REDACTED, "secondaryKey": REDACTED}
-    assert out["registrationId"] == "dev-1" and out["etag"] == "W/1"
+    assert out["registrationId"] == "dev-1"
+    assert out["etag"] == "W/1"
     assert enrollment["attestation"]["symmetricKey"]["primaryKey"] == "cHJpbWFyeQ=="  # copy
 
 
@@ -90,7 +91,8 @@ def test_secrets_inside_free_text():
     )
     out = redact_text(text)
     assert JWT not in out
-    assert "c2VjcmV0" not in out and "abc%3D" not in out
+    assert "c2VjcmV0" not in out
+    assert "abc%3D" not in out
     assert "SharedAccessKeyName=owner" in out  # names stay, values go
     assert redact([text])[0] == out
 

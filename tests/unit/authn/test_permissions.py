@@ -118,7 +118,8 @@ def test_not_data_actions_subtract_within_the_block_only():
     blocks = [block([f"{P}/*"], [f"{P}/enrollments/*"]), block([f"{P}/enrollments/read"])]
     caps = capabilities_from_permissions(blocks)
     assert C.ENROLLMENTS_READ in caps  # granted back by the second block
-    assert C.ENROLLMENTS_WRITE not in caps and C.ENROLLMENTS_DELETE not in caps
+    assert C.ENROLLMENTS_WRITE not in caps
+    assert C.ENROLLMENTS_DELETE not in caps
     assert C.ENROLLMENTGROUPS_DELETE in caps
 
 
