@@ -201,10 +201,7 @@ def test_sdk_with_connection_string(endpoints: dict[str, Any], prod: dict[str, A
 
 def test_sdk_with_named_key_credential(endpoints: dict[str, Any], prod: dict[str, Any]) -> None:
     """AzureNamedKeyCredential signs sr with the https:// endpoint; the emulator accepts it."""
-    policy = next(
-        p for p in json.loads(json.dumps(endpoints["dps"])) if p["name"] == "dps-fleet-prod"
-    )
-    key = policy["connection_string"].split("SharedAccessKey=", 1)[1]
+    key = prod["connection_string"].split("SharedAccessKey=", 1)[1]
     client = _client(endpoints, prod, AzureNamedKeyCredential("provisioningserviceowner", key))
     exercise(client, endpoints, prod)
     wrong = base64.b64encode(b"w" * 32).decode()
