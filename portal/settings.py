@@ -188,6 +188,9 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", USE_TLS)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if USE_TLS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = USE_TLS
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Preloading commits the whole registered domain to HTTPS for good (hstspreload.org): an
+# operator's decision (SECURE_HSTS_PRELOAD=true), so its deploy warning is not an issue here.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 if env_bool("PORTAL_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
