@@ -85,7 +85,8 @@ def _verify_assertion(app: App, assertion: str, audiences: set[str]) -> None:
             meta = _cert(pem)
         except ValueError:
             continue
-        if hmac.compare_digest(str(meta[index]), thumb):
+        # MSAL keeps base64 padding on thumbprints; RFC 7515 omits it. Accept both.
+        if hmac.compare_digest(str(meta[index]).encode(), thumb.rstrip("=").encode()):
             key = meta[2]
             break
     if key is None:

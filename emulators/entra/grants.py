@@ -203,7 +203,7 @@ class TokenService:
             verifier = form.get("code_verifier")
             if not verifier:
                 raise missing_parameter("code_verifier")
-            if not hmac.compare_digest(pkce_s256(verifier), rec.code_challenge):
+            if not hmac.compare_digest(pkce_s256(verifier).encode(), rec.code_challenge.encode()):
                 raise EntraError(
                     "invalid_grant",
                     501481,
