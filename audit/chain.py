@@ -65,9 +65,16 @@ class ChainBreak:
 def chain_verify(
     events: Iterable[AuditEvent], *, last_hash: str | None = None
 ) -> ChainBreak | None:
-    """Walk events in id order; return the first broken link, or None if the chain holds."""
+    """Walk events in id order; return the first broken link, or None if the chain holds.
+
+    ``last_hash`` is the chain head read before the walk: the walk stops at the row that
+    carries it (rows written since are for the next run) and reports a truncation if no
+    row does.
+    """
     expected_prev = GENESIS_HASH
     last_seen: AuditEvent | None = None
+    if last_hash == GENESIS_HASH:
+        return None
     for event in events:
         if event.prev_hash != expected_prev:
             return ChainBreak(event.pk, "prev_hash does not match the previous row's hash")
@@ -75,7 +82,9 @@ def chain_verify(
             return ChainBreak(event.pk, "the row's content does not match its hash")
         expected_prev = event.hash
         last_seen = event
-    if last_hash is not None and last_hash != expected_prev:
+        if last_hash is not None and event.hash == last_hash:
+            return None
+    if last_hash is not None:
         return ChainBreak(
             last_seen.pk if last_seen else 0,
             "rows after this one are missing (the chain head records a later hash)",
