@@ -2,8 +2,8 @@
 
 Starts ``python -m emulators serve`` in a subprocess (state in a temporary directory, quota
 lifted through ``dps-controls.json``), creates enrollments, then drives the first DPS instance
-with 1, 4 and 16 concurrent clients: threads with keep-alive ``requests`` sessions, spread over
-client processes separate from the server so the server's figures are not bent by the clients'
+with 1, 4 and 16 concurrent clients: threads with keep-alive ``http.client`` connections, spread
+over client processes separate from the server so the server's figures are not bent by the clients'
 GIL. Prints requests per second per operation and concurrency.
 
 Run: ``.venv/bin/python bench/emulator_dps.py [--duration 3] [--concurrency 1 4 16]``.
@@ -16,11 +16,14 @@ import argparse
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import multiprocessing as mp
 import os
 import platform
 import random
+import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -68,11 +71,14 @@ def enrollment(registration_id: str) -> dict[str, Any]:
 
 
 # -- the server ---------------------------------------------------------------------------------
-def start_server(state_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def start_server(
+    state_dir: Path, profile: str | None = None
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     (state_dir / "dps-controls.json").write_text(json.dumps({"quota": {"enabled": False}}))
     env = {**os.environ, "EMULATOR_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
+    prefix = ["-m", "cProfile", "-o", profile] if profile else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emulators", "serve", "--state-dir", str(state_dir)],
+        [sys.executable, *prefix, "-m", "emulators", "serve", "--state-dir", str(state_dir)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -112,44 +118,49 @@ def _client_thread(
     stop_at: float,
     out: list[tuple[int, int, list[float]]],
 ) -> None:
-    http = session(ca)
+    """Loop one keep-alive connection until ``stop_at``.
+
+    ``http.client`` rather than ``requests``: it costs the client a fraction of the CPU per
+    call, and on a 2-core machine the clients share the CPU with the server being measured.
+    """
+    host, port = urllib.parse.urlsplit(base).hostname, urllib.parse.urlsplit(base).port
+    tls = ssl.create_default_context(cafile=ca)
+    conn = http.client.HTTPSConnection(host or "127.0.0.1", port, context=tls, timeout=30)
+    query = "?" + urllib.parse.urlencode(API)
+    json_headers = {**auth, "Content-Type": "application/json"}
     rng = random.Random(tag)
     ok = errors = 0
     latencies: list[float] = []
     n = 0
     while time.time() < start_at:
         time.sleep(0.001)
-    while True:
+    while time.time() < stop_at:
         t0 = time.perf_counter()
-        if time.time() >= stop_at:
-            break
         n += 1
         if op == "get":
             rid = f"seed-{rng.randrange(SEED_ENROLLMENTS)}"
-            r = http.get(f"{base}/enrollments/{rid}", params=API, headers=auth, timeout=30)
-            good = r.status_code == 200
+            conn.request("GET", f"/enrollments/{rid}{query}", headers=auth)
         elif op == "put":
             rid = f"seed-{rng.randrange(SEED_ENROLLMENTS)}"
-            r = http.put(
-                f"{base}/enrollments/{rid}",
-                params=API,
-                headers={**auth, "If-Match": "*"},
-                json=enrollment(rid),
-                timeout=30,
+            body = json.dumps(enrollment(rid))
+            conn.request(
+                "PUT", f"/enrollments/{rid}{query}", body, {**json_headers, "If-Match": "*"}
             )
-            good = r.status_code == 200
         else:
-            body = {
-                "mode": "create",
-                "enrollments": [enrollment(f"bulk-{tag}-{n}-{i}") for i in range(10)],
-            }
-            r = http.post(f"{base}/enrollments", params=API, headers=auth, json=body, timeout=30)
-            good = r.status_code == 200 and r.json().get("isSuccessful") is True
+            items = [enrollment(f"bulk-{tag}-{n}-{i}") for i in range(10)]
+            body = json.dumps({"mode": "create", "enrollments": items})
+            conn.request("POST", f"/enrollments{query}", body, json_headers)
+        response = conn.getresponse()
+        payload = response.read()
+        good = response.status == 200
+        if good and op == "bulk":
+            good = json.loads(payload).get("isSuccessful") is True
         latencies.append(time.perf_counter() - t0)
         if good:
             ok += 1
         else:
             errors += 1
+    conn.close()
     out.append((ok, errors, latencies))
 
 
@@ -182,8 +193,23 @@ def _client_process(
     queue.put((ok, errors, latencies))
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return the user+system CPU time a process has used so far (Linux), else 0."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
-    op: str, concurrency: int, duration: float, base: str, auth: dict[str, str], ca: str
+    op: str,
+    concurrency: int,
+    duration: float,
+    base: str,
+    auth: dict[str, str],
+    ca: str,
+    server_pid: int,
 ) -> dict[str, Any]:
     """Run ``concurrency`` clients for ``duration`` seconds; return throughput and latency."""
     processes = min(concurrency, 2)
@@ -204,7 +230,10 @@ def measure(
     ]
     for p in procs:
         p.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu_before = cpu_seconds(server_pid)
     results = [queue.get() for _ in procs]
+    server_cpu = (cpu_seconds(server_pid) - cpu_before) / duration
     for p in procs:
         p.join()
     ok = sum(r[0] for r in results)
@@ -217,6 +246,7 @@ def measure(
         "errors": errors,
         "p50_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
         "p95_ms": latencies[int(len(latencies) * 0.95)] * 1000 if latencies else 0.0,
+        "server_cpu": server_cpu,
     }
 
 
@@ -252,10 +282,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--ops", nargs="+", default=["get", "put", "bulk"], choices=["get", "put", "bulk"]
     )
+    p.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run the server under cProfile and write its stats to FILE (slows it down)",
+    )
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-dps-") as tmp:
-        proc, endpoints = start_server(Path(tmp))
+        proc, endpoints = start_server(Path(tmp), args.profile)
         try:
             dps = endpoints["dps"][0]
             parts = dict(x.split("=", 1) for x in dps["connection_string"].split(";"))
@@ -275,14 +310,15 @@ def main(argv: list[str] | None = None) -> int:
             names = {"get": "GET", "put": "PUT", "bulk": "bulk (10)"}
             for op in args.ops:
                 for c in args.concurrency:
-                    r = measure(op, c, args.duration, base, auth, ca)
+                    r = measure(op, c, args.duration, base, auth, ca, proc.pid)
                     print(
                         f"{names[op]:<14}{c:>8}{r['rps']:>10.0f}{r['p50_ms']:>9.1f}"
-                        f"{r['p95_ms']:>9.1f}{r['errors']:>8}",
+                        f"{r['p95_ms']:>9.1f}{r['errors']:>8}{r['server_cpu']:>11.0%}",
                         flush=True,
                     )
         finally:
-            proc.terminate()
+            # SIGINT: the CLI exits normally on it, so cProfile gets to write its file.
+            proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
