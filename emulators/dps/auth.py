@@ -63,7 +63,7 @@ class Authenticator:
             hosts.update({f"localhost:{port}", f"127.0.0.1:{port}"})
         self._hosts = hosts
         self._token_cache: dict[str, tuple[dict[str, Any], float]] = {}
-        self._sas_cache: dict[str, AccessPolicy] = {}
+        self._sas_cache: dict[str, tuple[Caller, int, str]] = {}
         self._rbac_cache: dict[tuple[str, str], tuple[bool, float]] = {}
 
     # -- authentication -----------------------------------------------------------------
@@ -82,6 +82,17 @@ class Authenticator:
         )
 
     def _sas(self, value: str, host: str | None, path: str) -> Caller:
+        hit = self._sas_cache.get(value)
+        if hit is not None:
+            caller, expiry, sr = hit
+            # Only the signature check is cached; expiry and resource are checked each time.
+            if expiry < time.time():
+                raise DpsError(e.UNAUTHORIZED, "The SAS token has expired.")
+            if not self._resource_ok(sr, host, path):
+                raise DpsError(
+                    e.UNAUTHORIZED, "The SAS token's resource (sr) does not cover this URL."
+                )
+            return caller
         fields: dict[str, str] = {}
         raw_sr = ""
         for part in value.split("&"):
@@ -111,8 +122,6 @@ class Authenticator:
             sig = base64.b64decode(fields["sig"].replace(" ", "+"), validate=True)
         except (binascii.Error, ValueError):
             raise DpsError(e.UNAUTHORIZED, "The SAS signature is not base64.") from None
-        if self._sas_cache.get(value) is policy:
-            return Caller(kind="sas", policy=policy)
         candidates = {quote_plus(sr), quote_plus(sr.lower()), sr, raw_sr, quote(sr, safe="")}
         for key in self._keys[policy.key_name.lower()]:
             for text in candidates:
@@ -120,9 +129,9 @@ class Authenticator:
                 if hmac.compare_digest(mac, sig):
                     if len(self._sas_cache) >= _CACHE_LIMIT:
                         self._sas_cache.clear()
-                    # Expiry and resource are re-checked on every use; only the HMAC is cached.
-                    self._sas_cache[value] = policy
-                    return Caller(kind="sas", policy=policy)
+                    caller = Caller(kind="sas", policy=policy)
+                    self._sas_cache[value] = (caller, expiry, sr)
+                    return caller
         raise DpsError(e.UNAUTHORIZED, "The SAS signature does not match.")
 
     def _resource_ok(self, sr: str, host: str | None, path: str) -> bool:

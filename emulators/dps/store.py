@@ -46,10 +46,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,18 +79,24 @@ CREATE INDEX IF NOT EXISTS registrations_by_group ON registrations (group_id, se
 """
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
     """Return the current UTC time as DPS writes it (7 fractional digits, zeros dropped)."""
-    now = time.time_ns()
-    secs, rem = divmod(now, 1_000_000_000)
-    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    global _second_cache
+    secs, rem = divmod(time.time_ns(), 1_000_000_000)
+    cached_secs, base = _second_cache
+    if cached_secs != secs:
+        base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_cache = (secs, base)
     frac = f"{rem // 100:07d}".rstrip("0")
     return f"{base}.{frac}Z" if frac else f"{base}Z"
 
 
 def new_etag() -> str:
     """Return a fresh etag: base64 of a quoted Cosmos-style id ending in the Unix time."""
-    u = uuid.uuid4().hex
+    u = os.urandom(6).hex()
     raw = f'"{u[:8]}-0000-0800-0000-{int(time.time()):08x}{u[8:12]}"'
     return base64.b64encode(raw.encode("ascii")).decode("ascii")
 
