@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from emulators.common.server import EmulatorStack
-from tests.integration.emulators.conftest import DPS_SCOPE, Entra, assert_entra_error
+from tests.integration.emulators.conftest import CALLBACK, DPS_SCOPE, Entra, assert_entra_error
 from tests.integration.emulators.test_entra_authorize import auth_uri
 
 
@@ -140,3 +142,32 @@ def test_short_lived_token_makes_msal_refresh(private_entra: Entra) -> None:
     first = app.acquire_token_silent([private_entra.api_scope], account)
     assert first["token_source"] == "identity_provider"
     assert first["expires_in"] == 60
+
+
+def test_concurrent_refreshes_and_single_use_code(entra: Entra) -> None:
+    """Parallel refreshes all succeed; a code redeemed in parallel succeeds exactly once."""
+    rt = entra.user_tokens("audrey.auditor")["refresh_token"]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _: refresh(entra, rt).status_code, range(16)))
+    assert statuses == [200] * 16
+
+    app = entra.msal_app()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        flow = app.initiate_auth_code_flow([entra.api_scope], redirect_uri=CALLBACK)
+    user = entra.user("audrey.auditor")
+    code = entra.sign_in(flow["auth_uri"], user["username"], user["password"])["code"]
+    portal = entra.app()
+    form = {
+        "client_id": portal["client_id"],
+        "client_secret": portal["client_secret"],
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": CALLBACK,
+        "code_verifier": flow["code_verifier"],
+        "scope": entra.api_scope,
+    }
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: entra.token_post(dict(form)), range(8)))
+    assert sorted(r.status_code for r in results) == [200] + [400] * 7
+    assert all(r.json()["error_codes"] == [54005] for r in results if r.status_code == 400)
