@@ -30,6 +30,7 @@ class AuditAction(models.TextChoices):
     JOB_CANCEL = "job_cancel", "Job cancelled"
     JOB_FINISH = "job_finish", "Job finished"
     EXPORT = "export", "Exported"
+    CHECKPOINT = "checkpoint", "Retention checkpoint"
 
 
 class AuditOutcome(models.TextChoices):

@@ -257,3 +257,7 @@ DPS_OPS_PER_MINUTE_OVERRIDES = {
 # A running job whose worker has not reported for this long is resumed by the sweep.
 BULK_STALE_SECONDS = env_int("BULK_STALE_SECONDS", 120)
 BULK_ACCESS_BACKEND = env_str("BULK_ACCESS_BACKEND", "enrollments.bulk.access.PortalAccess")
+
+# -- audit log (audit/) ----------------------------------------------------------------------
+# manage.py audit_retention deletes events older than this many days unless --older-than says.
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 400)

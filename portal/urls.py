@@ -11,4 +11,6 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("", views.home, name="home"),
     path("auth/", include("authn.urls")),
+    path("dps/<str:instance>/", include("enrollments.urls")),
+    path("audit/", include("audit.urls")),
 ]

@@ -1,0 +1,21 @@
+"""URLs of the audit pages (under /audit/)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from audit import views
+
+app_name = "audit"
+urlpatterns = [
+    path("", views.event_list, name="event_list"),
+    path("events/<int:pk>/", views.event_detail, name="event_detail"),
+    path(
+        "targets/<str:dps_instance>/<str:target_type>/<str:target_id>/",
+        views.target_history,
+        name="target_history",
+    ),
+    path("actors/<str:actor>/", views.actor_activity, name="actor_activity"),
+    path("chart/", views.chart, name="chart"),
+    path("export.<str:fmt>", views.export, name="export"),
+]

@@ -1,0 +1,243 @@
+"""Audit pages for Portal.Admin and Portal.Auditor: list, event, histories, chart, exports.
+
+Views are thin: the form validates GET parameters, selectors query, templates render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from audit.diff import json_diff
+from audit.exports import csv_lines, jsonl_lines
+from audit.forms import KNOWN_TARGET_TYPES, AuditFilterForm
+from audit.models import AuditAction, AuditOutcome
+from audit.selectors import (
+    AuditFilters,
+    Cursor,
+    audit_chart,
+    audit_event_get,
+    audit_event_iter,
+    audit_event_page,
+    audit_latest_id,
+)
+from audit.services import audit_record
+from authn.decorators import app_role_required
+
+AUDIT_ROLES = ("Portal.Admin", "Portal.Auditor")
+_FILTER_KEYS = tuple(AuditFilterForm.base_fields)
+
+
+def _audit_view(view: Any) -> Any:
+    return require_GET(never_cache(app_role_required(*AUDIT_ROLES)(view)))
+
+
+def _filter_form(request: HttpRequest) -> tuple[AuditFilterForm, AuditFilters]:
+    form = AuditFilterForm(request.GET or None)
+    if form.is_bound:
+        form.is_valid()
+    return form, form.filters()
+
+
+def _filter_query(request: HttpRequest) -> str:
+    """The filter part of the query string, for links that keep the filters."""
+    params = request.GET.copy()
+    for key in list(params):
+        if key not in _FILTER_KEYS:
+            del params[key]
+    return params.urlencode()
+
+
+def _page_context(request: HttpRequest, filters: AuditFilters) -> dict[str, Any]:
+    before = Cursor.decode(request.GET.get("before", ""))
+    after = Cursor.decode(request.GET.get("after", ""))
+    page = audit_event_page(filters, before=before, after=after)
+    return {"page": page, "filter_query": _filter_query(request)}
+
+
+#
+# Pages
+#
+
+
+@_audit_view
+def event_list(request: HttpRequest) -> HttpResponse:
+    form, filters = _filter_form(request)
+    context = _page_context(request, filters)
+    context.update(
+        form=form,
+        heading="Audit log",
+        target_types=KNOWN_TARGET_TYPES,
+        active_tab="events",
+    )
+    return render(request, "audit/event_list.html", context)
+
+
+@_audit_view
+def event_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    event = audit_event_get(pk)
+    if event is None:
+        raise Http404("No such audit event.")
+    return render(
+        request,
+        "audit/event_detail.html",
+        {"event": event, "diff": json_diff(event.before, event.after)},
+    )
+
+
+@_audit_view
+def target_history(
+    request: HttpRequest, dps_instance: str, target_type: str, target_id: str
+) -> HttpResponse:
+    fixed = AuditFilters(dps_instance=dps_instance, target_type=target_type, target_id=target_id)
+    context = _page_context(request, fixed)
+    context.update(
+        heading=f"History of {target_type} {target_id}",
+        subheading=f"on {dps_instance}",
+        scope="target",
+        fixed_filters=fixed,
+    )
+    return render(request, "audit/event_scoped.html", context)
+
+
+@_audit_view
+def actor_activity(request: HttpRequest, actor: str) -> HttpResponse:
+    fixed = AuditFilters(actor=actor)
+    context = _page_context(request, fixed)
+    first = context["page"].events[0] if context["page"].events else None
+    name = (first.actor_name or first.actor_upn) if first else actor
+    context.update(
+        heading=f"Activity of {name}",
+        subheading=actor,
+        scope="actor",
+        fixed_filters=fixed,
+    )
+    return render(request, "audit/event_scoped.html", context)
+
+
+@_audit_view
+def chart(request: HttpRequest) -> HttpResponse:
+    form, filters = _filter_form(request)
+    data = audit_chart(filters)
+    return render(
+        request,
+        "audit/chart.html",
+        {
+            "form": form,
+            "chart": data,
+            "bars": _chart_bars(data),
+            "filter_query": _filter_query(request),
+            "target_types": KNOWN_TARGET_TYPES,
+            "active_tab": "chart",
+            "outcomes": AuditOutcome.choices,
+        },
+    )
+
+
+#
+# Chart geometry (server-side SVG: no script, no inline style)
+#
+
+CHART_WIDTH = 960
+CHART_HEIGHT = 240
+_LEFT, _BOTTOM, _TOP = 48, 28, 8
+
+
+def _chart_bars(data: Any) -> dict[str, Any]:
+    """Return rectangles and axis labels for the stacked bar chart, in SVG units."""
+    n = max(len(data.buckets), 1)
+    plot_w = CHART_WIDTH - _LEFT - 8
+    plot_h = CHART_HEIGHT - _BOTTOM - _TOP
+    slot = plot_w / n
+    width = max(slot * 0.8, 1)
+    peak = max(data.peak, 1)
+    bars = []
+    label_every = max(1, n // 10)
+    for i, bucket in enumerate(data.buckets):
+        x = _LEFT + i * slot + (slot - width) / 2
+        y = _TOP + plot_h
+        segments = []
+        for outcome, _label in AuditOutcome.choices:
+            count = bucket.counts.get(outcome, 0)
+            if not count:
+                continue
+            h = plot_h * count / peak
+            y -= h
+            segments.append({"outcome": outcome, "y": round(y, 2), "h": round(h, 2), "n": count})
+        fmt = "%d %b %H:00" if data.unit == "hour" else "%d %b"
+        bars.append(
+            {
+                "x": round(x, 2),
+                "w": round(width, 2),
+                "segments": segments,
+                "total": bucket.total,
+                "label": bucket.start.strftime(fmt),
+                "show_label": i % label_every == 0,
+                "label_x": round(x + width / 2, 2),
+            }
+        )
+    ticks = [
+        {"value": round(peak * f), "y": round(_TOP + plot_h - plot_h * f, 2)} for f in (0, 0.5, 1)
+    ]
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "left": _LEFT,
+        "plot_right": CHART_WIDTH - 8,
+        "baseline": _TOP + plot_h,
+        "label_y": CHART_HEIGHT - 8,
+        "bars": bars,
+        "ticks": ticks,
+    }
+
+
+#
+# Exports
+#
+
+_EXPORT_FORMATS = {
+    "csv": ("text/csv; charset=utf-8", "csv", csv_lines),
+    "jsonl": ("application/x-ndjson; charset=utf-8", "jsonl", jsonl_lines),
+}
+
+
+@_audit_view
+def export(request: HttpRequest, fmt: str) -> HttpResponse:
+    if fmt not in _EXPORT_FORMATS:
+        raise Http404("Unknown export format.")
+    content_type, extension, render_lines = _EXPORT_FORMATS[fmt]
+    _form, filters = _filter_form(request)
+    # Fix the end of the export before recording it, so the export event is not in it.
+    up_to = audit_latest_id()
+    audit_record(
+        actor=request.user,
+        action=AuditAction.EXPORT,
+        outcome=AuditOutcome.SUCCESS,
+        target_type="audit_log",
+        target_id=fmt,
+        after={
+            "format": fmt,
+            "up_to_id": up_to,
+            "filters": {k: v for k, v in _filters_for_record(filters).items() if v},
+        },
+    )
+    lines: Iterator[str] = render_lines(audit_event_iter(filters, up_to_id=up_to))
+    response = StreamingHttpResponse(lines, content_type=content_type)
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{extension}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _filters_for_record(filters: AuditFilters) -> dict[str, str]:
+    values = asdict(filters)
+    return {
+        k: (v.isoformat() if hasattr(v, "isoformat") else str(v or "")) for k, v in values.items()
+    }
