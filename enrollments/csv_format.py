@@ -641,7 +641,7 @@ def enrollment_to_row(
 DIFF_COLUMNS = tuple(
     c for c in COLUMNS if c not in ("operation", "etag", *CERT_COLUMNS, *KEY_COLUMNS)
 )
-_DEFAULTS = {"iotEdge": "false", "provisioningStatus": "enabled"}
+_DEFAULTS = {"iotEdge": "false", "provisioningStatus": "enabled", "allocationPolicy": "hashed"}
 
 
 def row_diff(
@@ -651,6 +651,8 @@ def row_diff(
     columns: Iterable[str] = DIFF_COLUMNS + (KEY_COLUMNS if compare_keys else ())
     out: dict[str, list[str]] = {}
     for column in columns:
+        if column in KEY_COLUMNS and not desired.get(column):
+            continue  # a blank key means "keep the key DPS holds"
         a = current.get(column, "") or _DEFAULTS.get(column, "")
         b = desired.get(column, "") or _DEFAULTS.get(column, "")
         if column in ("twinTags", "twinDesiredProperties", "optionalDeviceInformation"):
