@@ -69,6 +69,9 @@ SENTENCES: Mapping[Capability, str] = {
 }
 
 ALL_CAPABILITIES: frozenset[Capability] = frozenset(Capability)
+_READS = frozenset(
+    {Capability.ENROLLMENTS_READ, Capability.ENROLLMENTGROUPS_READ, Capability.REGISTRATIONS_READ}
+)
 
 
 @lru_cache(maxsize=4096)
@@ -124,7 +127,9 @@ def _join(items: list[str], conj: str) -> str:
 
 
 def _join_clauses(clauses: list[str], conj: str) -> str:
-    if len(clauses) > 1 and any("," in c for c in clauses):
+    if len(clauses) == 2 and any("," in c for c in clauses):
+        return f"{clauses[0]}, {conj} {clauses[1]}"
+    if len(clauses) > 2 and any("," in c for c in clauses):
         return "; ".join(clauses[:-1]) + f"; {conj} " + clauses[-1]
     return _join(clauses, conj)
 
@@ -150,6 +155,16 @@ def capabilities_describe(caps: Iterable[Capability]) -> str:
     caps = frozenset(caps)
     if not caps:
         return "You have no access to this DPS instance."
+    if caps == ALL_CAPABILITIES:
+        return (
+            "You can do everything here: read, create, change and delete enrollments, "
+            "enrollment groups and registration records, and see attestation keys."
+        )
+    if caps == _READS:
+        return (
+            "You can read enrollments, enrollment groups and registration records. "
+            "You cannot change or delete them, or see keys."
+        )
     can = _clauses(caps, True)
     cannot = _clauses(caps, False)
     text = f"You can {_join_clauses(can, 'and')}."

@@ -232,7 +232,8 @@ def test_home_lists_capabilities_and_banner_on_failure(
     html = client.get("/").content.decode()
     assert 'data-testid="instance-dps-prod"' in html
     assert (
-        "You can read individual enrollments, enrollment groups and registration records." in html
+        "You can read enrollments, enrollment groups and registration records. You cannot change or delete them, or see keys."
+        in html
     )
     assert 'data-testid="permissions-banner"' not in html
     from django.core.cache import cache

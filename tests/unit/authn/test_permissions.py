@@ -194,26 +194,38 @@ def test_matches_the_emulators_rbac_on_every_combination_of_one_block():
     [
         (
             READS,
-            "You can read individual enrollments, enrollment groups and registration records. "
-            "You cannot create or change individual enrollments or enrollment groups; delete "
-            "individual enrollments, enrollment groups or registration records; or see attestation keys.",
+            "You can read enrollments, enrollment groups and registration records. "
+            "You cannot change or delete them, or see keys.",
         ),
         (
             ALL_CAPABILITIES,
-            "You can read individual enrollments, enrollment groups and registration "
-            "records; create or change individual enrollments and enrollment groups; "
-            "delete individual enrollments, enrollment groups and registration "
-            "records; and see attestation keys.",
+            "You can do everything here: read, create, change and delete enrollments, "
+            "enrollment groups and registration records, and see attestation keys.",
         ),
         (frozenset(), "You have no access to this DPS instance."),
         (
+            READS | {C.ATTESTATION_REVEAL},
+            "You can read individual enrollments, enrollment groups and registration records, "
+            "and see attestation keys. You cannot create or change individual enrollments or "
+            "enrollment groups, or delete individual enrollments, enrollment groups or "
+            "registration records.",
+        ),
+        (
+            READS | {C.ENROLLMENTS_WRITE, C.ENROLLMENTGROUPS_WRITE},
+            "You can read individual enrollments, enrollment groups and registration records, "
+            "and create or change individual enrollments and enrollment groups. You cannot delete "
+            "individual enrollments, enrollment groups or registration records, or see "
+            "attestation keys.",
+        ),
+        (
             frozenset({C.ENROLLMENTS_READ, C.ATTESTATION_REVEAL}),
-            "You can read individual enrollments and see attestation keys. You cannot read enrollment "
-            "groups or registration records; create or change individual enrollments or enrollment "
-            "groups; or delete individual enrollments, enrollment groups or registration records.",
+            "You can read individual enrollments and see attestation keys. You cannot read "
+            "enrollment groups or registration records; create or change individual enrollments "
+            "or enrollment groups; or delete individual enrollments, enrollment groups or "
+            "registration records.",
         ),
     ],
-    ids=["reader", "contributor", "none", "mixed"],
+    ids=["reader", "contributor", "none", "key-reader", "operator", "mixed"],
 )
 def test_capabilities_in_words(caps, text):
     assert capabilities_describe(caps) == text

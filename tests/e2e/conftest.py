@@ -1,0 +1,69 @@
+"""Browser tests: headless Chromium from Debian's packages, driven by Playwright's sync API."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Playwright's sync API runs an event loop in this thread; Django's async-safety check would
+# refuse ORM calls from live_server fixtures otherwise (microsoft/playwright-pytest#29, #46).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Launch /usr/bin/chromium once per session, or skip saying why."""
+    if not CHROMIUM.exists():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    """A fresh browser context per test (no cookies shared between users)."""
+    # The emulators' certificates come from a private CA the browser does not know.
+    context = chromium.new_context(
+        ignore_https_errors=True, viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def portal(live_server: Any, azure_settings: Any, settings: Any, emulators: Any) -> str:
+    """The live portal pointed at the emulators, with their DPS instances registered."""
+    from django.core.cache import cache
+    from django.core.management import call_command
+
+    from authn import msal_app, oidc
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
+    msal_app.reset_http_cache()
+    oidc.reset_caches()
+    call_command(
+        "dps_instance_import", "--from-endpoints", str(emulators.state_dir / "endpoints.json")
+    )
+    return str(live_server.url)
