@@ -120,7 +120,8 @@ def test_import_every_mode_with_preview_diff(bulk_env):
     assert first.state == JobState.COMPLETED, first.error
     assert (first.count_create, first.count_done) == (n, n)
     assert not BulkRow.objects.filter(job=first).exclude(status=RowStatus.DONE).exists()
-    assert first.source_path and not Path(first.source_path).exists()
+    assert first.source_path
+    assert not Path(first.source_path).exists()
 
     lines = []
     for i in range(n):
@@ -296,7 +297,7 @@ def test_missing_capability_refused_at_queue_and_run_time(bulk_env, monkeypatch)
     env = bulk_env
     from django.core.exceptions import PermissionDenied
 
-    with pytest.raises(PermissionDenied, match="enrollments.write"):
+    with pytest.raises(PermissionDenied, match=r"enrollments\.write"):
         services.job_create(
             owner=env["user"],
             instance=env["instance"],

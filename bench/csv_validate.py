@@ -1,0 +1,85 @@
+"""Validation speed and memory: ingest of a generated CSV beside a bare csv.DictReader pass.
+
+Usage: DATABASE_URL=... .venv/bin/python bench/csv_validate.py [rows ...]  (default 100000)
+Prints rows/s of both passes, their ratio and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+
+import django
+
+KEY = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODkrLw=="
+
+
+def generate(path: Path, rows: int) -> None:
+    with path.open("w", newline="") as out:
+        out.write(
+            "operation,registrationId,deviceId,attestationType,symmetricKeyPrimary,"
+            "symmetricKeySecondary,iotHubs,provisioningStatus,iotEdge,twinTags\r\n"
+        )
+        for i in range(rows):
+            out.write(
+                f"upsert,device-{i:08d},dev-{i},symmetricKey,{KEY},{KEY},"
+                f'hub-a.azure-devices.net,enabled,false,"{{""n"":{i}}}"\r\n'
+            )
+
+
+def main() -> None:
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from authn.models import DpsInstance
+    from enrollments.bulk.ingest import ingest_file
+    from enrollments.models import BulkJob, BulkRow
+
+    call_command("migrate", verbosity=0)
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    inst, _ = DpsInstance.objects.get_or_create(
+        name="bench-dps",
+        defaults={
+            "host": "127.0.0.1:1",
+            "resource_id": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Devices/provisioningServices/bench-dps",
+        },
+    )
+    sizes = [int(a) for a in sys.argv[1:]] or [100_000]
+    for rows in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "bench.csv"
+            generate(path, rows)
+            t0 = time.perf_counter()
+            with path.open(newline="") as f:
+                bare = sum(1 for _ in csv.DictReader(f))
+            t_bare = time.perf_counter() - t0
+            job = BulkJob.objects.create(kind="import", owner=user, instance=inst)
+            t0 = time.perf_counter()
+            result = ingest_file(job, path, max_rows=rows + 1)
+            t_ingest = time.perf_counter() - t0
+            stored = BulkRow.objects.filter(job=job).count()
+            BulkRow.objects.filter(job=job).delete()
+            job.delete()
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(
+                f"rows={rows:,} size={path.stat().st_size / 1e6:.0f} MB db={django.db.connection.vendor}"
+            )
+            print(f"  bare DictReader: {bare / t_bare:,.0f} rows/s")
+            print(
+                f"  validate+store : {result.rows / t_ingest:,.0f} rows/s (stored {stored:,}, invalid {result.invalid})"
+            )
+            print(f"  ratio          : 1/{t_ingest / t_bare:.1f} of the bare pass")
+            print(f"  peak RSS       : {peak_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
