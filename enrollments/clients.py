@@ -1,0 +1,46 @@
+"""Build the DPS client that acts as a signed-in user on one DPS instance."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import requests
+from django.conf import settings
+
+from enrollments.dps.auth import bearer
+from enrollments.dps.client import DpsClient, build_session
+from enrollments.dps.types import DpsApi
+
+# One Session per thread: its connection pool keeps TLS connections to DPS open between
+# requests (a new handshake per page would cost more than the DPS call itself).
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = build_session()
+        _local.session = session
+    return session
+
+
+def dps_client_for(user: Any, instance: Any, *, max_retries: int = 2) -> DpsApi:
+    """Return a client of ``instance`` whose every call carries ``user``'s own DPS token.
+
+    The token comes from the token broker (silent, then on-behalf-of) at each attempt;
+    :class:`~authn.exceptions.ReauthRequired` propagates so the middleware can ask the user
+    to sign in again. Retries are few and short: a person is waiting for the page.
+    """
+    from authn.msal_app import DPS_RESOURCE
+    from authn.tokens import token_for_user
+
+    return DpsClient(
+        instance.host,
+        bearer(lambda: token_for_user(user, DPS_RESOURCE)),
+        ca_bundle=settings.AZURE_CA_BUNDLE or True,
+        timeout=settings.HTTP_TIMEOUT_SECONDS,
+        session=_session(),
+        max_retries=max_retries,
+        max_retry_wait=5.0,
+    )
