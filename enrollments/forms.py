@@ -168,7 +168,8 @@ class _EnrollmentFieldsForm(forms.Form):
         self, *args: Any, existing: IndividualEnrollment | EnrollmentGroup | None = None, **kw: Any
     ) -> None:
         self.existing = existing
-        if existing is not None and "initial" not in kw and not args:
+        if existing is not None and "initial" not in kw:
+            # Also when bound: disabled fields (the id) take their value from ``initial``.
             kw["initial"] = self.initial_from(existing)
         super().__init__(*args, **kw)
         types = [("x509", "X.509 certificate"), ("symmetricKey", "Symmetric key")]

@@ -36,6 +36,7 @@ PERSONAS: dict[str, tuple[str, str] | None] = {
     "kim": ("kim.keyreader@contoso-iot.example", "Kim-Demo-2026!"),
     "nora": ("nora.norole@contoso-iot.example", "Nora-Demo-2026!"),
     "anonymous": None,
+    "ada": ("ada.admin@contoso-iot.example", "Ada-Demo-2026!"),
 }
 # A TPM 2.0 endorsement key (public area) as in the DPS client tests.
 ENDORSEMENT_KEY = (
