@@ -133,9 +133,10 @@ class TokenService:
             scopes=names,
             auth_time=auth_time,
         )
-        sep = "" if prefix.endswith("/") and resource.version == 1 else "/"
+        # Entra names each granted scope as <resource as requested>/<name>, even when the
+        # resource URI ends with a slash (https://management.core.windows.net//user_impersonation).
         body["scope"] = " ".join(
-            n if resource is self.catalog.graph else f"{prefix}{sep}{n}" for n in names
+            n if resource is self.catalog.graph else f"{prefix}/{n}" for n in names
         )
         body.update(expires_in=lifetime, ext_expires_in=lifetime, access_token=token)
         if req.wants_refresh_token:

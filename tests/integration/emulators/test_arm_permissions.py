@@ -246,3 +246,18 @@ def test_get_dps_resource_needs_a_control_plane_read(
         entra, prod["resource_id"], arm_tokens["dana.contributor"], query="api-version=2022-02-05"
     )
     assert_arm_error(denied, 403, "AuthorizationFailed")
+
+
+def test_legacy_management_audience_is_accepted(entra: Entra) -> None:
+    """A token for https://management.core.windows.net/ (trailing slash) also works."""
+    app = entra.msal_app("fleet-automation-reader")
+    token = app.acquire_token_for_client(["https://management.core.windows.net//.default"])[
+        "access_token"
+    ]
+    claims = entra.verify(
+        token, audience="https://management.core.windows.net/", issuer=entra.v1_issuer
+    )
+    assert claims["idtyp"] == "app"
+    r = get(entra, _prod_path(entra), token)
+    assert r.status_code == 200, r.text
+    assert r.json()["value"] == BUILTIN["Device Provisioning Service Data Reader"]
