@@ -9,6 +9,7 @@ from django.http import HttpResponse
 from django.template import Context, Template
 from django.test import RequestFactory
 from django.urls import path
+from django.views import View
 
 from audit.models import AuditAction, AuditEvent, AuditOutcome
 from authn import capabilities as caps_module
@@ -16,6 +17,7 @@ from authn.arm import ArmUnavailable
 from authn.capabilities import capabilities_invalidate, capabilities_resolve
 from authn.decorators import app_role_required, capability_required
 from authn.exceptions import ReauthRequired, TokenUnavailable
+from authn.mixins import CapabilityRequiredMixin
 from authn.models import DpsInstance, EntraIdentity
 from authn.permissions import Capability
 
@@ -173,7 +175,15 @@ def _admin_view(request: Any) -> HttpResponse:
     return HttpResponse("admin")
 
 
+class _DeleteView(CapabilityRequiredMixin, View):
+    required_capability = "enrollments.delete"
+
+    def get(self, request: Any, instance: str) -> HttpResponse:
+        return HttpResponse("deleted")
+
+
 urlpatterns = [
+    path("t/<str:instance>/delete", _DeleteView.as_view()),
     path("t/<str:instance>/write", _write_view),
     path("t/admin", _admin_view),
     *__import__("portal.urls", fromlist=["urlpatterns"]).urlpatterns,
@@ -258,4 +268,16 @@ def test_refresh_my_permissions(client: Any, user: Any, instances: Any, fake_arm
     assert (
         client.post("/auth/permissions/refresh", {"next": "https://evil.example"})["Location"]
         == "/"
+    )
+
+
+@pytest.mark.urls(__name__)
+def test_capability_required_mixin(
+    client: Any, user: Any, instances: Any, fake_arm: FakeArm
+) -> None:
+    client.force_login(user, backend="authn.backends.EntraBackend")
+    assert client.get("/t/dps-lab/delete").content == b"deleted"
+    assert client.get("/t/dps-prod/delete").status_code == 403
+    assert (
+        AuditEvent.objects.filter(action=AuditAction.DENIED, dps_instance="dps-prod").count() == 1
     )
