@@ -9,7 +9,7 @@ from audit.selectors import AuditFilters
 
 KNOWN_TARGET_TYPES = (
     "enrollment",
-    "enrollmentgroup",
+    "enrollment_group",
     "registration",
     "bulk_job",
     "dps_instance",
