@@ -12,6 +12,14 @@ from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent, AuditOutcome
 from audit.services import audit_record
+from tests.integration.authn.conftest import (  # noqa: F401 - fixtures re-exported
+    _isolated_caches,
+    browser,
+    dps_instances,
+    entra_control,
+    entra_signin,
+    portal_client,
+)
 
 
 def make_user(django_user_model: Any, name: str, roles: list[str]) -> Any:

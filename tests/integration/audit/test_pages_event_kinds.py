@@ -18,15 +18,7 @@ from django.core.cache import cache
 from django.core.management import call_command
 
 from audit.models import AuditAction, AuditEvent, AuditOutcome
-from tests.integration.authn.conftest import (  # noqa: F401 - fixtures re-exported
-    EntraSignin,
-    _isolated_caches,
-    browser,
-    dps_instances,
-    entra_control,
-    entra_signin,
-    portal_client,
-)
+from tests.integration.authn.conftest import EntraSignin
 
 pytestmark = pytest.mark.django_db
 
