@@ -150,6 +150,16 @@ CHART_HEIGHT = 240
 _LEFT, _BOTTOM, _TOP = 48, 28, 8
 
 
+def _nice_ceiling(value: int) -> int:
+    """Round up to 2, 4 or 10 times a power of ten, so the half-way tick is a whole number."""
+    scale = 1
+    while True:
+        for step in (2, 4, 10):
+            if value <= step * scale:
+                return step * scale
+        scale *= 10
+
+
 def _chart_bars(data: Any) -> dict[str, Any]:
     """Return rectangles and axis labels for the stacked bar chart, in SVG units."""
     n = max(len(data.buckets), 1)
@@ -157,7 +167,7 @@ def _chart_bars(data: Any) -> dict[str, Any]:
     plot_h = CHART_HEIGHT - _BOTTOM - _TOP
     slot = plot_w / n
     width = max(slot * 0.8, 1)
-    peak = max(data.peak, 1)
+    peak = _nice_ceiling(data.peak)
     bars = []
     label_every = max(1, n // 10)
     for i, bucket in enumerate(data.buckets):

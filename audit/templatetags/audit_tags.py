@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
 from audit.models import AuditAction
 
@@ -34,3 +36,9 @@ def page_query(filter_query: str, key: str, cursor: object) -> str:
     encoded = cursor.encode() if cursor is not None else ""  # type: ignore[attr-defined]
     parts = [p for p in (filter_query, f"{key}={encoded}") if p]
     return "?" + "&".join(parts)
+
+
+@register.filter
+def path_breaks(path: str) -> SafeString:
+    """Escape a dotted JSON path and let it wrap after each dot instead of mid-word."""
+    return mark_safe(escape(path).replace(".", ".<wbr>"))  # noqa: S308 - escaped first
