@@ -121,7 +121,9 @@ def seed(owner_client: DpsClient, dps_entry: dict[str, Any], endpoints: dict[str
 
 @pytest.fixture
 def signed_in(
-    azure_settings: Any, dps_instances: Any, endpoints: dict[str, Any]
+    azure_settings: Any,
+    dps_instances: Any,  # noqa: F811 - the fixture imported above
+    endpoints: dict[str, Any],
 ) -> Callable[[str], Client]:
     """Return a factory: persona name → a Django test client signed in through the emulators."""
     clients: dict[str, Client] = {}

@@ -19,7 +19,9 @@ BASE = f"/dps/{INSTANCE}"
 HOSTILE = "<script>alert('x')</script>\"'><img src=x onerror=alert(1)>"
 
 
-def test_two_sessions_edit_the_same_enrollment(signed_in: Any, seed: Any, owner_client: Any) -> None:
+def test_two_sessions_edit_the_same_enrollment(
+    signed_in: Any, seed: Any, owner_client: Any
+) -> None:
     """The second save hits 412: conflict page, nothing overwritten; re-apply works on top."""
     created = seed.enrollment(device_id="original")
     rid = created.registration_id
@@ -37,11 +39,15 @@ def test_two_sessions_edit_the_same_enrollment(signed_in: Any, seed: Any, owner_
     html = conflict.content.decode()
     assert 'data-testid="conflict-page"' in html
     rows = {r["path"]: r for r in conflict.context["rows"]}
-    assert rows["deviceId"]["current"] == "dana-was-here" and rows["deviceId"]["mine"] == "original"
-    assert rows["deviceId"]["changed"] and rows["initialTwin.tags.owner"]["changed"]
+    assert rows["deviceId"]["current"] == "dana-was-here"
+    assert rows["deviceId"]["mine"] == "original"
+    assert rows["deviceId"]["changed"]
+    assert rows["initialTwin.tags.owner"]["changed"]
     assert owner_client.enrollment_get(rid).etag == saved.etag  # nothing overwritten
     assert owner_client.enrollment_get(rid).device_id == "dana-was-here"
-    failed = AuditEvent.objects.get(action=AuditAction.ENROLLMENT_UPDATE, outcome=AuditOutcome.FAILED)
+    failed = AuditEvent.objects.get(
+        action=AuditAction.ENROLLMENT_UPDATE, outcome=AuditOutcome.FAILED
+    )
     assert failed.dps_status == 412
 
     # Re-apply: the hidden form carries Ada's values with the current etag.
@@ -67,7 +73,8 @@ def test_stale_delete_asks_again(signed_in: Any, seed: Any, owner_client: Any) -
     old = dana.get(f"{BASE}/enrollments/{rid}/delete").context["etag"]
     dana.post(f"{BASE}/enrollments/{rid}/status", {"status": "disabled", "etag": old})
     response = dana.post(f"{BASE}/enrollments/{rid}/delete", {"etag": old})
-    assert response.status_code == 409 and b'data-testid="delete-stale"' in response.content
+    assert response.status_code == 409
+    assert b'data-testid="delete-stale"' in response.content
     assert owner_client.enrollment_get(rid).registration_id == rid
 
 
@@ -81,27 +88,42 @@ def test_hostile_fields_render_inert(signed_in: Any, seed: Any) -> None:
         optional_device_information={"label": HOSTILE},
     )
     dana = signed_in("dana")
-    for url in (f"{BASE}/enrollments/{rid}/", f"{BASE}/enrollments/", f"{BASE}/enrollments/{rid}/edit"):
+    for url in (
+        f"{BASE}/enrollments/{rid}/",
+        f"{BASE}/enrollments/",
+        f"{BASE}/enrollments/{rid}/edit",
+    ):
         html = dana.get(url, {"size": 100}).content.decode()
-        assert "<script>alert" not in html and "<img src=x" not in html, url
+        assert "<script>alert" not in html, url
+        assert "<img src=x" not in html, url
     detail = dana.get(f"{BASE}/enrollments/{rid}/").content.decode()
     assert "&lt;script&gt;alert(" in detail
 
     # A field error that echoes the input, and a DPS error message that echoes it back.
     bad = dana.post(
         f"{BASE}/enrollments/new",
-        {"registration_id": HOSTILE, "attestation_type": "symmetricKey",
-         "provisioning_status": "enabled", "iot_hubs": "<script>x</script>.example.net"},
+        {
+            "registration_id": HOSTILE,
+            "attestation_type": "symmetricKey",
+            "provisioning_status": "enabled",
+            "iot_hubs": "<script>x</script>.example.net",
+        },
     )
-    assert bad.status_code == 400 and "<script>" not in bad.content.decode()
+    assert bad.status_code == 400
+    assert "<script>" not in bad.content.decode()
     unknown_hub = dana.post(
         f"{BASE}/enrollments/new",
-        {"registration_id": unique("xss2"), "attestation_type": "symmetricKey",
-         "provisioning_status": "enabled", "iot_hubs": "evil-hub.example.net",
-         "twin_tags": json.dumps({"k": HOSTILE})},
+        {
+            "registration_id": unique("xss2"),
+            "attestation_type": "symmetricKey",
+            "provisioning_status": "enabled",
+            "iot_hubs": "evil-hub.example.net",
+            "twin_tags": json.dumps({"k": HOSTILE}),
+        },
     )
     text = unknown_hub.content.decode()
-    assert unknown_hub.status_code == 400 and "trackingId" in text
+    assert unknown_hub.status_code == 400
+    assert "trackingId" in text
     assert "<script>alert" not in text
 
 

@@ -53,7 +53,8 @@ def test_page_size_choice_and_htmx_fragment(signed_in: Any, seed: Any) -> None:
         f"{BASE}/enrollments/?size=10", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="record-table"
     )
     assert fragment.status_code == 200
-    assert b"<html" not in fragment.content and b'data-testid="record-table"' in fragment.content
+    assert b"<html" not in fragment.content
+    assert b'data-testid="record-table"' in fragment.content
 
 
 def test_create_validates_fields_before_sending(signed_in: Any, owner_client: Any) -> None:
@@ -83,7 +84,8 @@ def test_create_validates_fields_before_sending(signed_in: Any, owner_client: An
     assert errors["webhook_url"] == ["The webhook URL must start with https://."]
     assert "not valid JSON" in errors["twin_tags"][0]
     html = response.content.decode()
-    assert 'data-testid="error-webhook_url"' in html and 'aria-invalid="true"' in html
+    assert 'data-testid="error-webhook_url"' in html
+    assert 'aria-invalid="true"' in html
     assert not AuditEvent.objects.filter(action=AuditAction.ENROLLMENT_CREATE).exists()
 
 
@@ -103,7 +105,9 @@ def test_create_existing_id_shows_dps_conflict_with_tracking_id(signed_in: Any, 
     assert response.status_code == 409
     assert "trackingId" in response.context["form"].non_field_errors()[0]
     event = AuditEvent.objects.get(action=AuditAction.ENROLLMENT_CREATE)
-    assert event.outcome == AuditOutcome.FAILED and event.dps_status == 409 and event.tracking_id
+    assert event.outcome == AuditOutcome.FAILED
+    assert event.dps_status == 409
+    assert event.tracking_id
 
 
 def test_toggle_keeps_symmetric_keys_and_is_audited(
@@ -120,7 +124,8 @@ def test_toggle_keeps_symmetric_keys_and_is_audited(
         HTTP_HX_REQUEST="true",
     )
     assert response.status_code == 200
-    assert b"Disabled" in response.content and b"<html" not in response.content
+    assert b"Disabled" in response.content
+    assert b"<html" not in response.content
     after = owner_client.enrollment_attestation_mechanism(rid).symmetric_key
     assert (after.primary_key, after.secondary_key) == (keys.primary_key, keys.secondary_key)
     assert owner_client.enrollment_get(rid).provisioning_status == "disabled"
@@ -160,14 +165,16 @@ def test_delete_needs_confirmation_and_the_etag(
     rid = created.registration_id
     dana = signed_in("dana")
     confirm = dana.get(f"{BASE}/enrollments/{rid}/delete")
-    assert confirm.status_code == 200 and b'data-testid="confirm-delete-button"' in confirm.content
+    assert confirm.status_code == 200
+    assert b'data-testid="confirm-delete-button"' in confirm.content
     assert dana.post(f"{BASE}/enrollments/{rid}/delete", {"etag": ""}).status_code == 400
     done = dana.post(f"{BASE}/enrollments/{rid}/delete", {"etag": created.etag})
     assert done.status_code == 302
     with pytest.raises(Exception, match="no such"):
         owner_client.enrollment_get(rid)
     event = AuditEvent.objects.get(action=AuditAction.ENROLLMENT_DELETE, target_id=rid)
-    assert event.outcome == AuditOutcome.SUCCESS and event.before["registrationId"] == rid
+    assert event.outcome == AuditOutcome.SUCCESS
+    assert event.before["registrationId"] == rid
 
 
 def test_missing_enrollment_is_a_404_page_with_tracking_id(signed_in: Any) -> None:
@@ -175,7 +182,8 @@ def test_missing_enrollment_is_a_404_page_with_tracking_id(signed_in: Any) -> No
     response = signed_in("dana").get(f"{BASE}/enrollments/{unique('none')}/")
     assert response.status_code == 404
     html = response.content.decode()
-    assert 'data-testid="tracking-id"' in html and "404201" in html
+    assert 'data-testid="tracking-id"' in html
+    assert "404201" in html
 
 
 def test_reveal_is_audited_without_the_key(signed_in: Any, seed: Any) -> None:

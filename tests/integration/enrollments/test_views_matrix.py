@@ -1,4 +1,4 @@
-"""The view matrix: every enrollment page × {Dana, Reggie, Kim, Nora, anonymous}.
+"""The view matrix: every enrollment page x {Dana, Reggie, Kim, Nora, anonymous}.
 
 Each persona signs in through the Entra emulator; capabilities come from the ARM emulator's
 role assignments and every DPS call carries the persona's OBO token. For each cell: the status
@@ -24,12 +24,23 @@ BASE = f"/dps/{INSTANCE}"
 
 CAPS = {
     "dana": {
-        "enrollments.read", "enrollments.write", "enrollments.delete",
-        "enrollmentgroups.read", "enrollmentgroups.write", "enrollmentgroups.delete",
-        "registrations.read", "registrations.delete", "attestation.reveal",
+        "enrollments.read",
+        "enrollments.write",
+        "enrollments.delete",
+        "enrollmentgroups.read",
+        "enrollmentgroups.write",
+        "enrollmentgroups.delete",
+        "registrations.read",
+        "registrations.delete",
+        "attestation.reveal",
     },
     "reggie": {"enrollments.read", "enrollmentgroups.read", "registrations.read"},
-    "kim": {"enrollments.read", "enrollmentgroups.read", "registrations.read", "attestation.reveal"},
+    "kim": {
+        "enrollments.read",
+        "enrollmentgroups.read",
+        "registrations.read",
+        "attestation.reveal",
+    },
     "nora": set(),
 }
 PERSONAS = ["dana", "reggie", "kim", "nora", "anonymous"]
@@ -43,10 +54,14 @@ def records(endpoints: dict[str, Any]) -> dict[str, str]:
     client = DpsClient(cs.host, cs.token_provider(), ca_bundle=endpoints["ca_cert"])
     rid, gid, dev = unique("mx"), unique("mxg"), unique("mxdev")
     client.enrollment_put(
-        IndividualEnrollment(registration_id=rid, attestation=AttestationMechanism.for_symmetric_key())
+        IndividualEnrollment(
+            registration_id=rid, attestation=AttestationMechanism.for_symmetric_key()
+        )
     )
     client.group_put(
-        EnrollmentGroup(enrollment_group_id=gid, attestation=AttestationMechanism.for_symmetric_key())
+        EnrollmentGroup(
+            enrollment_group_id=gid, attestation=AttestationMechanism.for_symmetric_key()
+        )
     )
     session = requests.Session()
     session.trust_env = False
@@ -64,32 +79,97 @@ VIEWS = [
     ("enrollment_list", "get", "/enrollments/", "enrollments.read", None, 200),
     ("enrollment_detail", "get", "/enrollments/{rid}/", "enrollments.read", None, 200),
     ("enrollment_create_form", "get", "/enrollments/new", "enrollments.write", None, 200),
-    ("enrollment_create_post", "post", "/enrollments/new", "enrollments.write", {"registration_id": "bad id!"}, 400),
+    (
+        "enrollment_create_post",
+        "post",
+        "/enrollments/new",
+        "enrollments.write",
+        {"registration_id": "bad id!"},
+        400,
+    ),
     ("enrollment_edit", "get", "/enrollments/{rid}/edit", "enrollments.write", None, 200),
-    ("enrollment_delete_confirm", "get", "/enrollments/{rid}/delete", "enrollments.delete", None, 200),
-    ("enrollment_delete_post", "post", "/enrollments/{rid}/delete", "enrollments.delete", {"etag": "stale"}, 409),
-    ("enrollment_status", "post", "/enrollments/{rid}/status", "enrollments.write", {"status": "disabled", "etag": "stale"}, 302),
+    (
+        "enrollment_delete_confirm",
+        "get",
+        "/enrollments/{rid}/delete",
+        "enrollments.delete",
+        None,
+        200,
+    ),
+    (
+        "enrollment_delete_post",
+        "post",
+        "/enrollments/{rid}/delete",
+        "enrollments.delete",
+        {"etag": "stale"},
+        409,
+    ),
+    (
+        "enrollment_status",
+        "post",
+        "/enrollments/{rid}/status",
+        "enrollments.write",
+        {"status": "disabled", "etag": "stale"},
+        302,
+    ),
     ("enrollment_reveal", "post", "/enrollments/{rid}/reveal", "attestation.reveal", None, 200),
     ("group_list", "get", "/groups/", "enrollmentgroups.read", None, 200),
     ("group_detail", "get", "/groups/{gid}/", "enrollmentgroups.read", None, 200),
     ("group_create_form", "get", "/groups/new", "enrollmentgroups.write", None, 200),
     ("group_edit", "get", "/groups/{gid}/edit", "enrollmentgroups.write", None, 200),
     ("group_delete_confirm", "get", "/groups/{gid}/delete", "enrollmentgroups.delete", None, 200),
-    ("group_status", "post", "/groups/{gid}/status", "enrollmentgroups.write", {"status": "disabled", "etag": "stale"}, 302),
+    (
+        "group_status",
+        "post",
+        "/groups/{gid}/status",
+        "enrollmentgroups.write",
+        {"status": "disabled", "etag": "stale"},
+        302,
+    ),
     ("group_reveal", "post", "/groups/{gid}/reveal", "attestation.reveal", None, 200),
-    ("group_device_key", "post", "/groups/{gid}/device-key", "attestation.reveal", {"registration_id": "dev-1"}, 200),
+    (
+        "group_device_key",
+        "post",
+        "/groups/{gid}/device-key",
+        "attestation.reveal",
+        {"registration_id": "dev-1"},
+        200,
+    ),
     ("registration_list", "get", "/groups/{gid}/registrations/", "registrations.read", None, 200),
     ("registration_detail", "get", "/registrations/{dev}/", "registrations.read", None, 200),
-    ("registration_delete_confirm", "get", "/registrations/{dev}/delete", "registrations.delete", None, 200),
-    ("registration_delete_selected", "post", "/groups/{gid}/registrations/delete", "registrations.delete", {}, 302),
+    (
+        "registration_delete_confirm",
+        "get",
+        "/registrations/{dev}/delete",
+        "registrations.delete",
+        None,
+        200,
+    ),
+    (
+        "registration_delete_selected",
+        "post",
+        "/groups/{gid}/registrations/delete",
+        "registrations.delete",
+        {},
+        302,
+    ),
 ]
 
 
 @pytest.mark.parametrize("persona", PERSONAS)
-@pytest.mark.parametrize(("name", "method", "url", "cap", "data", "ok"), VIEWS, ids=[v[0] for v in VIEWS])
+@pytest.mark.parametrize(
+    ("name", "method", "url", "cap", "data", "ok"), VIEWS, ids=[v[0] for v in VIEWS]
+)
 def test_view_matrix(
-    signed_in: Any, records: dict[str, str], persona: str, name: str, method: str, url: str,
-    cap: str, data: Any, ok: int,
+    signed_in: Any,
+    records: dict[str, str],
+    persona: str,
+    name: str,
+    method: str,
+    url: str,
+    cap: str,
+    data: Any,
+    ok: int,
 ) -> None:
     """Anonymous → sign-in; missing capability → 403 + denied event; else the view answers."""
     client = signed_in(persona)
@@ -97,7 +177,8 @@ def test_view_matrix(
     AuditEvent.objects.all().delete()
     response = getattr(client, method)(path, data or {})
     if persona == "anonymous":
-        assert response.status_code == 302 and response["Location"].startswith("/auth/login")
+        assert response.status_code == 302
+        assert response["Location"].startswith("/auth/login")
         assert not AuditEvent.objects.exists()
         return
     if cap not in CAPS[persona]:
@@ -105,14 +186,16 @@ def test_view_matrix(
         assert b'data-testid="forbidden"' in response.content
         event = AuditEvent.objects.get()
         assert (event.action, event.outcome) == (AuditAction.DENIED, AuditOutcome.DENIED)
-        assert event.target_id == path and event.dps_instance == INSTANCE
+        assert event.target_id == path
+        assert event.dps_instance == INSTANCE
         assert cap in event.message
         return
     assert response.status_code == ok, response.content[:500]
     assert not AuditEvent.objects.filter(action=AuditAction.DENIED).exists()
     if cap == "attestation.reveal":
         event = AuditEvent.objects.get(action=AuditAction.ATTESTATION_REVEAL)
-        assert event.outcome == AuditOutcome.SUCCESS and event.actor.username
+        assert event.outcome == AuditOutcome.SUCCESS
+        assert event.actor.username
 
 
 CONTROLS = {
@@ -133,7 +216,10 @@ CONTROLS = {
         "registrations-link": "registrations.read",
         "toggle-{gid}": "enrollmentgroups.write",
     },
-    "/groups/{gid}/registrations/": {"delete-selected": "registrations.delete", "select-{dev}": "registrations.delete"},
+    "/groups/{gid}/registrations/": {
+        "delete-selected": "registrations.delete",
+        "select-{dev}": "registrations.delete",
+    },
     "/registrations/{dev}/": {"delete-button": "registrations.delete"},
 }
 

@@ -29,7 +29,8 @@ def test_delete_selected_reports_each_item(signed_in: Any, seed: Any, owner_clie
     etags = {r["record"].registration_id: r["record"].etag for r in listing.context["rows"]}
     selected = [f"{d}|{etags[d]}" for d in devs[:2]] + [f"{devs[2]}|stale-etag"]
     confirm = dana.post(f"{BASE}/groups/{gid}/registrations/delete", {"selected": selected})
-    assert confirm.status_code == 200 and b'data-testid="confirm-delete-selected"' in confirm.content
+    assert confirm.status_code == 200
+    assert b'data-testid="confirm-delete-selected"' in confirm.content
     for dev in devs:
         assert owner_client.registration_get(dev)  # nothing deleted before confirming
     done = dana.post(
@@ -37,7 +38,9 @@ def test_delete_selected_reports_each_item(signed_in: Any, seed: Any, owner_clie
     )
     assert done.status_code == 200
     results = {r.id: r for r in done.context["results"]}
-    assert results[devs[0]].ok and results[devs[1]].ok and not results[devs[2]].ok
+    assert results[devs[0]].ok
+    assert results[devs[1]].ok
+    assert not results[devs[2]].ok
     for dev in devs[:2]:
         with pytest.raises(DpsNotFound):
             owner_client.registration_get(dev)
@@ -76,11 +79,13 @@ def test_device_key_matches_the_documented_derivation(signed_in: Any, seed: Any)
     assert response.context["keys"].primary == derive_device_key(keys.primary_key, "sensor-42")
     assert derive_device_key(keys.primary_key, "sensor-42") in response.content.decode()
     event = AuditEvent.objects.get(action=AuditAction.ATTESTATION_REVEAL)
-    assert "sensor-42" in event.message and keys.primary_key not in str(event.after)
+    assert "sensor-42" in event.message
+    assert keys.primary_key not in str(event.after)
     bad = signed_in("kim").post(
         f"{BASE}/groups/{group.enrollment_group_id}/device-key", {"registration_id": "bad id!"}
     )
-    assert bad.status_code == 400 and b'data-testid="device-key-error"' in bad.content
+    assert bad.status_code == 400
+    assert b'data-testid="device-key-error"' in bad.content
 
 
 def test_reader_cannot_edit_symmetric_key_and_is_told_why(
@@ -94,7 +99,8 @@ def test_reader_cannot_edit_symmetric_key_and_is_told_why(
     PERSONAS.setdefault("oscar", ("oscar.operator@contoso-iot.example", "Oscar-Demo-2026!"))
     oscar = signed_in("oscar")
     detail = oscar.get(f"{BASE}/enrollments/{created.registration_id}/").content.decode()
-    assert 'data-testid="edit-unavailable"' in detail and 'data-testid="edit-button"' not in detail
+    assert 'data-testid="edit-unavailable"' in detail
+    assert 'data-testid="edit-button"' not in detail
     response = oscar.get(f"{BASE}/enrollments/{created.registration_id}/edit")
     assert response.status_code == 403
     assert b"attestation-mechanism" in response.content
@@ -120,7 +126,8 @@ def test_dps_403_drops_cached_permissions_and_names_the_role(
     response = dana.get(f"{BASE}/enrollments/")
     assert response.status_code == 403
     html = response.content.decode()
-    assert "Device Provisioning Service Data Reader" in html and "trk-403" in html
+    assert "Device Provisioning Service Data Reader" in html
+    assert "trk-403" in html
     assert len(calls) == 1
 
 
@@ -149,6 +156,7 @@ def test_dps_errors_in_words(
     monkeypatch.setattr(views, "_client", lambda request: Failing())
     response = dana.get(f"{BASE}/enrollments/")
     assert response.status_code == status
-    assert words in response.content.decode() and "trk-1" in response.content.decode()
+    assert words in response.content.decode()
+    assert "trk-1" in response.content.decode()
     if status == 429:
         assert response["Retry-After"] == "7"

@@ -45,22 +45,37 @@ def _common(allocation: str) -> dict[str, str]:
 def _attestation(case: str, key: str, group: bool) -> tuple[dict[str, str], dict[str, Any]]:
     """Return form fields for the attestation case and what to check afterwards."""
     if case == "tpm":
-        return {"attestation_type": "tpm", "tpm_endorsement_key": ENDORSEMENT_KEY,
-                "tpm_storage_root_key": ENDORSEMENT_KEY}, {}
+        return {
+            "attestation_type": "tpm",
+            "tpm_endorsement_key": ENDORSEMENT_KEY,
+            "tpm_storage_root_key": ENDORSEMENT_KEY,
+        }, {}
     if case == "x509-certs":
         pem1, pem2 = certificate(key, ca=group), certificate(key + "-2", ca=group)
         return (
-            {"attestation_type": "x509", "x509_kind": "certificates",
-             "x509_primary": pem1, "x509_secondary": pem2},
+            {
+                "attestation_type": "x509",
+                "x509_kind": "certificates",
+                "x509_primary": pem1,
+                "x509_secondary": pem2,
+            },
             {"pems": (pem1, pem2), "thumbprint": parse_certificate(pem1).sha1_thumbprint},
         )
     if case == "x509-ca":
-        return {"attestation_type": "x509", "x509_kind": "ca_references",
-                "ca_primary": "fleet-root-ca", "ca_secondary": "fleet-root-ca-2"}, {}
+        return {
+            "attestation_type": "x509",
+            "x509_kind": "ca_references",
+            "ca_primary": "fleet-root-ca",
+            "ca_secondary": "fleet-root-ca-2",
+        }, {}
     if case == "sym-given":
         k1, k2 = generate_symmetric_key(), generate_symmetric_key(32)
-        return {"attestation_type": "symmetricKey", "key_mode": "given",
-                "primary_key": k1, "secondary_key": k2}, {"keys": (k1, k2)}
+        return {
+            "attestation_type": "symmetricKey",
+            "key_mode": "given",
+            "primary_key": k1,
+            "secondary_key": k2,
+        }, {"keys": (k1, k2)}
     return {"attestation_type": "symmetricKey", "key_mode": "generate"}, {}
 
 
@@ -111,11 +126,13 @@ def test_individual_enrollment_round_trip(
     html = detail.content.decode()
     model = detail.context["model"]
     assert model.device_id == f"dev-{rid}"
-    assert model.iot_hubs == [HUB] and HUB in html
+    assert model.iot_hubs == [HUB]
+    assert HUB in html
     assert model.allocation_policy == allocation
     assert model.reprovision_policy.update_hub_assignment is True
     assert model.reprovision_policy.migrate_device_data is False
-    assert model.initial_twin.tags == {"site": "ams", "floor": 3} and "&quot;site&quot;" in html
+    assert model.initial_twin.tags == {"site": "ams", "floor": 3}
+    assert "&quot;site&quot;" in html
     assert model.initial_twin.desired == {"interval": 30, "mode": {"eco": True}}
     assert model.capabilities.iot_edge is True
     assert model.provisioning_status == "disabled"
@@ -156,8 +173,12 @@ def test_individual_enrollment_round_trip(
         owner_client.enrollment_get(rid)
 
 
-GROUP_CASES = [("x509-certs", "hashed"), ("x509-ca", "custom"), ("sym-given", "geoLatency"),
-               ("sym-generated", "static")]
+GROUP_CASES = [
+    ("x509-certs", "hashed"),
+    ("x509-ca", "custom"),
+    ("sym-given", "geoLatency"),
+    ("sym-generated", "static"),
+]
 
 
 @pytest.mark.parametrize(("case", "allocation"), GROUP_CASES)
@@ -174,9 +195,11 @@ def test_enrollment_group_round_trip(
     assert created.status_code == 302, created.context and created.context["form"].errors
     detail = dana.get(f"{BASE}/groups/{gid}/")
     model = detail.context["model"]
-    assert model.iot_hubs == [HUB] and model.allocation_policy == allocation
+    assert model.iot_hubs == [HUB]
+    assert model.allocation_policy == allocation
     assert model.initial_twin.tags == {"site": "ams", "floor": 3}
-    assert model.capabilities.iot_edge is True and model.provisioning_status == "disabled"
+    assert model.capabilities.iot_edge is True
+    assert model.provisioning_status == "disabled"
     if "thumbprint" in expect:
         assert expect["thumbprint"] in detail.content.decode()
     before = owner_client.group_get(gid)
@@ -197,7 +220,10 @@ def test_enrollment_group_round_trip(
     assert owner_client.group_attestation_mechanism(gid).to_json() == secrets_before
 
     confirm = dana.get(f"{BASE}/groups/{gid}/delete")
-    assert dana.post(f"{BASE}/groups/{gid}/delete", {"etag": confirm.context["etag"]}).status_code == 302
+    assert (
+        dana.post(f"{BASE}/groups/{gid}/delete", {"etag": confirm.context["etag"]}).status_code
+        == 302
+    )
     with pytest.raises(DpsNotFound):
         owner_client.group_get(gid)
 
@@ -209,8 +235,9 @@ def test_x509_edit_without_certificate_is_refused_before_sending(
     dana = signed_in("dana")
     rid = unique("x509-keep")
     att, _ = _attestation("x509-certs", rid, group=False)
-    dana.post(f"{BASE}/enrollments/new", {"registration_id": rid, **att,
-                                          "provisioning_status": "enabled"})
+    dana.post(
+        f"{BASE}/enrollments/new", {"registration_id": rid, **att, "provisioning_status": "enabled"}
+    )
     edit_url = f"{BASE}/enrollments/{rid}/edit"
     page = dana.get(edit_url)
     assert b'data-testid="certificate-note"' in page.content
