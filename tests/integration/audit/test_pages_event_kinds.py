@@ -180,6 +180,7 @@ def test_scenario_writes_each_kind_of_event_and_no_secret(
         (AuditAction.ENROLLMENTGROUP_CREATE, AuditOutcome.SUCCESS),
         (AuditAction.ENROLLMENTGROUP_DELETE, AuditOutcome.SUCCESS),
         (AuditAction.DENIED, AuditOutcome.DENIED),
+        (AuditAction.INSTANCE_CREATE, AuditOutcome.SUCCESS),
         (AuditAction.INSTANCE_UPDATE, AuditOutcome.SUCCESS),
         (AuditAction.EXPORT, AuditOutcome.SUCCESS),
         (AuditAction.SIGNOUT, AuditOutcome.SUCCESS),
