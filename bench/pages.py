@@ -45,7 +45,9 @@ def seed(endpoints: dict[str, Any], count: int) -> list[str]:
     """Create ``count`` enrollments with 10-item bulk calls; return their ids."""
     dps = next(d for d in endpoints["dps"] if d["name"] == INSTANCE)
     policy = dict(p.split("=", 1) for p in dps["connection_string"].split(";"))
-    auth = {"Authorization": sas(dps["host"], policy["SharedAccessKeyName"], policy["SharedAccessKey"])}
+    auth = {
+        "Authorization": sas(dps["host"], policy["SharedAccessKeyName"], policy["SharedAccessKey"])
+    }
     http = session(endpoints["ca_cert"])
     ids = [f"bench-{i:05d}-{uuid.uuid4().hex[:6]}" for i in range(count)]
     for start in range(0, count, 10):

@@ -12,5 +12,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("auth/", include("authn.urls")),
     path("dps/<str:instance>/", include("enrollments.urls")),
+    path("dps/<str:instance>/", include("enrollments.urls_bulk")),
     path("audit/", include("audit.urls")),
 ]
