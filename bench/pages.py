@@ -120,7 +120,7 @@ def run(endpoints: dict[str, Any], tmp: Path, ids: list[str], n: int) -> None:
         "dps_instance_import",
         "--from-endpoints",
         os.environ["EMULATOR_ENDPOINTS_FILE"],
-        stdout=open(os.devnull, "w"),  # noqa: SIM115
+        stdout=open(os.devnull, "w"),
     )
     import requests
 
