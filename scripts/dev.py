@@ -115,7 +115,22 @@ def main() -> int:
         )
         children.append(
             subprocess.Popen(
-                [PY, "-m", "celery", "-A", "portal", "worker", "-l", "INFO", "-c", "2"],
+                [
+                    PY,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "portal",
+                    "worker",
+                    "-l",
+                    "INFO",
+                    "-c",
+                    "2",
+                    # Embedded beat: one process on one machine runs the periodic sweeps too.
+                    "-B",
+                    "--schedule",
+                    str(VAR / "celerybeat-schedule"),
+                ],
                 cwd=ROOT,
                 env=env,
             )
