@@ -1,0 +1,133 @@
+"""Forms of the bulk pages: field validation only; the services decide the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from enrollments.csv_format import OPERATIONS
+from enrollments.models import JobState, RowPlan, RowStatus
+
+#: At most this many ids in one "delete selected" request (a list page holds far fewer).
+MAX_SELECTED = 10_000
+
+
+class ImportForm(forms.Form):
+    """Upload a CSV file; rows without an ``operation`` cell get ``default_operation``."""
+
+    file = forms.FileField(
+        label="CSV file",
+        help_text="UTF-8 or UTF-16 with BOM; comma or semicolon separated.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv", "class": "form-control"}),
+    )
+    default_operation = forms.ChoiceField(
+        label="Rows without an operation",
+        choices=[(op, op.capitalize()) for op in OPERATIONS],
+        initial="upsert",
+        required=False,
+        widget=forms.Select(attrs={"class": "form-select"}),
+    )
+
+    def clean_default_operation(self) -> str:
+        return self.cleaned_data.get("default_operation") or "upsert"
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        limit = settings.BULK_UPLOAD_MAX_BYTES
+        if upload.size is not None and upload.size > limit:
+            raise forms.ValidationError(
+                f"The file is larger than the limit of {limit // (1024 * 1024):,} MB; split it."
+            )
+        if upload.size == 0:
+            raise forms.ValidationError("The file is empty.")
+        return upload
+
+
+class ExportForm(forms.Form):
+    """Export every individual enrollment; keys only on request (and with the capability)."""
+
+    include_keys = forms.BooleanField(
+        required=False,
+        label="Include symmetric keys",
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
+    )
+
+
+def selected_ids(data: Any) -> list[str]:
+    """Return the registration ids of a "delete selected" POST, in order, without repeats.
+
+    Accepts ``selected`` values as the enrollment lists send them (``id`` or ``id|etag``) and
+    ``registration_ids`` as repeated values or one text with an id per line.
+    """
+    raw: list[str] = []
+    for value in data.getlist("selected"):
+        raw.append(value.split("|", 1)[0])
+    for value in data.getlist("registration_ids"):
+        raw.extend(value.splitlines())
+    return list(dict.fromkeys(v.strip() for v in raw if v.strip()))
+
+
+class DeleteSelectedForm(forms.Form):
+    """Confirm the deletion of a list of individual enrollments."""
+
+    confirm = forms.BooleanField(required=True)
+
+    def __init__(self, *args: Any, ids: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ids = ids
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not self.ids:
+            raise forms.ValidationError("Select at least one enrollment to delete.")
+        if len(self.ids) > MAX_SELECTED:
+            raise forms.ValidationError(
+                f"Select at most {MAX_SELECTED:,} enrollments, or import a CSV with "
+                "operation delete."
+            )
+        return data
+
+
+class RowFilterForm(forms.Form):
+    """Filters of a job's per-row table."""
+
+    plan = forms.ChoiceField(
+        required=False,
+        choices=[("", "Any plan"), *RowPlan.choices],
+        widget=forms.Select(attrs={"class": "form-select form-select-sm"}),
+    )
+    status = forms.ChoiceField(
+        required=False,
+        choices=[("", "Any outcome"), *RowStatus.choices],
+        widget=forms.Select(attrs={"class": "form-select form-select-sm"}),
+    )
+    q = forms.CharField(
+        required=False,
+        max_length=128,
+        label="Registration ID",
+        widget=forms.TextInput(
+            attrs={"class": "form-control form-control-sm", "placeholder": "Registration ID"}
+        ),
+    )
+    problems = forms.BooleanField(
+        required=False,
+        label="Only problems",
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
+    )
+
+
+class JobFilterForm(forms.Form):
+    """Filters of the jobs list."""
+
+    state = forms.ChoiceField(
+        required=False,
+        choices=[("", "Any state"), *JobState.choices],
+        widget=forms.Select(attrs={"class": "form-select form-select-sm"}),
+    )
+    everyone = forms.BooleanField(
+        required=False,
+        label="Everyone's jobs",
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
+    )

@@ -1,0 +1,27 @@
+"""URLs of bulk jobs of one DPS instance (under /dps/<instance>/bulk/)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from enrollments import views_bulk as v
+
+app_name = "bulk"
+urlpatterns = [
+    path("bulk/import", v.import_page, name="import"),
+    path("bulk/format", v.format_help, name="format_help"),
+    path("bulk/export", v.export_start, name="export"),
+    path("bulk/delete-selected", v.delete_selected, name="delete_selected"),
+    path(
+        "bulk/groups/<str:key>/delete-registrations",
+        v.group_registrations_delete,
+        name="group_registrations_delete",
+    ),
+    path("bulk/jobs/", v.job_list, name="job_list"),
+    path("bulk/jobs/<int:job_id>/", v.job_detail, name="job_detail"),
+    path("bulk/jobs/<int:job_id>/progress", v.job_progress, name="job_progress"),
+    path("bulk/jobs/<int:job_id>/confirm", v.job_confirm, name="job_confirm"),
+    path("bulk/jobs/<int:job_id>/cancel", v.job_cancel, name="job_cancel"),
+    path("bulk/jobs/<int:job_id>/report.csv", v.job_report, name="job_report"),
+    path("bulk/jobs/<int:job_id>/download", v.job_download, name="job_download"),
+]

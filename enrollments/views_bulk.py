@@ -1,0 +1,456 @@
+"""Pages of bulk jobs on one DPS instance: import, export, delete selected, jobs, results.
+
+Every view checks the instance capability with :func:`authn.decorators.capability_required`
+(anonymous → sign-in, missing → 403 + audit) and, for a job, that the user owns it or is a
+portal admin. The services re-check the owner's capabilities when the job is queued and again
+when a worker runs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from audit.models import AuditAction, AuditOutcome
+from audit.services import audit_record
+from authn.backends import app_roles_of
+from authn.capabilities import capabilities_resolve
+from authn.decorators import capability_required, deny
+from authn.permissions import Capability
+from enrollments.bulk import selectors
+from enrollments.bulk import services as bulk
+from enrollments.forms_bulk import (
+    DeleteSelectedForm,
+    ExportForm,
+    ImportForm,
+    JobFilterForm,
+    RowFilterForm,
+    selected_ids,
+)
+from enrollments.models import BulkJob, JobKind, JobState, RowPlan
+
+C = Capability
+ROWS_PER_PAGE = 50
+ADMIN_ROLE = "Portal.Admin"
+
+
+#
+# Shared machinery
+#
+
+
+def _instance(request: HttpRequest) -> Any:
+    return request.dps_instance  # type: ignore[attr-defined]
+
+
+def _caps(request: HttpRequest) -> Any:
+    return capabilities_resolve(request.user, _instance(request))
+
+
+def _is_admin(request: HttpRequest) -> bool:
+    return ADMIN_ROLE in app_roles_of(request.user)
+
+
+def _ctx(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    return {
+        "instance": _instance(request),
+        "caps": _caps(request),
+        "section": "bulk",
+        "is_admin": _is_admin(request),
+        **extra,
+    }
+
+
+def _job_url(job: BulkJob, view: str = "job_detail") -> str:
+    return reverse(f"bulk:{view}", args=[job.instance.name, job.pk])
+
+
+def _job_or_deny(request: HttpRequest, job_id: int) -> BulkJob | HttpResponse:
+    """Return the job if it is on this instance and the user owns it (or is an admin)."""
+    job = get_object_or_404(
+        BulkJob.objects.select_related("owner", "instance"), pk=job_id, instance=_instance(request)
+    )
+    if job.owner_id != request.user.pk and not _is_admin(request):
+        return deny(
+            request,
+            reason="This job belongs to someone else; only its owner and portal admins see it.",
+            required="job owner or Portal.Admin",
+            instance=_instance(request).name,
+        )
+    return job
+
+
+def _service_denied(request: HttpRequest, exc: PermissionDenied, required: str) -> HttpResponse:
+    return deny(request, reason=str(exc), required=required, instance=_instance(request).name)
+
+
+#
+# Starting jobs
+#
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@capability_required(C.ENROLLMENTS_READ)
+@capability_required(C.ENROLLMENTS_WRITE)
+def import_page(request: HttpRequest, instance: str) -> HttpResponse:
+    """Upload a CSV; the job validates it and previews the changes before anything is written."""
+    posted = request.method == "POST"
+    form = ImportForm(request.POST if posted else None, request.FILES if posted else None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                job = bulk.job_create(
+                    owner=request.user,
+                    instance=_instance(request),
+                    kind=JobKind.IMPORT,
+                    capabilities=[c.value for c in _caps(request)],
+                    options={"default_operation": form.cleaned_data["default_operation"]},
+                    upload=upload,
+                    source_name=Path(upload.name or "upload.csv").name,
+                )
+            except PermissionDenied as exc:
+                return _service_denied(request, exc, C.ENROLLMENTS_WRITE.value)
+            except ValidationError as exc:
+                form.add_error("file", exc)
+            else:
+                messages.success(
+                    request,
+                    "The file is uploaded; it is being checked. Nothing changes in DPS "
+                    "until you confirm the preview.",
+                )
+                return redirect(_job_url(job))
+    return render(
+        request,
+        "enrollments/bulk/import.html",
+        _ctx(
+            request, form=form, tab="import", max_mb=settings.BULK_UPLOAD_MAX_BYTES // (1024 * 1024)
+        ),
+        status=status,
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@capability_required(C.ENROLLMENTS_READ)
+def export_start(request: HttpRequest, instance: str) -> HttpResponse:
+    """Export every individual enrollment of the instance to a CSV in the import format."""
+    caps = _caps(request)
+    can_reveal = C.ATTESTATION_REVEAL in caps
+    form = ExportForm(request.POST if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            include_keys = form.cleaned_data["include_keys"]
+            if include_keys and not can_reveal:
+                return deny(
+                    request,
+                    reason="Exporting keys needs the attestation-mechanism action, which your "
+                    "Azure role on this instance lacks.",
+                    required=C.ATTESTATION_REVEAL.value,
+                    instance=_instance(request).name,
+                )
+            try:
+                job = bulk.job_create(
+                    owner=request.user,
+                    instance=_instance(request),
+                    kind=JobKind.EXPORT,
+                    capabilities=[c.value for c in caps],
+                    options={"include_keys": include_keys},
+                )
+            except PermissionDenied as exc:
+                return _service_denied(request, exc, C.ENROLLMENTS_READ.value)
+            messages.success(request, "The export is queued; download it here when it is done.")
+            return redirect(_job_url(job))
+    return render(
+        request,
+        "enrollments/bulk/export.html",
+        _ctx(request, form=form, can_reveal=can_reveal, tab="export"),
+        status=status,
+    )
+
+
+@never_cache
+@require_POST
+@capability_required(C.ENROLLMENTS_DELETE)
+def delete_selected(request: HttpRequest, instance: str) -> HttpResponse:
+    """Delete a POSTed list of individual enrollments as a job, after a confirmation page.
+
+    The first POST (from a list page: ``selected`` or ``registration_ids``) shows what will be
+    deleted; the second, with ``confirm``, queues the job.
+    """
+    ids = selected_ids(request.POST)
+    confirming = "confirm" in request.POST
+    form = DeleteSelectedForm(request.POST if confirming else None, ids=ids)
+    if confirming and form.is_valid():
+        try:
+            job = bulk.job_create(
+                owner=request.user,
+                instance=_instance(request),
+                kind=JobKind.DELETE_SELECTED,
+                capabilities=[c.value for c in _caps(request)],
+                options={"registration_ids": ids},
+            )
+        except PermissionDenied as exc:
+            return _service_denied(request, exc, C.ENROLLMENTS_DELETE.value)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Deleting {len(ids):,} enrollments.")
+            return redirect(_job_url(job))
+    if not ids:
+        form.is_bound = True
+        form.add_error(None, "Select at least one enrollment to delete.")
+    status = 400 if form.errors else 200
+    return render(
+        request,
+        "enrollments/bulk/delete_selected.html",
+        _ctx(request, form=form, ids=ids[:500], id_count=len(ids), all_ids=ids),
+        status=status,
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@capability_required(C.REGISTRATIONS_READ)
+@capability_required(C.REGISTRATIONS_DELETE)
+def group_registrations_delete(request: HttpRequest, instance: str, key: str) -> HttpResponse:
+    """Delete every registration record of a group: list them, preview the count, confirm."""
+    if request.method == "POST":
+        try:
+            job = bulk.job_create(
+                owner=request.user,
+                instance=_instance(request),
+                kind=JobKind.DELETE_REGISTRATIONS,
+                capabilities=[c.value for c in _caps(request)],
+                options={"group_id": key},
+            )
+        except PermissionDenied as exc:
+            return _service_denied(request, exc, C.REGISTRATIONS_DELETE.value)
+        messages.success(
+            request, f"Listing the registration records of {key}; confirm the count to delete."
+        )
+        return redirect(_job_url(job))
+    return render(request, "enrollments/bulk/delete_registrations.html", _ctx(request, key=key))
+
+
+@require_GET
+@capability_required(C.ENROLLMENTS_READ)
+def format_help(request: HttpRequest, instance: str) -> HttpResponse:
+    """Serve docs/csv-format.md, the format's full reference, as plain text."""
+    path = Path(settings.BASE_DIR) / "docs" / "csv-format.md"
+    if not path.exists():
+        raise Http404("The format reference is not installed.")
+    return HttpResponse(path.read_text(encoding="utf-8"), content_type="text/plain; charset=utf-8")
+
+
+#
+# Jobs
+#
+
+
+@never_cache
+@require_GET
+@capability_required(C.ENROLLMENTS_READ)
+def job_list(request: HttpRequest, instance: str) -> HttpResponse:
+    """List my jobs on this instance (everyone's for a portal admin who asks)."""
+    form = JobFilterForm(request.GET or None)
+    state, everyone = "", False
+    if form.is_valid():
+        state = form.cleaned_data["state"]
+        everyone = form.cleaned_data["everyone"] and _is_admin(request)
+    jobs = selectors.job_list(
+        instance=_instance(request), owner=None if everyone else request.user, state=state
+    )
+    page = Paginator(jobs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "enrollments/bulk/job_list.html",
+        _ctx(request, form=form, page=page, everyone=everyone, tab="jobs"),
+    )
+
+
+def _row_table(request: HttpRequest, job: BulkJob) -> dict[str, Any]:
+    form = RowFilterForm(request.GET or None)
+    filters: dict[str, Any] = {}
+    if form.is_valid():
+        filters = {k: v for k, v in form.cleaned_data.items() if v}
+    rows = selectors.job_rows(job, **filters)
+    page = Paginator(rows, ROWS_PER_PAGE).get_page(request.GET.get("page"))
+    items = [
+        {
+            "row": row,
+            "errors": selectors.row_errors(row),
+            "diff": selectors.row_diff(row),
+        }
+        for row in page.object_list
+    ]
+    query = request.GET.copy()
+    query.pop("page", None)
+    return {"row_form": form, "row_page": page, "row_items": items, "row_query": query.urlencode()}
+
+
+@never_cache
+@require_GET
+@capability_required(C.ENROLLMENTS_READ)
+def job_detail(request: HttpRequest, instance: str, job_id: int) -> HttpResponse:
+    """Show a job: state, live progress, preview counts, invalid rows and per-row results."""
+    job = _job_or_deny(request, job_id)
+    if isinstance(job, HttpResponse):
+        return job
+    ctx = _ctx(request, job=job, progress=selectors.job_progress(job), tab="jobs")
+    if job.kind != JobKind.EXPORT:
+        ctx.update(_row_table(request, job))
+    if request.headers.get("HX-Request") == "true" and request.headers.get("HX-Target") == "rows":
+        return render(request, "enrollments/bulk/_rows.html", ctx)
+    return render(request, "enrollments/bulk/job_detail.html", ctx)
+
+
+@never_cache
+@require_GET
+@capability_required(C.ENROLLMENTS_READ)
+def job_progress(request: HttpRequest, instance: str, job_id: int) -> HttpResponse:
+    """Answer the htmx poll with the progress fragment; reload the page when the state moves."""
+    job = _job_or_deny(request, job_id)
+    if isinstance(job, HttpResponse):
+        return job
+    response = render(
+        request,
+        "enrollments/bulk/_progress.html",
+        _ctx(request, job=job, progress=selectors.job_progress(job)),
+    )
+    seen = request.GET.get("seen", "")
+    if seen and seen != job.state:
+        # Counts, buttons and the row table change with the state: show them all.
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@require_POST
+@capability_required(C.ENROLLMENTS_READ)
+def job_confirm(request: HttpRequest, instance: str, job_id: int) -> HttpResponse:
+    """Start a previewed job."""
+    job = _job_or_deny(request, job_id)
+    if isinstance(job, HttpResponse):
+        return job
+    try:
+        bulk.job_confirm(
+            job=job, actor=request.user, capabilities=[c.value for c in _caps(request)]
+        )
+    except PermissionDenied as exc:
+        return _service_denied(request, exc, "job owner with the job's capabilities")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Confirmed: the changes are being applied.")
+    return redirect(_job_url(job))
+
+
+@require_POST
+@capability_required(C.ENROLLMENTS_READ)
+def job_cancel(request: HttpRequest, instance: str, job_id: int) -> HttpResponse:
+    """Cancel a job: rows not yet applied are skipped; applied rows stay applied."""
+    job = _job_or_deny(request, job_id)
+    if isinstance(job, HttpResponse):
+        return job
+    try:
+        bulk.job_cancel(job=job, actor=request.user)
+    except PermissionDenied as exc:
+        return _service_denied(request, exc, "job owner or Portal.Admin")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.info(request, "Cancelling: rows already sent finish; the rest are skipped.")
+    return redirect(_job_url(job))
+
+
+@never_cache
+@require_GET
+@capability_required(C.ENROLLMENTS_READ)
+def job_report(request: HttpRequest, instance: str, job_id: int) -> HttpResponse:
+    """Stream the result report: every input row with its plan, outcome and error."""
+    job = _job_or_deny(request, job_id)
+    if isinstance(job, HttpResponse):
+        return job
+    if job.kind == JobKind.EXPORT:
+        raise Http404("An export has no per-row report; download the file.")
+    response = StreamingHttpResponse(
+        selectors.job_report_lines(job), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-report.csv"'
+    return response
+
+
+@never_cache
+@require_GET
+@capability_required(C.ENROLLMENTS_READ)
+def job_download(request: HttpRequest, instance: str, job_id: int) -> HttpResponse:
+    """Download a finished export (only its owner; keys need the reveal capability now too)."""
+    job = _job_or_deny(request, job_id)
+    if isinstance(job, HttpResponse):
+        return job
+    if job.kind != JobKind.EXPORT or job.state != JobState.COMPLETED or not job.result_path:
+        raise Http404("No export file to download.")
+    if job.owner_id != request.user.pk:
+        return deny(
+            request,
+            reason="Only the owner of an export downloads it.",
+            required="job owner",
+            instance=job.instance.name,
+        )
+    with_keys = bool(job.options.get("include_keys"))
+    if with_keys and C.ATTESTATION_REVEAL not in _caps(request):
+        return deny(
+            request,
+            reason="This export holds keys, which your Azure role no longer lets you read.",
+            required=C.ATTESTATION_REVEAL.value,
+            instance=job.instance.name,
+        )
+    path = Path(job.result_path)
+    if not path.exists():
+        raise Http404("The export file is no longer kept.")
+    audit_record(
+        actor=request.user,
+        action=AuditAction.EXPORT,
+        outcome=AuditOutcome.SUCCESS,
+        target_type="bulk_job",
+        target_id=str(job.pk),
+        dps_instance=job.instance.name,
+        message="export downloaded" + (" with keys" if with_keys else ""),
+    )
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=f"{job.instance.name}-enrollments-{job.pk}.csv",
+        content_type="text/csv",
+    )
+
+
+__all__ = [
+    "RowPlan",
+    "delete_selected",
+    "export_start",
+    "group_registrations_delete",
+    "import_page",
+    "job_cancel",
+    "job_confirm",
+    "job_detail",
+    "job_download",
+    "job_list",
+    "job_progress",
+    "job_report",
+]
