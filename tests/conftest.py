@@ -63,7 +63,11 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Start the Entra ID, ARM and DPS emulators of the default tenant for the session."""
     from emulators.common.server import EmulatorStack
 
-    stack = EmulatorStack(tmp_path_factory.mktemp("emulators")).start()
+    state_dir = tmp_path_factory.mktemp("emulators")
+    # The whole suite shares these instances: a per-minute quota would make unrelated tests
+    # fail with 429 depending on their order. Quota tests set their own through /_emulator/config.
+    (state_dir / "dps-controls.json").write_text('{"quota": {"enabled": false}}')
+    stack = EmulatorStack(state_dir).start()
     yield stack
     stack.stop()
 

@@ -68,7 +68,8 @@ def bulk_env(endpoints, settings, tmp_path, monkeypatch):
     }
     requests.put(
         f"https://{base}/_emulator/config",
-        json={"quota": {"enabled": True}, "faults": {"rules": []}},
+        # Back to the session default (tests/conftest.py): no quota, no faults.
+        json={"quota": {"enabled": False}, "faults": {"rules": []}},
         verify=endpoints["ca_cert"],
         timeout=5,
     )
