@@ -7,6 +7,7 @@ rewritten (each user's cache is rewritten at its next token refresh or sign-in).
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -30,6 +31,23 @@ def _fernet(keys: tuple[str, ...]) -> MultiFernet:
 
 def fernet() -> MultiFernet:
     return _fernet(tuple(settings.TOKEN_CACHE_KEYS))
+
+
+@lru_cache(maxsize=4)
+def _keys_fingerprint(keys: tuple[str, ...]) -> bytes:
+    return hashlib.blake2b("\n".join(keys).encode("utf-8"), digest_size=16).digest()
+
+
+def ciphertext_version(ciphertext: bytes) -> bytes:
+    """Return a digest naming this ciphertext under the configured keys (never the keys).
+
+    Two calls agree only for the same ciphertext and the same key list, so anything derived
+    from a decrypted blob can be remembered under it: a rewritten blob or a rotated key list
+    gives another version. The digest reveals neither the plaintext nor a key.
+    """
+    digest = hashlib.blake2b(bytes(ciphertext), digest_size=16)
+    digest.update(_keys_fingerprint(tuple(settings.TOKEN_CACHE_KEYS)))
+    return digest.digest()
 
 
 def encrypt(plaintext: str) -> bytes:

@@ -13,12 +13,20 @@ call :func:`token_for_user` with a user id and get the same silent → OBO path.
 
 Tokens are returned to the caller and go nowhere else: no log line, exception message,
 audit row or task argument contains one.
+
+Decrypting and deserialising the caches costs more than a DPS call, so a token once resolved
+is remembered in process memory under (user id, resource) together with the version of the
+encrypted blob it came from (:func:`authn.crypto.ciphertext_version`) and its expiry. A call
+reads the blob (one small query) and uses the remembered token only while the blob is the
+same one, under the same keys, and the token has more than five minutes left: a cache
+rewritten by another process, a sign-out, a new sign-in or a key rotation all miss.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +34,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 
 from authn import crypto
 from authn.exceptions import ReauthRequired, TokenUnavailable
@@ -49,6 +58,7 @@ REAUTH_ERRORS = frozenset(
     {"invalid_grant", "interaction_required", "login_required", "consent_required"}
 )
 _MIN_LIFETIME_SECONDS = 300  # MSAL's own margin: never hand out a token about to expire
+_MEMO_MAX_ENTRIES = 4096
 
 AppFactory = Callable[[SerializableTokenCache], Any]
 
@@ -67,10 +77,18 @@ def _user_id(user: Any) -> int:
     return int(user if isinstance(user, int) else user.pk)
 
 
+def _blob_of(user_id: int) -> bytes | None:
+    blob = UserTokenCache.objects.filter(user_id=user_id).values_list("blob", flat=True).first()
+    return bytes(blob) if blob is not None else None
+
+
 def token_caches_load(user: Any) -> UserCaches:
     """Load and decrypt the user's caches (empty when absent or unreadable with current keys)."""
-    row = UserTokenCache.objects.filter(user_id=_user_id(user)).only("blob").first()
-    plaintext = crypto.decrypt(row.blob) if row else None
+    return _caches_from_blob(_blob_of(_user_id(user)))
+
+
+def _caches_from_blob(blob: bytes | None) -> UserCaches:
+    plaintext = crypto.decrypt(blob) if blob else None
     data: dict[str, Any] = {}
     if plaintext:
         try:
@@ -82,21 +100,66 @@ def token_caches_load(user: Any) -> UserCaches:
     )
 
 
-def token_caches_save(user: Any, caches: UserCaches) -> None:
-    """Encrypt and store the caches (last writer wins: Entra keeps older refresh tokens valid)."""
+def token_caches_save(user: Any, caches: UserCaches) -> bytes:
+    """Encrypt and store the caches (last writer wins: Entra keeps older refresh tokens valid).
+
+    Return the stored ciphertext.
+    """
     blob = crypto.encrypt(
         json.dumps({"v": 1, "signin": caches.signin.serialize(), "obo": caches.obo.serialize()})
     )
     UserTokenCache.objects.update_or_create(user_id=_user_id(user), defaults={"blob": blob})
+    return blob
 
 
 def token_cache_store_signin(user: Any, signin_cache: SerializableTokenCache) -> None:
     """Replace the user's caches after a sign-in: new sign-in tokens, no derived tokens yet."""
+    token_memo_forget(user)
     token_caches_save(user, UserCaches(signin=signin_cache, obo=new_token_cache()))
 
 
 def token_cache_delete(user: Any) -> None:
+    token_memo_forget(user)
     UserTokenCache.objects.filter(user_id=_user_id(user)).delete()
+
+
+#
+# Process memory of resolved tokens: (user id, resource) -> (blob version, token, expires_on)
+#
+
+_memo: dict[tuple[int, str], tuple[bytes, str, int]] = {}
+_memo_lock = threading.Lock()
+
+
+def _memo_get(user_id: int, resource: str, version: bytes) -> str | None:
+    entry = _memo.get((user_id, resource))
+    if entry is None or entry[0] != version:
+        return None
+    if entry[2] - time.time() <= _MIN_LIFETIME_SECONDS:
+        return None
+    return entry[1]
+
+
+def _memo_put(user_id: int, resource: str, version: bytes, token: str, expires_on: int) -> None:
+    with _memo_lock:
+        if len(_memo) >= _MEMO_MAX_ENTRIES:
+            now = time.time()
+            for key in [k for k, v in _memo.items() if v[2] - now <= _MIN_LIFETIME_SECONDS]:
+                del _memo[key]
+            while len(_memo) >= _MEMO_MAX_ENTRIES:
+                del _memo[next(iter(_memo))]  # the oldest insertion
+        _memo[(user_id, resource)] = (version, token, expires_on)
+
+
+def token_memo_forget(user: Any = None) -> None:
+    """Forget the tokens this process remembers for ``user`` (every user when None)."""
+    with _memo_lock:
+        if user is None:
+            _memo.clear()
+            return
+        uid = _user_id(user)
+        for resource in RESOURCES:
+            _memo.pop((uid, resource), None)
 
 
 def _account(app: Any, home_account_id: str) -> dict[str, Any] | None:
@@ -107,8 +170,10 @@ def _account(app: Any, home_account_id: str) -> dict[str, Any] | None:
 
 def _cached_access_token(
     cache: SerializableTokenCache, home_account_id: str, client_id: str, resource: str
-) -> str | None:
+) -> tuple[str, int] | None:
     """Find an unexpired access token for ``resource`` whatever scopes Entra named in it.
+
+    Return the token and its expiry (epoch seconds).
 
     Entra answers a ``.default`` request with the granted scope names (``…/user_impersonation``),
     so MSAL's own lookup by ``.default`` would miss and refresh on every call.
@@ -122,8 +187,9 @@ def _cached_access_token(
         targets = (entry.get("target") or "").lower().split()
         if not targets or not all(t.startswith(prefix) for t in targets):
             continue
-        if int(entry.get("expires_on", 0)) - now > _MIN_LIFETIME_SECONDS:
-            return str(entry["secret"])
+        expires_on = int(entry.get("expires_on", 0))
+        if expires_on - now > _MIN_LIFETIME_SECONDS:
+            return str(entry["secret"]), expires_on
     return None
 
 
@@ -147,34 +213,43 @@ def _raise_for(result: dict[str, Any] | None, what: str) -> None:
 def token_for_user(user: Any, resource: str, *, app_factory: AppFactory = build_app) -> str:
     """Return an access token for ``resource`` (DPS or ARM) on behalf of ``user``.
 
-    ``user`` is a user or a user id. Order: a cached token for the resource; a silent refresh
-    with the OBO refresh token; otherwise the portal-API token (cached or refreshed with the
-    sign-in refresh token) exchanged on behalf of the user. Raises :class:`ReauthRequired`
-    when only a new sign-in can help and :class:`TokenUnavailable` when Entra cannot be used.
+    ``user`` is a user or a user id. Order: the token this process remembers for the same
+    encrypted cache; a cached token for the resource; a silent refresh with the OBO refresh
+    token; otherwise the portal-API token (cached or refreshed with the sign-in refresh token)
+    exchanged on behalf of the user. Raises :class:`ReauthRequired` when only a new sign-in
+    can help and :class:`TokenUnavailable` when Entra cannot be used.
     """
     if resource not in RESOURCES:
         raise ValueError(f"unknown resource {resource!r}")
-    identity = EntraIdentity.objects.filter(user_id=_user_id(user)).first()
-    if identity is None:
+    uid = _user_id(user)
+    blob = _blob_of(uid)
+    version = crypto.ciphertext_version(blob) if blob else None
+    if version is not None:
+        remembered = _memo_get(uid, resource, version)
+        if remembered is not None:
+            return remembered
+    home = _home_account_id(user)
+    if home is None:
         raise ReauthRequired("no_account")
-    home = identity.home_account_id
-    caches = token_caches_load(user)
-    scope = resource_scope(resource)
+    caches = _caches_from_blob(blob)
+    client_id = str(settings.ENTRA_CLIENT_ID)
     try:
         # A cached token needs no app object, hence no discovery request.
-        cached = _cached_access_token(caches.obo, home, str(settings.ENTRA_CLIENT_ID), resource)
+        cached = _cached_access_token(caches.obo, home, client_id, resource)
         if cached:
-            return cached
-        obo_app = app_factory(caches.obo)
-        token = _silent_from_obo_cache(obo_app, home, scope)
-        if token is None:
-            assertion = _portal_api_token(app_factory(caches.signin), home)
-            result = obo_app.acquire_token_on_behalf_of(assertion, [scope])
-            if not result or "access_token" not in result:
-                _raise_for(result, "on-behalf-of")
-            token = str(result["access_token"])
-            log.info("obtained a %s token on behalf of user %s", resource, identity.pk)
-        return token
+            token = cached[0]
+        else:
+            scope = resource_scope(resource)
+            obo_app = app_factory(caches.obo)
+            token = _silent_from_obo_cache(obo_app, home, scope)
+            if token is None:
+                assertion = _portal_api_token(app_factory(caches.signin), home)
+                result = obo_app.acquire_token_on_behalf_of(assertion, [scope])
+                if not result or "access_token" not in result:
+                    _raise_for(result, "on-behalf-of")
+                token = str(result["access_token"])
+                log.info("obtained a %s token on behalf of user %s", resource, uid)
+            cached = _cached_access_token(caches.obo, home, client_id, resource)
     except (requests.RequestException, MsalServiceError, ValueError) as exc:
         # ValueError: MSAL could not read the authority's discovery document.
         raise TokenUnavailable(
@@ -182,7 +257,23 @@ def token_for_user(user: Any, resource: str, *, app_factory: AppFactory = build_
         ) from exc
     finally:
         if caches.changed:
-            token_caches_save(user, caches)
+            blob = token_caches_save(user, caches)
+            version = crypto.ciphertext_version(blob)
+    if version is not None and cached is not None and cached[0] == token:
+        _memo_put(uid, resource, version, token, cached[1])
+    return token
+
+
+def _home_account_id(user: Any) -> str | None:
+    # A request's user comes with its identity (EntraBackend.get_user uses select_related).
+    descriptor = getattr(type(user), "entra_identity", None)
+    if descriptor is not None and descriptor.is_cached(user):
+        try:
+            return str(user.entra_identity.home_account_id)
+        except ObjectDoesNotExist:
+            return None
+    identity = EntraIdentity.objects.filter(user_id=_user_id(user)).first()
+    return identity.home_account_id if identity is not None else None
 
 
 def _silent_from_obo_cache(obo_app: Any, home: str, scope: str) -> str | None:

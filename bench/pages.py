@@ -187,13 +187,32 @@ def run(endpoints: dict[str, Any], tmp: Path, ids: list[str], n: int) -> None:
         ("detail", page_detail, lambda: bare.enrollment_get(target)),
         ("create", page_create, dps_create),
     ]
-    if os.environ.get("BENCH_PROFILE"):
+    if os.environ.get("BENCH_QUERIES"):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        for name, page_fn, _ in rows:
+            with CaptureQueriesContext(connection) as queries:
+                page_fn()
+            print(f"\n=== {name}: {len(queries)} queries")
+            for q in queries:
+                print("   ", q["sql"][:150])
+        return
+    profile = os.environ.get("BENCH_PROFILE")
+    if profile:
         import cProfile
         import pstats
 
-        prof = cProfile.Profile()
-        prof.runcall(lambda: [page_list() for _ in range(20)])
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
+        wanted = {"1": "list"}.get(profile, profile)
+        for name, page_fn, _ in rows:
+            if not name.startswith(tuple(wanted.split(","))):
+                continue
+            page_fn()
+            prof = cProfile.Profile()
+            prof.runcall(lambda f=page_fn: [f() for _ in range(50)])
+            print(f"\n=== {name}: 50 pages")
+            stats = pstats.Stats(prof)
+            stats.sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(45)
         return
     print(f"\n{n} timed runs each; latency in ms (median / p95)")
     print(f"{'':20} {'page':>17} {'bare DPS call':>17} {'ratio (median)':>15}")

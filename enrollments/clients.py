@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -25,19 +27,40 @@ def _session() -> requests.Session:
     return session
 
 
-def dps_client_for(user: Any, instance: Any, *, max_retries: int = 2) -> DpsApi:
-    """Return a client of ``instance`` whose every call carries ``user``'s own DPS token.
+# The broker hands out tokens with more than five minutes left; a client (one request) keeps
+# its token for at most this long before asking the broker again.
+_CLIENT_TOKEN_SECONDS = 60.0
 
-    The token comes from the token broker (silent, then on-behalf-of) at each attempt;
-    :class:`~authn.exceptions.ReauthRequired` propagates so the middleware can ask the user
-    to sign in again. Retries are few and short: a person is waiting for the page.
-    """
+
+def _user_token(user: Any, *, clock: Callable[[], float] = time.monotonic) -> Callable[[], str]:
+    """Return a callable giving ``user``'s DPS token, asking the broker once per minute at most."""
     from authn.msal_app import DPS_RESOURCE
     from authn.tokens import token_for_user
 
+    held: list[tuple[str, float]] = []
+
+    def token() -> str:
+        now = clock()
+        if held and now - held[0][1] < _CLIENT_TOKEN_SECONDS:
+            return held[0][0]
+        value = token_for_user(user, DPS_RESOURCE)
+        held[:] = [(value, now)]
+        return value
+
+    return token
+
+
+def dps_client_for(user: Any, instance: Any, *, max_retries: int = 2) -> DpsApi:
+    """Return a client of ``instance`` whose every call carries ``user``'s own DPS token.
+
+    The token comes from the token broker (remembered, silent, then on-behalf-of) at the first
+    attempt and is reused by the client's later calls for a minute;
+    :class:`~authn.exceptions.ReauthRequired` propagates so the middleware can ask the user
+    to sign in again. Retries are few and short: a person is waiting for the page.
+    """
     return DpsClient(
         instance.host,
-        bearer(lambda: token_for_user(user, DPS_RESOURCE)),
+        bearer(_user_token(user)),
         ca_bundle=settings.AZURE_CA_BUNDLE or True,
         timeout=settings.HTTP_TIMEOUT_SECONDS,
         session=_session(),

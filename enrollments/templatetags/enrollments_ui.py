@@ -1,11 +1,23 @@
-"""Template helpers of the enrollment pages: form fields, the instance switcher, key masks."""
+"""Template helpers of the enrollment pages: form fields, the instance switcher, key masks,
+the status cell and the rows of a record list.
+
+The status cell and the list rows are built here with ``str.format`` rather than with a
+template: a list page prints 25 to 100 rows, and the template engine's per-node cost
+(variables, ``if``, ``include``, ``csrf_token``, ``date``) was most of the page's time. Every
+value is escaped by :func:`_e` (what autoescaping does); only the fixed markup is trusted.
+"""
 
 from __future__ import annotations
 
+import html
+from collections.abc import Iterable
 from typing import Any
 
 from django import template
+from django.template.defaulttags import CsrfTokenNode
 from django.urls import reverse
+from django.utils.safestring import SafeData, SafeString, mark_safe
+from django.utils.timezone import template_localtime
 
 from authn.models import DpsInstance
 
@@ -55,3 +67,102 @@ def instance_switcher(
 def masked(value: str | None) -> str:
     """Return a fixed-length mask: its length says nothing about the secret."""
     return "••••••••••••" if value else ""
+
+
+_BADGE = {
+    True: '<span class="badge text-bg-secondary" data-testid="status-badge">Disabled</span>',
+    False: '<span class="badge text-bg-success" data-testid="status-badge">Enabled</span>',
+}
+_CELL = (
+    '<td id="{dom_id}" data-testid="status-{key}">'
+    '<div class="d-flex align-items-center gap-2">{badge}{control}</div></td>'
+)
+_BLOCKED = (
+    '<span class="small text-body-secondary" title="{}" data-testid="toggle-unavailable">'
+    "edit to change</span>"
+)
+_TOGGLE = (
+    '<form method="post" action="{url}" class="m-0" hx-post="{url}" hx-target="#{dom_id}" '
+    'hx-swap="outerHTML" hx-confirm="{verb} {key}?">{csrf}'
+    '<input type="hidden" name="etag" value="{etag}">'
+    '<input type="hidden" name="status" value="{next}">'
+    '<button type="submit" class="btn btn-link btn-sm p-0" data-testid="toggle-{key}">'
+    "{verb}</button></form>"
+)
+_ROW = (
+    '<tr data-testid="row-{key}">'
+    '<th scope="row" class="fw-normal"><a href="{url}" data-testid="link-{key}">{key}</a></th>'
+    "{device}<td>{attestation}</td>{cell}"
+    '<td class="d-none d-md-table-cell small">{hubs}</td>'
+    '<td class="d-none d-lg-table-cell small text-nowrap">{updated}</td></tr>\n'
+)
+_DEVICE = "<td>{}</td>"
+_SAME_AS_ID = '<td><span class="text-body-secondary">= registration ID</span></td>'
+_ALL_HUBS = '<span class="text-body-secondary">All linked hubs</span>'
+
+
+def _e(value: Any) -> str:
+    """Escape like Django's ``conditional_escape`` (``html.escape``; safe strings pass)."""
+    if isinstance(value, SafeData):
+        return str(value)
+    return html.escape(str(value))
+
+
+def _csrf_input(context: template.Context) -> str:
+    # The {% csrf_token %} tag itself (format_html output, or "" without a token), rendered
+    # once per page instead of once per row.
+    return str(CsrfTokenNode().render(context))
+
+
+def _status_cell(cell: dict[str, Any], csrf: str) -> str:
+    disabled = cell["disabled"]
+    key, dom_id = _e(cell["key"]), _e(cell["dom_id"])
+    control = ""
+    if cell["can_toggle"]:
+        if cell["blocker"]:
+            control = _BLOCKED.format(_e(cell["blocker"]))
+        else:
+            control = _TOGGLE.format(
+                url=_e(cell["url"]),
+                dom_id=dom_id,
+                key=key,
+                verb="Enable" if disabled else "Disable",
+                next="enabled" if disabled else "disabled",
+                etag=_e(cell["etag"] or ""),
+                csrf=csrf,
+            )
+    return _CELL.format(dom_id=dom_id, key=key, badge=_BADGE[disabled], control=control)
+
+
+@register.simple_tag(takes_context=True)
+def status_cell(context: template.Context, cell: dict[str, Any]) -> SafeString:
+    """Render the provisioning status cell (``enrollments.views.status_cell``): badge and toggle."""
+    return mark_safe(_status_cell(cell, _csrf_input(context)))  # noqa: S308 - values escaped
+
+
+@register.simple_tag(takes_context=True)
+def record_rows(context: template.Context, rows: Iterable[dict[str, Any]], kind: Any) -> SafeString:
+    """Render the ``<tr>`` of each row the list view prepared (``enrollments.views._list``)."""
+    csrf = _csrf_input(context)
+    out = []
+    for row in rows:
+        if kind.is_group:
+            device = ""
+        elif row["device_id"]:
+            device = _DEVICE.format(_e(row["device_id"]))
+        else:
+            device = _SAME_AS_ID
+        key, updated = _e(row["key"]), row["updated"]
+        out.append(
+            _ROW.format(
+                key=key,
+                url=_e(row["url"]),
+                device=device,
+                attestation=_e(row["attestation"]),
+                cell=_status_cell(row["cell"], csrf),
+                hubs=_e(row["hubs"]) if row["hubs"] else _ALL_HUBS,
+                # The |date:"Y-m-d H:i" of the template, without the filter machinery.
+                updated=template_localtime(updated).strftime("%Y-%m-%d %H:%M") if updated else "—",
+            )
+        )
+    return mark_safe("".join(out))  # noqa: S308 - every value above is escaped by _e()
