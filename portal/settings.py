@@ -256,6 +256,8 @@ DPS_OPS_PER_MINUTE_OVERRIDES = {
 }
 # A running job whose worker has not reported for this long is resumed by the sweep.
 BULK_STALE_SECONDS = env_int("BULK_STALE_SECONDS", 120)
+# How long a worker owns the rows it claimed; longer than one chunk with its retries.
+BULK_LEASE_SECONDS = env_int("BULK_LEASE_SECONDS", 120)
 BULK_ACCESS_BACKEND = env_str("BULK_ACCESS_BACKEND", "enrollments.bulk.access.PortalAccess")
 
 # -- audit log (audit/) ----------------------------------------------------------------------

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -75,7 +76,8 @@ def claim(job: BulkJob, lease: str, *, size: int = CHUNK) -> list[BulkRow]:
     ids = list(
         _claimable(job).filter(plan=first).order_by("id").values_list("id", flat=True)[:size]
     )
-    until = timezone.now() + timedelta(seconds=LEASE_SECONDS)
+    seconds = int(getattr(settings, "BULK_LEASE_SECONDS", LEASE_SECONDS))
+    until = timezone.now() + timedelta(seconds=seconds)
     # The repeated filter makes the update lose any row another worker leased meanwhile.
     _claimable(job).filter(id__in=ids).update(lease=lease, lease_until=until)
     return list(BulkRow.objects.filter(id__in=ids, lease=lease).order_by("id"))
