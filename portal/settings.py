@@ -110,10 +110,12 @@ else:
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Without it kombu writes broadcast state to ./control in the working directory.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
     if CELERY_BROKER_URL == "filesystem://":
-        for _d in ("out", "processed"):
+        for _d in ("out", "processed", "control"):
             (_broker_dir / _d).mkdir(parents=True, exist_ok=True)
         logging.getLogger("portal.settings").warning(
             "REDIS_URL is not set: Celery uses kombu's filesystem transport and the cache "
