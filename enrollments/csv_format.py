@@ -286,8 +286,174 @@ def _reprovision(value: str) -> dict[str, bool] | None:
     return policy.to_json() if policy else None
 
 
-def _json_object(value: str, label: str) -> dict[str, Any] | None:
-    return v.parse_twin_json(value, label) if value.strip() else None
+#
+# Fast paths: most cells are valid and many repeat, so the shared validators (which raise
+# with a sentence) run only for a cell the cheap checks cannot accept, and pure validators of
+# repeating cells are memoised. Every fast path accepts a subset of what its validator accepts
+# and returns the same value.
+#
+
+_FAST_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:-]{0,126}[A-Za-z0-9-])?")
+_FAST_DEVICE_ID = re.compile(r"[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}")
+_FAST_B64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_FAST_TWIN_KEY = re.compile(r"[A-Za-z0-9_\-:@#/]{1,128}")
+_SCALARS = (str, int, float, bool, type(None))
+#: Written compactly with ASCII escapes, one character takes at most 12 bytes (a surrogate pair).
+_FAST_TWIN_MAX_CHARS = v.MAX_TWIN_BYTES // 12
+_MEMO: dict[tuple[Any, ...], tuple[bool, Any]] = {}
+_MEMO_MAX = 4096
+
+
+def _memo(key: tuple[Any, ...], fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Return ``fn(*args)`` from a bounded cache; a ValidationError is cached and re-raised."""
+    hit = _MEMO.get(key)
+    if hit is None:
+        try:
+            hit = (True, fn(*args, **kwargs))
+        except ValidationError as exc:
+            hit = (False, exc)
+        if len(_MEMO) >= _MEMO_MAX:
+            _MEMO.clear()
+        _MEMO[key] = hit
+    if hit[0]:
+        return hit[1]
+    # A fresh traceback each time: re-raising one instance would keep growing the old one.
+    raise hit[1].with_traceback(None)
+
+
+def _hubs(text: str) -> tuple[str, ...]:
+    return tuple(v.validate_iot_hubs(_HUB_SPLIT.split(text.strip())))
+
+
+def _registration_id(value: str) -> str:
+    if len(value) <= v.MAX_ID_LENGTH and _FAST_ID.fullmatch(value):
+        return value
+    return v.validate_registration_id(value)
+
+
+def _device_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    if _FAST_DEVICE_ID.fullmatch(value):
+        return value
+    return v.validate_device_id(value)
+
+
+def _symmetric_key(value: str | None, label: str) -> str | None:
+    if not value:
+        return None
+    if _FAST_B64.fullmatch(value):
+        size = len(value) // 4 * 3 - value.count("=", -2)
+        low, high = v.SYMMETRIC_KEY_BYTES
+        if low <= size <= high:
+            return value
+    return v.validate_symmetric_key(value, label)
+
+
+def _twin_json(value: str, label: str) -> dict[str, Any] | None:
+    if not value or not value.strip():
+        return None
+    if len(value) <= _FAST_TWIN_MAX_CHARS:
+        try:
+            data = json.loads(value)
+        except ValueError:
+            data = None
+        if (
+            type(data) is dict
+            and all(type(x) in _SCALARS for x in data.values())
+            and all(_FAST_TWIN_KEY.fullmatch(k) for k in data)
+        ):
+            return data
+    return v.parse_twin_json(value, label)
+
+
+_SETTINGS_MEMO: dict[tuple[Any, ...], tuple[dict[str, Any], list[dict[str, str]]]] = {}
+
+
+def _settings(
+    status_text_in: str | None,
+    hubs_in: str,
+    legacy_in: str,
+    policy_in: str | None,
+    webhook_in: str | None,
+    api_in: str | None,
+    reprovision_in: str,
+    edge_in: str,
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Validate the cells most rows repeat (status, hubs, allocation, reprovision, IoT Edge).
+
+    Returns the payload fragment and the errors; :func:`parse_row` memoises the result.
+    """
+    payload: dict[str, Any] = {}
+    errors: list[dict[str, str]] = []
+
+    def err(column: str, message: str) -> None:
+        errors.append({"column": column, "message": message})
+
+    def check(column: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ValidationError as exc:
+            err(column, _message(exc))
+            return None
+
+    status_text = status_text_in
+    status = check(
+        "provisioningStatus",
+        _memo,
+        ("status", status_text),
+        v.validate_provisioning_status,
+        status_text,
+    )
+    if status:
+        payload["provisioningStatus"] = status
+    hubs_text = hubs_in
+    hubs = list(check("iotHubs", _memo, ("hubs", hubs_text), _hubs, hubs_text) or ())
+    if hubs:
+        payload["iotHubs"] = hubs
+    legacy_hub = legacy_in.strip()
+    if legacy_hub:
+        hub = check("iotHubHostName", v.validate_iot_hub_host_name, legacy_hub)
+        if hub:
+            payload["iotHubHostName"] = hub
+    try:
+        alloc_hubs = hubs or ([legacy_hub] if legacy_hub else [])
+        key = (
+            "alloc",
+            policy_in,
+            tuple(alloc_hubs),
+            webhook_in,
+            api_in,
+        )
+        policy, custom = _memo(
+            key,
+            v.validate_allocation,
+            policy_in,
+            iot_hubs=alloc_hubs,
+            webhook_url=webhook_in,
+            api_version=api_in,
+        )
+    except ValidationError as exc:
+        message = _message(exc)
+        column = "webhookUrl" if "webhook" in message.lower() else "allocationPolicy"
+        if "api version" in message.lower():
+            column = "webhookApiVersion"
+        err(column, message)
+    else:
+        if policy:
+            payload["allocationPolicy"] = policy
+        if custom:
+            payload["customAllocationDefinition"] = custom.to_json()
+    if reprovision_in.strip():
+        text = reprovision_in
+        reprovision = check("reprovisionPolicy", _memo, ("rp", text), _reprovision, text)
+        if reprovision:
+            payload["reprovisionPolicy"] = dict(reprovision)
+    if edge_in.strip():
+        edge = check("iotEdge", _memo, ("edge", edge_in), v.validate_iot_edge, edge_in)
+        if edge is not None:
+            payload["capabilities"] = {"iotEdge": edge}
+    return payload, errors
 
 
 def parse_row(
@@ -311,6 +477,10 @@ def parse_row(
     for name, raw in zip(columns, cells, strict=False):
         if name is None:
             continue
+        if not raw:
+            c[name] = raw
+            continue
+        first = raw[0]
         if len(raw) > MAX_CELL_CHARS:
             errors.append(
                 {
@@ -320,17 +490,18 @@ def parse_row(
                 }
             )
             continue
-        value = unneutralise(raw)
-        if value is raw and value[:1] in _FORMULA_START:
+        if first == "'":
+            c[name] = unneutralise(raw)
+        elif first in _FORMULA_START:
             errors.append(
                 {
                     "column": name,
-                    "message": f"The cell starts with {value[:1]!r} like a spreadsheet formula; "
+                    "message": f"The cell starts with {first!r} like a spreadsheet formula; "
                     "prefix it with ' if the value is meant literally.",
                 }
             )
-            continue
-        c[name] = value
+        else:
+            c[name] = raw
 
     def err(column: str, message: str) -> None:
         errors.append({"column": column, "message": message})
@@ -347,7 +518,7 @@ def parse_row(
     if operation not in OPERATIONS:
         err("operation", "The operation must be create, update, upsert or delete (or blank).")
         operation = default_operation
-    if check("registrationId", v.validate_registration_id, registration_id) is None:
+    if check("registrationId", _registration_id, registration_id) is None:
         return ParsedRow(line_no, registration_id, operation, None, errors, c)
     payload: dict[str, Any] = {"registrationId": registration_id}
     if operation == "delete":
@@ -356,58 +527,43 @@ def parse_row(
             payload["etag"] = etag
         return ParsedRow(line_no, registration_id, operation, payload, errors, c)
 
-    device_id = check("deviceId", v.validate_device_id, c.get("deviceId"))
-    if device_id:
-        payload["deviceId"] = device_id
+    device_text = c.get("deviceId")
+    if device_text:
+        device_id = check("deviceId", _device_id, device_text)
+        if device_id:
+            payload["deviceId"] = device_id
     attestation = _attestation(c, err, check)
     if attestation is not None:
         payload["attestation"] = attestation
-    status = check(
-        "provisioningStatus", v.validate_provisioning_status, c.get("provisioningStatus")
+    key = (
+        c.get("provisioningStatus"),
+        c.get("iotHubs", ""),
+        c.get("iotHubHostName", ""),
+        c.get("allocationPolicy"),
+        c.get("webhookUrl"),
+        c.get("webhookApiVersion"),
+        c.get("reprovisionPolicy", ""),
+        c.get("iotEdge", ""),
     )
-    if status:
-        payload["provisioningStatus"] = status
-    hubs_text = c.get("iotHubs", "")
-    hubs = check("iotHubs", v.validate_iot_hubs, _HUB_SPLIT.split(hubs_text.strip())) or []
-    if hubs:
-        payload["iotHubs"] = hubs
-    legacy_hub = c.get("iotHubHostName", "").strip()
-    if legacy_hub:
-        hub = check("iotHubHostName", v.validate_iot_hub_host_name, legacy_hub)
-        if hub:
-            payload["iotHubHostName"] = hub
-    try:
-        policy, custom = v.validate_allocation(
-            c.get("allocationPolicy"),
-            iot_hubs=hubs or ([legacy_hub] if legacy_hub else []),
-            webhook_url=c.get("webhookUrl"),
-            api_version=c.get("webhookApiVersion"),
-        )
-    except ValidationError as exc:
-        message = _message(exc)
-        column = "webhookUrl" if "webhook" in message.lower() else "allocationPolicy"
-        if "api version" in message.lower():
-            column = "webhookApiVersion"
-        err(column, message)
-    else:
-        if policy:
-            payload["allocationPolicy"] = policy
-        if custom:
-            payload["customAllocationDefinition"] = custom.to_json()
-    if c.get("reprovisionPolicy", "").strip():
-        reprovision = check("reprovisionPolicy", _reprovision, c["reprovisionPolicy"])
-        if reprovision:
-            payload["reprovisionPolicy"] = reprovision
-    if c.get("iotEdge", "").strip():
-        edge = check("iotEdge", v.validate_iot_edge, c["iotEdge"])
-        if edge is not None:
-            payload["capabilities"] = {"iotEdge": edge}
-    tags = check("twinTags", _json_object, c.get("twinTags", ""), "Twin tags")
-    desired = check(
-        "twinDesiredProperties",
-        _json_object,
-        c.get("twinDesiredProperties", ""),
-        "Desired properties",
+    shared = _SETTINGS_MEMO.get(key)
+    if shared is None:
+        shared = _settings(*key)
+        if len(_SETTINGS_MEMO) >= _MEMO_MAX:
+            _SETTINGS_MEMO.clear()
+        _SETTINGS_MEMO[key] = shared
+    fragment, shared_errors = shared
+    if shared_errors:
+        errors.extend(dict(e) for e in shared_errors)
+    for name, value in fragment.items():
+        # Rows share the memoised fragment: give each row its own containers.
+        payload[name] = value.copy() if isinstance(value, (dict, list)) else value
+    tags_text = c.get("twinTags")
+    tags = check("twinTags", _twin_json, tags_text, "Twin tags") if tags_text else None
+    desired_text = c.get("twinDesiredProperties")
+    desired = (
+        check("twinDesiredProperties", _twin_json, desired_text, "Desired properties")
+        if desired_text
+        else None
     )
     if tags is not None or desired is not None:
         twin: dict[str, Any] = {}
@@ -416,11 +572,11 @@ def parse_row(
         if desired is not None:
             twin["properties"] = {"desired": desired}
         payload["initialTwin"] = twin
-    info = check(
-        "optionalDeviceInformation",
-        _json_object,
-        c.get("optionalDeviceInformation", ""),
-        "Optional device information",
+    info_text = c.get("optionalDeviceInformation")
+    info = (
+        check("optionalDeviceInformation", _twin_json, info_text, "Optional device information")
+        if info_text
+        else None
     )
     if info is not None:
         payload["optionalDeviceInformation"] = info
@@ -430,26 +586,36 @@ def parse_row(
     return ParsedRow(line_no, registration_id, operation, payload, errors, c)
 
 
+_ATTESTATION_COLUMNS = (
+    ("tpmEndorsementKey", "tpm"),
+    ("tpmStorageRootKey", "tpm"),
+    ("symmetricKeyPrimary", "symmetricKey"),
+    ("symmetricKeySecondary", "symmetricKey"),
+    ("x509CertificatePrimary", "x509"),
+    ("x509CertificateSecondary", "x509"),
+    ("x509CaReferencePrimary", "x509"),
+    ("x509CaReferenceSecondary", "x509"),
+)
+
+
 def _attestation(c: Mapping[str, str], err: Any, check: Any) -> dict[str, Any] | None:
     kind_text = c.get("attestationType", "").strip()
     if not kind_text:
         err("attestationType", "Choose an attestation: tpm, x509 or symmetricKey.")
         return None
-    kind = check("attestationType", v.validate_attestation_type, kind_text)
+    kind = check(
+        "attestationType", _memo, ("att", kind_text), v.validate_attestation_type, kind_text
+    )
     if kind is None:
         return None
-    for column, owner in (
-        ("tpmEndorsementKey", "tpm"),
-        ("tpmStorageRootKey", "tpm"),
-        ("symmetricKeyPrimary", "symmetricKey"),
-        ("symmetricKeySecondary", "symmetricKey"),
-        ("x509CertificatePrimary", "x509"),
-        ("x509CertificateSecondary", "x509"),
-        ("x509CaReferencePrimary", "x509"),
-        ("x509CaReferenceSecondary", "x509"),
-    ):
-        if c.get(column, "").strip() and owner != kind:
-            err(column, f"This column belongs to {owner} attestation, but the row says {kind}.")
+    for column, owner in _ATTESTATION_COLUMNS:
+        if owner != kind:
+            cell = c.get(column)
+            if cell and cell.strip():
+                err(
+                    column,
+                    f"This column belongs to {owner} attestation, but the row says {kind}.",
+                )
     if kind == "tpm":
         ek = check("tpmEndorsementKey", v.validate_endorsement_key, c.get("tpmEndorsementKey"))
         srk = check("tpmStorageRootKey", v.validate_storage_root_key, c.get("tpmStorageRootKey"))
@@ -462,13 +628,13 @@ def _attestation(c: Mapping[str, str], err: Any, check: Any) -> dict[str, Any] |
     if kind == "symmetricKey":
         primary = check(
             "symmetricKeyPrimary",
-            v.validate_symmetric_key,
+            _symmetric_key,
             c.get("symmetricKeyPrimary"),
             "The primary key",
         )
         secondary = check(
             "symmetricKeySecondary",
-            v.validate_symmetric_key,
+            _symmetric_key,
             c.get("symmetricKeySecondary"),
             "The secondary key",
         )

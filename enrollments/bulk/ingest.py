@@ -29,6 +29,7 @@ class IngestResult:
     def __init__(self) -> None:
         self.rows = 0
         self.invalid = 0
+        self.stopped = False
 
 
 def ingest_file(
@@ -48,6 +49,25 @@ def ingest_file(
     BulkRow.objects.filter(job=job).delete()
     result = IngestResult()
     writer = RowWriter(batch)
+    _ingest_rows(job, path, writer, result, max_rows, default_operation, should_stop)
+    writer.close()
+    if result.rows == 0:
+        raise CsvFormatError("The file has a header but no rows.")
+    if result.stopped:
+        return result
+    result.invalid += mark_duplicates(job)
+    return result
+
+
+def _ingest_rows(
+    job: BulkJob,
+    path: Path,
+    writer: RowWriter,
+    result: IngestResult,
+    max_rows: int,
+    default_operation: str,
+    should_stop: Callable[[], bool] | None,
+) -> None:
     job_id = job.pk
     pending, invalid = RowPlan.PENDING.value, RowPlan.INVALID.value
     status = RowStatus.PENDING.value
@@ -76,12 +96,8 @@ def ingest_file(
                 )
             )
             if should_stop is not None and result.rows % 10000 == 0 and should_stop():
-                return result
-    writer.flush()
-    if result.rows == 0:
-        raise CsvFormatError("The file has a header but no rows.")
-    result.invalid += mark_duplicates(job)
-    return result
+                result.stopped = True
+                return
 
 
 def mark_duplicates(job: BulkJob) -> int:
