@@ -193,3 +193,74 @@ def test_diff_lists_changed_columns_only():
         "provisioningStatus": ["enabled", "disabled"],
         "iotHubs": ["h.x.net", ""],
     }
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("registrationId", "a"),
+        ("registrationId", "dev-"),
+        ("registrationId", "dev."),
+        ("registrationId", ".dev"),
+        ("registrationId", "x" * 128),
+        ("registrationId", "x" * 129),
+        ("registrationId", "dév"),
+        ("deviceId", "d$'(x)"),
+        ("deviceId", "d e"),
+        ("deviceId", "d" * 129),
+        ("symmetricKeyPrimary", "QUJDREVGR0hJSktMTU5PUA=="),  # 16 bytes
+        ("symmetricKeyPrimary", "QUJDREVGR0hJSktMTU5P"),  # 15 bytes
+        ("symmetricKeyPrimary", "QUJD REVG R0hJ SktM TU5P UA=="),  # spaces are dropped
+        ("symmetricKeyPrimary", "QUJDREVGR0hJSktMTU5PUA="),  # bad padding
+        ("symmetricKeyPrimary", "A" * 88),  # 66 bytes
+        ("twinTags", '{"a.b": 1}'),
+        ("twinTags", '{"a$": 1}'),
+        ("twinTags", '{"ok": {"nested": [1, 2]}}'),
+        ("twinTags", "[1]"),
+        ("twinTags", '{"k": "' + "é" * 3000 + '"}'),
+    ],
+)
+def test_fast_paths_agree_with_the_shared_validators(column, value):
+    """Each cell gives the same payload and errors as the validators of enrollments.validation."""
+    from django.core.exceptions import ValidationError
+
+    from enrollments import validation as v
+
+    validators = {
+        "registrationId": v.validate_registration_id,
+        "deviceId": v.validate_device_id,
+        "symmetricKeyPrimary": lambda x: v.validate_symmetric_key(x, "The primary key"),
+        "twinTags": lambda x: v.parse_twin_json(x, "Twin tags"),
+    }
+    try:
+        expected, expected_error = validators[column](value), ""
+    except ValidationError as exc:
+        expected, expected_error = None, " ".join(exc.messages)
+    cells = {"registrationId": "dev-1", "attestationType": "symmetricKey", column: value}
+    header = ",".join(cells)
+    line = ",".join('"' + c.replace('"', '""') + '"' for c in cells.values())
+    (row,) = rows_of(f"{header}\r\n{line}\r\n".encode())
+    errors = [e["message"] for e in row.errors if e["column"] == column]
+    assert errors == ([expected_error] if expected_error else [])
+    if expected_error or row.payload is None:
+        return
+    got = {
+        "registrationId": row.payload["registrationId"],
+        "deviceId": row.payload.get("deviceId"),
+        "symmetricKeyPrimary": row.payload["attestation"]["symmetricKey"].get("primaryKey"),
+        "twinTags": (row.payload.get("initialTwin") or {}).get("tags"),
+    }[column]
+    assert got == expected
+
+
+def test_repeated_cells_are_checked_on_every_row_and_rows_do_not_share_containers():
+    """Memoised cells still give each row its error, and each row its own hub list."""
+    head = "registrationId,attestationType,provisioningStatus,iotHubs\r\n"
+    body = "".join(f"d{i},symmetricKey,maybe,hub-a.azure-devices.net\r\n" for i in range(3))
+    body += "".join(f"e{i},symmetricKey,enabled,hub-a.azure-devices.net\r\n" for i in range(2))
+    rows = rows_of((head + body).encode())
+    bad = [[e["column"] for e in r.errors] for r in rows[:3]]
+    assert bad == [["provisioningStatus"]] * 3
+    assert not rows[3].errors
+    rows[3].payload["iotHubs"].append("changed")
+    assert rows[4].payload["iotHubs"] == ["hub-a.azure-devices.net"]
