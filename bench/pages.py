@@ -13,9 +13,12 @@ so the difference is what the portal adds: session and user lookup, capability c
 token broker (decrypting the user's token cache), form validation, template rendering and the
 audit row of a create. Pages are driven in-process with Django's test client (no WSGI server).
 
-Run: ``.venv/bin/python bench/pages.py [--n 200] [--enrollments 10000]``. Prints median and p95.
-Set ``DATABASE_URL`` / ``REDIS_URL`` to measure with PostgreSQL / Redis (SQLite and the database
-cache otherwise).
+Run: ``.venv/bin/python bench/pages.py [--n 200] [--enrollments 10000] [--latency-ms 30]``.
+Prints median and p95. ``--latency-ms`` makes the emulator hold every DPS call that long
+(``PUT /_emulator/config``, after seeding) to show the ratio against DPS latencies of the real
+service. Set ``DATABASE_URL`` / ``REDIS_URL`` to measure with PostgreSQL / Redis (SQLite and
+the database cache otherwise). ``BENCH_PROFILE=list,detail,create`` prints a cProfile of 50
+pages of each instead of timing; ``BENCH_QUERIES=1`` prints each page's SQL.
 """
 
 from __future__ import annotations
@@ -63,6 +66,17 @@ def seed(endpoints: dict[str, Any], count: int) -> list[str]:
     return ids
 
 
+def emulator_latency(endpoints: dict[str, Any], fixed_ms: float) -> None:
+    """Make the instance hold every service call ``fixed_ms`` (emulators/dps/controls.py)."""
+    dps = next(d for d in endpoints["dps"] if d["name"] == INSTANCE)
+    r = session(endpoints["ca_cert"]).put(
+        f"https://{dps['host']}/_emulator/config",
+        json={"latency": {"fixed_ms": fixed_ms, "jitter_ms": 0}},
+        timeout=10,
+    )
+    r.raise_for_status()
+
+
 def timed(fn: Callable[[], Any], n: int) -> list[float]:
     fn()  # warm-up: connections, caches, templates
     out = []
@@ -81,6 +95,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="timed repetitions per measurement")
     parser.add_argument("--enrollments", type=int, default=10_000)
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="fixed latency the emulator adds to every DPS call (real DPS: tens of ms)",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-pages-"))
@@ -90,6 +110,9 @@ def main() -> None:
         t0 = time.perf_counter()
         ids = seed(endpoints, args.enrollments)
         print(f"seeded {len(ids):,} enrollments in {time.perf_counter() - t0:.1f} s")
+        if args.latency_ms:
+            emulator_latency(endpoints, args.latency_ms)
+            print(f"emulator latency: {args.latency_ms:g} ms added to every DPS call")
         run(endpoints, tmp, ids, args.n)
     finally:
         proc.terminate()

@@ -9,6 +9,7 @@ the next page hides what the role no longer allows. DPS errors propagate for the
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from enrollments.dps.types import (
 from enrollments.keys import derive_device_key
 
 T = TypeVar("T")
+M = TypeVar("M", IndividualEnrollment, EnrollmentGroup)
 
 ENROLLMENT = "enrollment"
 GROUP = "enrollment_group"
@@ -95,66 +97,99 @@ def _require_etag(etag: str | None) -> str:
 
 
 #
-# Individual enrollments
+# Individual enrollments and enrollment groups: one code path, the differences in a table
 #
 
 
-def enrollment_create(
-    *, actor: Any, instance: Any, client: DpsApi, enrollment: IndividualEnrollment
-) -> IndividualEnrollment:
-    """Create an individual enrollment (PUT without If-Match: DPS answers 409 if it exists)."""
+@dataclass(frozen=True)
+class RecordType:
+    """What differs between individual enrollments and groups in a write: names only."""
+
+    target_type: str
+    create_action: str
+    update_action: str
+    delete_action: str
+    put: str  # the DpsApi methods
+    delete: str
+    attestation: str
+
+
+ENROLLMENTS = RecordType(
+    target_type=ENROLLMENT,
+    create_action=AuditAction.ENROLLMENT_CREATE,
+    update_action=AuditAction.ENROLLMENT_UPDATE,
+    delete_action=AuditAction.ENROLLMENT_DELETE,
+    put="enrollment_put",
+    delete="enrollment_delete",
+    attestation="enrollment_attestation_mechanism",
+)
+GROUPS = RecordType(
+    target_type=GROUP,
+    create_action=AuditAction.ENROLLMENTGROUP_CREATE,
+    update_action=AuditAction.ENROLLMENTGROUP_UPDATE,
+    delete_action=AuditAction.ENROLLMENTGROUP_DELETE,
+    put="group_put",
+    delete="group_delete",
+    attestation="group_attestation_mechanism",
+)
+
+
+def record_type(model: IndividualEnrollment | EnrollmentGroup) -> RecordType:
+    """Return the :class:`RecordType` of an enrollment or a group."""
+    return GROUPS if isinstance(model, EnrollmentGroup) else ENROLLMENTS
+
+
+def record_create(*, actor: Any, instance: Any, client: DpsApi, model: M) -> M:
+    """Create an enrollment or group (PUT without If-Match: DPS answers 409 if it exists)."""
+    rt = record_type(model)
     return _audited(
         actor=actor,
         instance=instance,
-        action=AuditAction.ENROLLMENT_CREATE,
-        target_type=ENROLLMENT,
-        target_id=enrollment.registration_id,
-        call=lambda: client.enrollment_put(enrollment),
+        action=rt.create_action,
+        target_type=rt.target_type,
+        target_id=model.id,
+        call=lambda: getattr(client, rt.put)(model),
         after=snapshot,
     )
 
 
-def enrollment_update(
-    *,
-    actor: Any,
-    instance: Any,
-    client: DpsApi,
-    enrollment: IndividualEnrollment,
-    etag: str | None,
-    before: IndividualEnrollment | None,
-) -> IndividualEnrollment:
-    """Replace an enrollment only if its etag is still the one the user saw (else 412)."""
+def record_update(
+    *, actor: Any, instance: Any, client: DpsApi, model: M, etag: str | None, before: M | None
+) -> M:
+    """Replace an enrollment or group only if its etag is still the one the user saw (else 412)."""
     if_match = _require_etag(etag)
+    rt = record_type(model)
     return _audited(
         actor=actor,
         instance=instance,
-        action=AuditAction.ENROLLMENT_UPDATE,
-        target_type=ENROLLMENT,
-        target_id=enrollment.registration_id,
-        call=lambda: client.enrollment_put(enrollment, if_match=if_match),
+        action=rt.update_action,
+        target_type=rt.target_type,
+        target_id=model.id,
+        call=lambda: getattr(client, rt.put)(model, if_match=if_match),
         before=snapshot(before),
         after=snapshot,
     )
 
 
-def enrollment_delete(
+def record_delete(
     *,
     actor: Any,
     instance: Any,
     client: DpsApi,
-    registration_id: str,
+    rt: RecordType,
+    key: str,
     etag: str | None,
-    before: IndividualEnrollment | None = None,
+    before: Any = None,
 ) -> None:
-    """Delete an enrollment only if its etag is still the one the user saw."""
+    """Delete an enrollment or group only if its etag is still the one the user saw."""
     if_match = _require_etag(etag)
     _audited(
         actor=actor,
         instance=instance,
-        action=AuditAction.ENROLLMENT_DELETE,
-        target_type=ENROLLMENT,
-        target_id=registration_id,
-        call=lambda: client.enrollment_delete(registration_id, if_match=if_match),
+        action=rt.delete_action,
+        target_type=rt.target_type,
+        target_id=key,
+        call=lambda: getattr(client, rt.delete)(key, if_match=if_match),
         before=snapshot(before),
     )
 
@@ -170,9 +205,10 @@ def attestation_for_edit(
     """
     att = model.attestation
     if att.type == "symmetricKey":
-        if isinstance(model, EnrollmentGroup):
-            return client.group_attestation_mechanism(model.enrollment_group_id)
-        return client.enrollment_attestation_mechanism(model.registration_id)
+        fetch: Callable[[str], AttestationMechanism] = getattr(
+            client, record_type(model).attestation
+        )
+        return fetch(model.id)
     if (
         att.type == "x509"
         and att.x509
@@ -184,125 +220,53 @@ def attestation_for_edit(
     return att
 
 
-def enrollment_status_set(
-    *,
-    actor: Any,
-    instance: Any,
-    client: DpsApi,
-    enrollment: IndividualEnrollment,
-    status: str,
-    etag: str | None,
-) -> IndividualEnrollment:
-    """Enable or disable an enrollment, carrying everything else (keys included) unchanged."""
-    current = attestation_for_edit(client=client, model=enrollment)
-    changed = _with_status(enrollment, status, current)
-    return enrollment_update(
+def record_status_set(
+    *, actor: Any, instance: Any, client: DpsApi, model: M, status: str, etag: str | None
+) -> M:
+    """Enable or disable an enrollment or group, carrying everything else (keys included)."""
+    current = attestation_for_edit(client=client, model=model)
+    return record_update(
         actor=actor,
         instance=instance,
         client=client,
-        enrollment=changed,
+        model=_with_status(model, status, current),
         etag=etag,
-        before=enrollment,
+        before=model,
     )
 
 
-def _with_status(model: T, status: str, attestation: AttestationMechanism) -> T:
-    import copy
-
+def _with_status(model: M, status: str, attestation: AttestationMechanism) -> M:
     if status not in ("enabled", "disabled"):
         raise ValidationError("Provisioning status must be enabled or disabled.")
     changed = copy.deepcopy(model)
-    changed.attestation = copy.deepcopy(attestation)  # type: ignore[attr-defined]
-    changed.provisioning_status = status  # type: ignore[attr-defined]
-    if hasattr(changed, "registration_state"):
+    changed.attestation = copy.deepcopy(attestation)
+    changed.provisioning_status = status
+    if isinstance(changed, IndividualEnrollment):
         changed.registration_state = None
     return changed
 
 
-#
-# Enrollment groups
-#
+# The per-kind names of the calls other modules make.
 
 
-def group_create(
-    *, actor: Any, instance: Any, client: DpsApi, group: EnrollmentGroup
-) -> EnrollmentGroup:
+def enrollment_create(*, enrollment: IndividualEnrollment, **kw: Any) -> IndividualEnrollment:
+    """Create an individual enrollment."""
+    return record_create(model=enrollment, **kw)
+
+
+def enrollment_delete(*, registration_id: str, **kw: Any) -> None:
+    """Delete an individual enrollment only if its etag is still the one the user saw."""
+    record_delete(rt=ENROLLMENTS, key=registration_id, **kw)
+
+
+def group_create(*, group: EnrollmentGroup, **kw: Any) -> EnrollmentGroup:
     """Create an enrollment group."""
-    return _audited(
-        actor=actor,
-        instance=instance,
-        action=AuditAction.ENROLLMENTGROUP_CREATE,
-        target_type=GROUP,
-        target_id=group.enrollment_group_id,
-        call=lambda: client.group_put(group),
-        after=snapshot,
-    )
+    return record_create(model=group, **kw)
 
 
-def group_update(
-    *,
-    actor: Any,
-    instance: Any,
-    client: DpsApi,
-    group: EnrollmentGroup,
-    etag: str | None,
-    before: EnrollmentGroup | None,
-) -> EnrollmentGroup:
-    """Replace a group only if its etag is still the one the user saw."""
-    if_match = _require_etag(etag)
-    return _audited(
-        actor=actor,
-        instance=instance,
-        action=AuditAction.ENROLLMENTGROUP_UPDATE,
-        target_type=GROUP,
-        target_id=group.enrollment_group_id,
-        call=lambda: client.group_put(group, if_match=if_match),
-        before=snapshot(before),
-        after=snapshot,
-    )
-
-
-def group_delete(
-    *,
-    actor: Any,
-    instance: Any,
-    client: DpsApi,
-    group_id: str,
-    etag: str | None,
-    before: EnrollmentGroup | None = None,
-) -> None:
-    """Delete a group only if its etag is still the one the user saw."""
-    if_match = _require_etag(etag)
-    _audited(
-        actor=actor,
-        instance=instance,
-        action=AuditAction.ENROLLMENTGROUP_DELETE,
-        target_type=GROUP,
-        target_id=group_id,
-        call=lambda: client.group_delete(group_id, if_match=if_match),
-        before=snapshot(before),
-    )
-
-
-def group_status_set(
-    *,
-    actor: Any,
-    instance: Any,
-    client: DpsApi,
-    group: EnrollmentGroup,
-    status: str,
-    etag: str | None,
-) -> EnrollmentGroup:
-    """Enable or disable a group, carrying everything else unchanged."""
-    current = attestation_for_edit(client=client, model=group)
-    return group_update(
-        actor=actor,
-        instance=instance,
-        client=client,
-        group=_with_status(group, status, current),
-        etag=etag,
-        before=group,
-    )
+def group_delete(*, group_id: str, **kw: Any) -> None:
+    """Delete an enrollment group only if its etag is still the one the user saw."""
+    record_delete(rt=GROUPS, key=group_id, **kw)
 
 
 #
@@ -314,11 +278,8 @@ def attestation_reveal(
     *, actor: Any, instance: Any, client: DpsApi, target_type: str, target_id: str
 ) -> AttestationMechanism:
     """Read an enrollment's or group's attestation with its secrets, for the user to see."""
-    fetch = (
-        client.group_attestation_mechanism
-        if target_type == GROUP
-        else client.enrollment_attestation_mechanism
-    )
+    rt = GROUPS if target_type == GROUP else ENROLLMENTS
+    fetch: Callable[[str], AttestationMechanism] = getattr(client, rt.attestation)
     return _audited(
         actor=actor,
         instance=instance,

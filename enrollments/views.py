@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -160,65 +161,55 @@ def _reapply_fields(post: QueryDict) -> list[tuple[str, str]]:
 #
 
 
+@dataclass(frozen=True)
 class _Kind:
-    name = "enrollment"
-    is_group = False
-    noun = "enrollment"
-    read, write, delete = C.ENROLLMENTS_READ, C.ENROLLMENTS_WRITE, C.ENROLLMENTS_DELETE
-    target_type = services.ENROLLMENT
-    form_class: Any = EnrollmentForm
+    """What differs between the pages of individual enrollments and of groups."""
 
-    def get(self, client: Any, key: str) -> Any:
-        return selectors.enrollment_get(client=client, registration_id=key)
+    name: str
+    is_group: bool
+    noun: str
+    read: Capability
+    write: Capability
+    delete: Capability
+    record: services.RecordType
+    form_class: Any
+    get: Callable[[Any, str], Any]
+    page: Callable[[Any, int, str | None], Any]
+    reveal: Capability = C.ATTESTATION_REVEAL
 
-    def page(self, client: Any, size: int, ct: str | None) -> Any:
-        return selectors.enrollment_page(client=client, page_size=size, continuation=ct)
-
-    def create(self, **kw: Any) -> Any:
-        return services.enrollment_create(enrollment=kw.pop("model"), **kw)
-
-    def update(self, **kw: Any) -> Any:
-        return services.enrollment_update(enrollment=kw.pop("model"), **kw)
-
-    def remove(self, *, key: str, **kw: Any) -> None:
-        services.enrollment_delete(registration_id=key, **kw)
-
-    def status_set(self, *, model: Any, **kw: Any) -> Any:
-        return services.enrollment_status_set(enrollment=model, **kw)
+    @property
+    def target_type(self) -> str:
+        return self.record.target_type
 
 
-class _GroupKind(_Kind):
-    name = "group"
-    is_group = True
-    noun = "enrollment group"
-    read, write, delete = (
-        C.ENROLLMENTGROUPS_READ,
-        C.ENROLLMENTGROUPS_WRITE,
-        C.ENROLLMENTGROUPS_DELETE,
-    )
-    target_type = services.GROUP
-    form_class = EnrollmentGroupForm
-
-    def get(self, client: Any, key: str) -> Any:
-        return selectors.group_get(client=client, group_id=key)
-
-    def page(self, client: Any, size: int, ct: str | None) -> Any:
-        return selectors.group_page(client=client, page_size=size, continuation=ct)
-
-    def create(self, **kw: Any) -> Any:
-        return services.group_create(group=kw.pop("model"), **kw)
-
-    def update(self, **kw: Any) -> Any:
-        return services.group_update(group=kw.pop("model"), **kw)
-
-    def remove(self, *, key: str, **kw: Any) -> None:
-        services.group_delete(group_id=key, **kw)
-
-    def status_set(self, *, model: Any, **kw: Any) -> Any:
-        return services.group_status_set(group=model, **kw)
-
-
-ENROLLMENTS, GROUPS = _Kind(), _GroupKind()
+ENROLLMENTS = _Kind(
+    name="enrollment",
+    is_group=False,
+    noun="enrollment",
+    read=C.ENROLLMENTS_READ,
+    write=C.ENROLLMENTS_WRITE,
+    delete=C.ENROLLMENTS_DELETE,
+    record=services.ENROLLMENTS,
+    form_class=EnrollmentForm,
+    get=lambda client, key: selectors.enrollment_get(client=client, registration_id=key),
+    page=lambda client, size, ct: selectors.enrollment_page(
+        client=client, page_size=size, continuation=ct
+    ),
+)
+GROUPS = _Kind(
+    name="group",
+    is_group=True,
+    noun="enrollment group",
+    read=C.ENROLLMENTGROUPS_READ,
+    write=C.ENROLLMENTGROUPS_WRITE,
+    delete=C.ENROLLMENTGROUPS_DELETE,
+    record=services.GROUPS,
+    form_class=EnrollmentGroupForm,
+    get=lambda client, key: selectors.group_get(client=client, group_id=key),
+    page=lambda client, size, ct: selectors.group_page(
+        client=client, page_size=size, continuation=ct
+    ),
+)
 
 
 def _url(kind: _Kind, view: str, instance: Any, key: str | None = None) -> str:
@@ -274,6 +265,36 @@ def _status_blocker(model: Any, caps: Any) -> str:
     return blocker
 
 
+def _for_both(
+    handler: Callable[..., HttpResponse],
+    capability: str,
+    doc: str,
+    *,
+    methods: tuple[str, ...] | None = None,
+    cached: bool = True,
+) -> tuple[Callable[..., HttpResponse], Callable[..., HttpResponse]]:
+    """Return the individual-enrollment view and the group view of ``handler``.
+
+    Each checks, on the server, the capability its kind names under ``capability``
+    (``read``, ``write``, ``delete`` or ``reveal``): 403 and a denied audit event otherwise.
+    """
+    views = []
+    for kind in (ENROLLMENTS, GROUPS):
+
+        def view(request: HttpRequest, instance: str, *, _kind: _Kind = kind, **kw: Any) -> Any:
+            return handler(request, _kind, **kw)
+
+        view.__name__ = view.__qualname__ = f"{kind.name}_{handler.__name__.lstrip('_')}"
+        view.__doc__ = doc.format(
+            title="individual enrollment" if kind is ENROLLMENTS else kind.noun
+        )
+        wrapped: Callable[..., HttpResponse] = capability_required(getattr(kind, capability))(view)
+        if methods:
+            wrapped = require_http_methods(list(methods))(wrapped)
+        views.append(never_cache(wrapped) if cached else wrapped)
+    return views[0], views[1]
+
+
 #
 # Lists
 #
@@ -321,18 +342,7 @@ def _list(request: HttpRequest, kind: _Kind) -> HttpResponse:
     return render(request, template, ctx)
 
 
-@never_cache
-@capability_required(C.ENROLLMENTS_READ)
-def enrollment_list(request: HttpRequest, instance: str) -> HttpResponse:
-    """List individual enrollments one page at a time."""
-    return _list(request, ENROLLMENTS)
-
-
-@never_cache
-@capability_required(C.ENROLLMENTGROUPS_READ)
-def group_list(request: HttpRequest, instance: str) -> HttpResponse:
-    """List enrollment groups one page at a time."""
-    return _list(request, GROUPS)
+enrollment_list, group_list = _for_both(_list, "read", "List {title}s one page at a time.")
 
 
 #
@@ -382,18 +392,9 @@ def _detail(request: HttpRequest, kind: _Kind, key: str) -> HttpResponse:
     return render(request, "enrollments/record_detail.html", ctx)
 
 
-@never_cache
-@capability_required(C.ENROLLMENTS_READ)
-def enrollment_detail(request: HttpRequest, instance: str, key: str) -> HttpResponse:
-    """Show every field of an individual enrollment and its registration state."""
-    return _detail(request, ENROLLMENTS, key)
-
-
-@never_cache
-@capability_required(C.ENROLLMENTGROUPS_READ)
-def group_detail(request: HttpRequest, instance: str, key: str) -> HttpResponse:
-    """Show every field of an enrollment group."""
-    return _detail(request, GROUPS, key)
+enrollment_detail, group_detail = _for_both(
+    _detail, "read", "Show every field of an {title} (an enrollment's registration state too)."
+)
 
 
 #
@@ -418,7 +419,7 @@ def _create(request: HttpRequest, kind: _Kind) -> HttpResponse:
         status = 400
         if form.is_valid():
             try:
-                created = kind.create(
+                created = services.record_create(
                     actor=request.user,
                     instance=instance,
                     client=_client(request),
@@ -462,7 +463,7 @@ def _edit(request: HttpRequest, kind: _Kind, key: str) -> HttpResponse:
                     else None
                 )
                 mine = form.build(current_att)
-                updated = kind.update(
+                updated = services.record_update(
                     actor=request.user,
                     instance=instance,
                     client=client,
@@ -513,36 +514,14 @@ def _conflict(request: HttpRequest, kind: _Kind, key: str, mine: Any, client: An
     return render(request, "enrollments/conflict.html", ctx, status=409)
 
 
-@never_cache
-@require_http_methods(["GET", "POST"])
-@capability_required(C.ENROLLMENTS_WRITE)
-def enrollment_create(request: HttpRequest, instance: str) -> HttpResponse:
-    """Create an individual enrollment."""
-    return _create(request, ENROLLMENTS)
+enrollment_create, group_create = _for_both(
+    _create, "write", "Create an {title}.", methods=("GET", "POST")
+)
 
 
-@never_cache
-@require_http_methods(["GET", "POST"])
-@capability_required(C.ENROLLMENTGROUPS_WRITE)
-def group_create(request: HttpRequest, instance: str) -> HttpResponse:
-    """Create an enrollment group."""
-    return _create(request, GROUPS)
-
-
-@never_cache
-@require_http_methods(["GET", "POST"])
-@capability_required(C.ENROLLMENTS_WRITE)
-def enrollment_edit(request: HttpRequest, instance: str, key: str) -> HttpResponse:
-    """Edit an individual enrollment with the ETag the user saw."""
-    return _edit(request, ENROLLMENTS, key)
-
-
-@never_cache
-@require_http_methods(["GET", "POST"])
-@capability_required(C.ENROLLMENTGROUPS_WRITE)
-def group_edit(request: HttpRequest, instance: str, key: str) -> HttpResponse:
-    """Edit an enrollment group with the ETag the user saw."""
-    return _edit(request, GROUPS, key)
+enrollment_edit, group_edit = _for_both(
+    _edit, "write", "Edit an {title} with the ETag the user saw.", methods=("GET", "POST")
+)
 
 
 #
@@ -550,51 +529,69 @@ def group_edit(request: HttpRequest, instance: str, key: str) -> HttpResponse:
 #
 
 
+def _confirm_delete(
+    request: HttpRequest,
+    *,
+    fetch: Callable[[], Any],
+    remove: Callable[[Any, str | None], None],
+    template: str,
+    ctx: dict[str, Any],
+    needed: tuple[Capability, Capability],
+    done: Callable[[], tuple[str, HttpResponse]],
+) -> HttpResponse:
+    """Show the record and ask; on POST delete it with the ETag the page carried.
+
+    ``needed`` names the read and the delete capability (for DPS 403 pages); ``done`` returns
+    the success message and the redirect once the record is gone.
+    """
+    try:
+        model = fetch()
+    except DpsError as exc:
+        return dps_error(request, exc, needed[0])
+    ctx = _base(request, **ctx, etag=model.etag)
+    ctx.setdefault("model", model)
+    if request.method != "POST":
+        return render(request, template, ctx)
+    try:
+        remove(model, request.POST.get("etag"))
+    except DpsPreconditionFailed:
+        ctx["stale"] = True
+        return render(request, template, ctx, status=409)
+    except ValidationError as exc:
+        ctx["error"] = " ".join(exc.messages)
+        return render(request, template, ctx, status=400)
+    except DpsError as exc:
+        return dps_error(request, exc, needed[1])
+    message, response = done()
+    messages.success(request, message)
+    return response
+
+
 def _delete(request: HttpRequest, kind: _Kind, key: str) -> HttpResponse:
     instance = request.dps_instance  # type: ignore[attr-defined]
     client = _client(request)
-    try:
-        model = kind.get(client, key)
-    except DpsError as exc:
-        return dps_error(request, exc, kind.read)
-    ctx = _base(request, kind=kind, model=model, key=key, etag=model.etag)
-    if request.method == "POST":
-        try:
-            kind.remove(
-                actor=request.user,
-                instance=instance,
-                client=client,
-                key=key,
-                etag=request.POST.get("etag"),
-                before=model,
-            )
-        except DpsPreconditionFailed:
-            ctx["stale"] = True
-            return render(request, "enrollments/confirm_delete.html", ctx, status=409)
-        except ValidationError as exc:
-            ctx["error"] = " ".join(exc.messages)
-            return render(request, "enrollments/confirm_delete.html", ctx, status=400)
-        except DpsError as exc:
-            return dps_error(request, exc, kind.delete)
-        messages.success(request, f"Deleted {kind.noun} {key}.")
-        return redirect(_url(kind, "list", instance))
-    return render(request, "enrollments/confirm_delete.html", ctx)
+    return _confirm_delete(
+        request,
+        fetch=lambda: kind.get(client, key),
+        remove=lambda model, etag: services.record_delete(
+            actor=request.user,
+            instance=instance,
+            client=client,
+            rt=kind.record,
+            key=key,
+            etag=etag,
+            before=model,
+        ),
+        template="enrollments/confirm_delete.html",
+        ctx={"kind": kind, "key": key},
+        needed=(kind.read, kind.delete),
+        done=lambda: (f"Deleted {kind.noun} {key}.", redirect(_url(kind, "list", instance))),
+    )
 
 
-@never_cache
-@require_http_methods(["GET", "POST"])
-@capability_required(C.ENROLLMENTS_DELETE)
-def enrollment_delete(request: HttpRequest, instance: str, key: str) -> HttpResponse:
-    """Confirm, then delete an individual enrollment with its ETag."""
-    return _delete(request, ENROLLMENTS, key)
-
-
-@never_cache
-@require_http_methods(["GET", "POST"])
-@capability_required(C.ENROLLMENTGROUPS_DELETE)
-def group_delete(request: HttpRequest, instance: str, key: str) -> HttpResponse:
-    """Confirm, then delete an enrollment group with its ETag."""
-    return _delete(request, GROUPS, key)
+enrollment_delete, group_delete = _for_both(
+    _delete, "delete", "Confirm, then delete an {title} with its ETag.", methods=("GET", "POST")
+)
 
 
 #
@@ -616,7 +613,7 @@ def _status(request: HttpRequest, kind: _Kind, key: str) -> HttpResponse:
             request, reason=blocker, required=C.ATTESTATION_REVEAL.value, instance=instance.name
         )
     try:
-        updated = kind.status_set(
+        updated = services.record_status_set(
             actor=request.user,
             instance=instance,
             client=client,
@@ -657,18 +654,9 @@ def _status(request: HttpRequest, kind: _Kind, key: str) -> HttpResponse:
     return redirect(_url(kind, "detail", instance, key))
 
 
-@require_POST
-@capability_required(C.ENROLLMENTS_WRITE)
-def enrollment_status(request: HttpRequest, instance: str, key: str) -> HttpResponse:
-    """Enable or disable an individual enrollment inline."""
-    return _status(request, ENROLLMENTS, key)
-
-
-@require_POST
-@capability_required(C.ENROLLMENTGROUPS_WRITE)
-def group_status(request: HttpRequest, instance: str, key: str) -> HttpResponse:
-    """Enable or disable an enrollment group inline."""
-    return _status(request, GROUPS, key)
+enrollment_status, group_status = _for_both(
+    _status, "write", "Enable or disable an {title} inline.", methods=("POST",), cached=False
+)
 
 
 #
@@ -692,20 +680,9 @@ def _reveal(request: HttpRequest, kind: _Kind, key: str) -> HttpResponse:
     return render(request, "enrollments/_revealed.html", ctx)
 
 
-@never_cache
-@require_POST
-@capability_required(C.ATTESTATION_REVEAL)
-def enrollment_reveal(request: HttpRequest, instance: str, key: str) -> HttpResponse:
-    """Show an enrollment's keys (audited)."""
-    return _reveal(request, ENROLLMENTS, key)
-
-
-@never_cache
-@require_POST
-@capability_required(C.ATTESTATION_REVEAL)
-def group_reveal(request: HttpRequest, instance: str, key: str) -> HttpResponse:
-    """Show a group's keys (audited)."""
-    return _reveal(request, GROUPS, key)
+enrollment_reveal, group_reveal = _for_both(
+    _reveal, "reveal", "Show the keys of an {title} (audited).", methods=("POST",)
+)
 
 
 @never_cache
@@ -794,34 +771,31 @@ def registration_delete(request: HttpRequest, instance: str, key: str) -> HttpRe
     """Confirm, then delete one registration record with its ETag."""
     client = _client(request)
     group = request.GET.get("group") or request.POST.get("group") or ""
-    try:
-        record = selectors.registration_get(client=client, registration_id=key)
-    except DpsError as exc:
-        return dps_error(request, exc, C.REGISTRATIONS_READ)
-    ctx = _base(request, section="group", record=record, key=key, group=group, etag=record.etag)
-    if request.method == "POST":
-        try:
-            services.registration_delete(
-                actor=request.user,
-                instance=request.dps_instance,  # type: ignore[attr-defined]
-                client=client,
-                registration_id=key,
-                etag=request.POST.get("etag"),
-                before=record,
-            )
-        except DpsPreconditionFailed:
-            ctx["stale"] = True
-            return render(request, "enrollments/registration_confirm_delete.html", ctx, status=409)
-        except ValidationError as exc:
-            ctx["error"] = " ".join(exc.messages)
-            return render(request, "enrollments/registration_confirm_delete.html", ctx, status=400)
-        except DpsError as exc:
-            return dps_error(request, exc, C.REGISTRATIONS_DELETE)
-        messages.success(request, f"Deleted the registration record of {key}.")
-        if group:
-            return redirect("enrollments:registration_list", instance, group)
-        return redirect("enrollments:enrollment_list", instance)
-    return render(request, "enrollments/registration_confirm_delete.html", ctx)
+
+    def done() -> tuple[str, HttpResponse]:
+        back = (
+            redirect("enrollments:registration_list", instance, group)
+            if group
+            else redirect("enrollments:enrollment_list", instance)
+        )
+        return f"Deleted the registration record of {key}.", back
+
+    return _confirm_delete(
+        request,
+        fetch=lambda: selectors.registration_get(client=client, registration_id=key),
+        remove=lambda record, etag: services.registration_delete(
+            actor=request.user,
+            instance=request.dps_instance,  # type: ignore[attr-defined]
+            client=client,
+            registration_id=key,
+            etag=etag,
+            before=record,
+        ),
+        template="enrollments/registration_confirm_delete.html",
+        ctx={"section": "group", "key": key, "group": group},
+        needed=(C.REGISTRATIONS_READ, C.REGISTRATIONS_DELETE),
+        done=done,
+    )
 
 
 def _selected(request: HttpRequest) -> list[tuple[str, str]]:

@@ -349,68 +349,57 @@ class DeviceRegistrationState(DpsModel):
 
 
 @dataclass(kw_only=True)
-class IndividualEnrollment(DpsModel):
+class _Enrollment(DpsModel):
+    """The settings individual enrollments and enrollment groups share (API.md §4, §5)."""
+
+    key_field: ClassVar[str]
+
+    attestation: AttestationMechanism = field(metadata=_meta(AttestationMechanism))
+    capabilities: DeviceCapabilities | None = field(
+        default=None, metadata=_meta(DeviceCapabilities)
+    )
+    iot_hub_host_name: str | None = field(default=None, metadata=_meta())
+    initial_twin: InitialTwin | None = field(default=None, metadata=_meta(InitialTwin))
+    etag: str | None = field(default=None, metadata=_meta())
+    provisioning_status: str | None = field(default=None, metadata=_meta())
+    reprovision_policy: ReprovisionPolicy | None = field(
+        default=None, metadata=_meta(ReprovisionPolicy)
+    )
+    created_date_time_utc: str | None = field(default=None, metadata=_meta())
+    last_updated_date_time_utc: str | None = field(default=None, metadata=_meta())
+    allocation_policy: str | None = field(default=None, metadata=_meta())
+    iot_hubs: list[str] | None = field(default=None, metadata=_meta())
+    custom_allocation_definition: CustomAllocationDefinition | None = field(
+        default=None, metadata=_meta(CustomAllocationDefinition)
+    )
+
+    @property
+    def id(self) -> str:
+        """Return the key used in the URL."""
+        return str(getattr(self, self.key_field))
+
+
+@dataclass(kw_only=True)
+class IndividualEnrollment(_Enrollment):
     """An individual enrollment; ``registration_id`` is its key."""
 
+    key_field: ClassVar[str] = "registration_id"
+
     registration_id: str = field(metadata=_meta())
-    attestation: AttestationMechanism = field(metadata=_meta(AttestationMechanism))
     device_id: str | None = field(default=None, metadata=_meta())
     registration_state: DeviceRegistrationState | None = field(
         default=None, metadata=_meta(DeviceRegistrationState)
     )
     optional_device_information: dict[str, Any] | None = field(default=None, metadata=_meta())
-    capabilities: DeviceCapabilities | None = field(
-        default=None, metadata=_meta(DeviceCapabilities)
-    )
-    iot_hub_host_name: str | None = field(default=None, metadata=_meta())
-    initial_twin: InitialTwin | None = field(default=None, metadata=_meta(InitialTwin))
-    etag: str | None = field(default=None, metadata=_meta())
-    provisioning_status: str | None = field(default=None, metadata=_meta())
-    reprovision_policy: ReprovisionPolicy | None = field(
-        default=None, metadata=_meta(ReprovisionPolicy)
-    )
-    created_date_time_utc: str | None = field(default=None, metadata=_meta())
-    last_updated_date_time_utc: str | None = field(default=None, metadata=_meta())
-    allocation_policy: str | None = field(default=None, metadata=_meta())
-    iot_hubs: list[str] | None = field(default=None, metadata=_meta())
-    custom_allocation_definition: CustomAllocationDefinition | None = field(
-        default=None, metadata=_meta(CustomAllocationDefinition)
-    )
-
-    @property
-    def id(self) -> str:
-        """Return the key used in the URL."""
-        return self.registration_id
 
 
 @dataclass(kw_only=True)
-class EnrollmentGroup(DpsModel):
+class EnrollmentGroup(_Enrollment):
     """An enrollment group (X.509 or symmetric key); ``enrollment_group_id`` is its key."""
 
-    enrollment_group_id: str = field(metadata=_meta())
-    attestation: AttestationMechanism = field(metadata=_meta(AttestationMechanism))
-    capabilities: DeviceCapabilities | None = field(
-        default=None, metadata=_meta(DeviceCapabilities)
-    )
-    iot_hub_host_name: str | None = field(default=None, metadata=_meta())
-    initial_twin: InitialTwin | None = field(default=None, metadata=_meta(InitialTwin))
-    etag: str | None = field(default=None, metadata=_meta())
-    provisioning_status: str | None = field(default=None, metadata=_meta())
-    reprovision_policy: ReprovisionPolicy | None = field(
-        default=None, metadata=_meta(ReprovisionPolicy)
-    )
-    created_date_time_utc: str | None = field(default=None, metadata=_meta())
-    last_updated_date_time_utc: str | None = field(default=None, metadata=_meta())
-    allocation_policy: str | None = field(default=None, metadata=_meta())
-    iot_hubs: list[str] | None = field(default=None, metadata=_meta())
-    custom_allocation_definition: CustomAllocationDefinition | None = field(
-        default=None, metadata=_meta(CustomAllocationDefinition)
-    )
+    key_field: ClassVar[str] = "enrollment_group_id"
 
-    @property
-    def id(self) -> str:
-        """Return the key used in the URL."""
-        return self.enrollment_group_id
+    enrollment_group_id: str = field(metadata=_meta())
 
 
 #
