@@ -84,23 +84,28 @@ def claim(job: BulkJob, lease: str, *, size: int = CHUNK) -> list[BulkRow]:
 
 
 def _finish_rows(job: BulkJob, outcomes: list[tuple[BulkRow, str, str, str]]) -> None:
-    """Store ``(row, status, error_code, message)`` outcomes and the job counters atomically."""
+    """Store ``(row, status, error_code, message)`` outcomes and the job counters atomically.
+
+    Rows with the same outcome (usually the whole chunk: done) are written by one UPDATE.
+    """
     now = timezone.now()
+    groups: dict[tuple[str, str, str, str], list[int]] = {}
+    for row, status, code, message in outcomes:
+        groups.setdefault((row.lease, status, code[:32], message[:2000]), []).append(row.id)
     counters: dict[str, int] = {}
     with transaction.atomic():
-        for row, status, code, message in outcomes:
-            updated = BulkRow.objects.filter(id=row.id, lease=row.lease).update(
+        for (lease, status, code, message), ids in groups.items():
+            updated = BulkRow.objects.filter(id__in=ids, lease=lease).update(
                 status=status,
-                error_code=code[:32],
-                message=message[:2000],
+                error_code=code,
+                message=message,
                 finished_at=now,
                 lease="",
                 lease_until=None,
             )
             if updated:
-                counters[_COUNTER[RowStatus(status)]] = (
-                    counters.get(_COUNTER[RowStatus(status)], 0) + 1
-                )
+                counter = _COUNTER[RowStatus(status)]
+                counters[counter] = counters.get(counter, 0) + updated
         if counters:
             total = sum(counters.values())
             BulkJob.objects.filter(id=job.id).update(
