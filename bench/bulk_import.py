@@ -280,9 +280,14 @@ def main(argv: list[str] | None = None) -> int:
             from django.db import connections
 
             connections.close_all()
-            emulators.terminate()
-            emulators.wait(20)
             psql(f"DROP DATABASE IF EXISTS {DB_NAME}")
+            redis.Redis.from_url(REDIS_URL).flushdb()
+            emulators.terminate()
+            try:
+                emulators.wait(20)
+            except subprocess.TimeoutExpired:
+                emulators.kill()
+                emulators.wait(10)
     return 0
 
 

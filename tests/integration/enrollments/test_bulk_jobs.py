@@ -198,6 +198,7 @@ def test_update_changed_since_preview_is_a_conflict_not_an_overwrite(bulk_env):
     assert client.enrollment_get(f"{p}-a").provisioning_status == "enabled"
 
 
+@pytest.mark.slow
 def test_injected_faults_still_finish_exactly(bulk_env):
     env, client = bulk_env, bulk_env["client"]
     p = f"f{uuid.uuid4().hex[:6]}"
