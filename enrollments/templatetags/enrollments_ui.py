@@ -10,8 +10,10 @@ value is escaped by :func:`_e` (what autoescaping does); only the fixed markup i
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 from django import template
 from django.template.defaulttags import CsrfTokenNode
@@ -22,6 +24,8 @@ from django.utils.timezone import template_localtime
 from authn.models import DpsInstance
 
 register = template.Library()
+
+_PATH_SAFE = "!$&'()*+,;=/~:@"  # what reverse() leaves unquoted in a path argument
 
 
 @register.inclusion_tag("enrollments/_field.html")
@@ -50,15 +54,37 @@ def field(bound: Any, testid: str = "", show_when: str = "") -> dict[str, Any]:
     }
 
 
+# The enabled instances' names, read at most every few seconds per process: the switcher is
+# navigation only (a disabled or removed instance answers 404 whatever the menu says), and
+# the query was a fifth of a page's database time.
+_SWITCHER_SECONDS = 10.0
+_switcher: list[tuple[float, list[str]]] = []
+
+
+def _enabled_instance_names() -> list[str]:
+    now = time.monotonic()
+    if _switcher and now - _switcher[0][0] < _SWITCHER_SECONDS:
+        return _switcher[0][1]
+    names = list(DpsInstance.objects.filter(enabled=True).values_list("name", flat=True))
+    _switcher[:] = [(now, names)]
+    return names
+
+
+def instance_switcher_forget() -> None:
+    """Read the instances again at the next page (tests; after an instance changed here)."""
+    _switcher.clear()
+
+
 @register.inclusion_tag("enrollments/_instance_switcher.html", takes_context=True)
 def instance_switcher(
     context: template.Context, current: Any, section: str = "enrollment"
 ) -> dict[str, Any]:
     """Render a menu to open the same section on another registered DPS instance."""
     view = "group_list" if section == "group" else "enrollment_list"
+    head, _, tail = reverse(f"enrollments:{view}", args=["--name--"]).partition("--name--")
     others = [
-        {"name": i.name, "url": reverse(f"enrollments:{view}", args=[i.name])}
-        for i in DpsInstance.objects.filter(enabled=True).only("name")
+        {"name": name, "url": head + quote(name, safe=_PATH_SAFE) + tail}
+        for name in _enabled_instance_names()
     ]
     return {"current": current, "instances": others}
 

@@ -112,14 +112,23 @@ def test_group_rows_have_no_device_column(signed_in: Any, seed: Any) -> None:
 
 
 # Session, user with its Entra identity, DPS instance, the encrypted token cache (its version:
-# the token itself comes from process memory), the instance switcher's instances.
-LIST_QUERIES = 5
-DETAIL_QUERIES = 5
+# the token itself comes from process memory). The switcher's instances are read at most every
+# few seconds, capabilities come from the cache.
+LIST_QUERIES = 4
+DETAIL_QUERIES = 4
+
+
+@pytest.fixture
+def switcher_remembered(monkeypatch: Any) -> None:
+    """Keep the switcher's instances for the whole test, so counts do not depend on timing."""
+    from enrollments.templatetags import enrollments_ui
+
+    monkeypatch.setattr(enrollments_ui, "_SWITCHER_SECONDS", 3600.0)
 
 
 @pytest.mark.parametrize("size", [10, 100])
 def test_list_query_count_does_not_grow_with_rows(
-    signed_in: Any, seed: Any, size: int, django_assert_num_queries: Any
+    signed_in: Any, seed: Any, size: int, django_assert_num_queries: Any, switcher_remembered: None
 ) -> None:
     """No query per row: a page of 10 and a page of 100 cost the same few queries."""
     for _ in range(3):
@@ -132,7 +141,9 @@ def test_list_query_count_does_not_grow_with_rows(
     assert len(response.context["rows"]) >= 3
 
 
-def test_detail_query_count(signed_in: Any, seed: Any, django_assert_num_queries: Any) -> None:
+def test_detail_query_count(
+    signed_in: Any, seed: Any, django_assert_num_queries: Any, switcher_remembered: None
+) -> None:
     record = seed.enrollment(unique("q"))
     dana = signed_in("dana")
     assert dana.get(f"{BASE}/enrollments/").status_code == 200
@@ -165,3 +176,21 @@ def test_one_broker_call_per_request_whatever_the_dps_calls(
     )
     assert response.status_code == 302
     assert len(calls) == 1
+
+
+def test_switcher_lists_enabled_instances_with_their_list_urls(signed_in: Any) -> None:
+    """The switcher offers every enabled instance (same section), never a disabled one."""
+    from authn.models import DpsInstance
+    from enrollments.templatetags.enrollments_ui import instance_switcher_forget
+
+    DpsInstance.objects.filter(name="dps-fleet-lab").update(enabled=False)
+    instance_switcher_forget()
+    dana = signed_in("dana")
+    html = dana.get(f"{BASE}/groups/").content.decode()
+    assert f'href="/dps/{INSTANCE}/groups/"' in html
+    assert 'data-testid="switch-dps-fleet-lab"' not in html
+    DpsInstance.objects.filter(name="dps-fleet-lab").update(enabled=True)
+    instance_switcher_forget()
+    html = dana.get(f"{BASE}/enrollments/").content.decode()
+    assert 'href="/dps/dps-fleet-lab/enrollments/" data-testid="switch-dps-fleet-lab"' in html
+    assert f'data-testid="switch-{INSTANCE}"' in html
