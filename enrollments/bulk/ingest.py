@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from django.db import connection
 from django.db.models import Count, Min
 
-from enrollments.bulk.store import RowWriter
-from enrollments.csv_format import CsvFormatError, read_rows
+from enrollments.bulk.store import CopyLineWriter, RowTuple, RowWriter, copy_text
+from enrollments.csv_format import CsvFormatError, ParsedRow, read_rows
 from enrollments.models import BulkJob, BulkRow, RowPlan, RowStatus
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def ingest_file(
     *,
     max_rows: int,
     default_operation: str = "upsert",
-    batch: int = 2000,
+    batch: int = 10000,
     should_stop: Callable[[], bool] | None = None,
 ) -> IngestResult:
     """Parse ``path`` into BulkRow rows of ``job``; raise CsvFormatError for a bad file.
@@ -48,9 +49,12 @@ def ingest_file(
     """
     BulkRow.objects.filter(job=job).delete()
     result = IngestResult()
-    writer = RowWriter(batch)
-    _ingest_rows(job, path, writer, result, max_rows, default_operation, should_stop)
-    writer.close()
+    with path.open("rb") as handle:
+        rows = read_rows(handle, default_operation=default_operation, max_rows=max_rows)
+        if connection.vendor == "postgresql":
+            _copy_rows(job.pk, rows, result, batch, should_stop)
+        else:
+            _insert_rows(job.pk, rows, result, batch, should_stop)
     if result.rows == 0:
         raise CsvFormatError("The file has a header but no rows.")
     if result.stopped:
@@ -59,45 +63,84 @@ def ingest_file(
     return result
 
 
-def _ingest_rows(
-    job: BulkJob,
-    path: Path,
-    writer: RowWriter,
+def _copy_rows(
+    job_id: int,
+    rows: Iterable[ParsedRow],
     result: IngestResult,
-    max_rows: int,
-    default_operation: str,
+    batch: int,
     should_stop: Callable[[], bool] | None,
 ) -> None:
-    job_id = job.pk
+    """Store rows as COPY text lines built here (PostgreSQL).
+
+    Only the columns a row can vary in are escaped; the rest of the line is a constant, which
+    costs far less than psycopg's per-field ``write_row`` over fifteen fields.
+    """
     pending, invalid = RowPlan.PENDING.value, RowPlan.INVALID.value
-    status = RowStatus.PENDING.value
-    with path.open("rb") as handle:
-        for parsed in read_rows(handle, default_operation=default_operation, max_rows=max_rows):
+    # etag, diff, status, attempts, lease, error_code, message: the same for every new row.
+    tail = f"\t\t\t{RowStatus.PENDING.value}\t0\t\t\t\n"
+    head = f"{job_id}\t"
+    with CopyLineWriter(batch) as writer:
+        for parsed in rows:
             result.rows += 1
+            rid = copy_text(parsed.registration_id[:1024])
+            key = copy_text(parsed.registration_id.lower()[:1024])
+            payload = copy_text(_dumps(parsed.payload)) if parsed.payload is not None else ""
             if parsed.errors:
                 result.invalid += 1
+                errors, plan = copy_text(_dumps(parsed.errors)), invalid
+            else:
+                errors, plan = "", pending
             writer.add(
-                (
-                    job_id,
-                    parsed.line_no,
-                    parsed.registration_id[:1024],
-                    parsed.registration_id.lower()[:1024],
-                    parsed.operation,
-                    _dumps(parsed.payload) if parsed.payload is not None else "",
-                    _dumps(parsed.errors) if parsed.errors else "",
-                    invalid if parsed.errors else pending,
-                    "",
-                    "",
-                    status,
-                    0,
-                    "",
-                    "",
-                    "",
-                )
+                f"{head}{parsed.line_no}\t{rid}\t{key}\t{copy_text(parsed.operation)}"
+                f"\t{payload}\t{errors}\t{plan}{tail}"
             )
-            if should_stop is not None and result.rows % 10000 == 0 and should_stop():
+            if result.rows % batch == 0 and should_stop is not None:
+                writer.flush()  # the check needs the connection the COPY holds
+                if should_stop():
+                    result.stopped = True
+                    return
+
+
+def _insert_rows(
+    job_id: int,
+    rows: Iterable[ParsedRow],
+    result: IngestResult,
+    batch: int,
+    should_stop: Callable[[], bool] | None,
+) -> None:
+    """Store rows as tuples with executemany (databases other than PostgreSQL)."""
+    writer = RowWriter(batch)
+    for parsed in rows:
+        result.rows += 1
+        if parsed.errors:
+            result.invalid += 1
+        writer.add(_row_tuple(job_id, parsed))
+        if should_stop is not None and result.rows % batch == 0:
+            writer.flush()
+            if should_stop():
                 result.stopped = True
-                return
+                break
+    writer.close()
+
+
+def _row_tuple(job_id: int, parsed: ParsedRow) -> RowTuple:
+    return (
+        job_id,
+        parsed.line_no,
+        parsed.registration_id[:1024],
+        parsed.registration_id.lower()[:1024],
+        parsed.operation,
+        _dumps(parsed.payload) if parsed.payload is not None else "",
+        _dumps(parsed.errors) if parsed.errors else "",
+        RowPlan.INVALID.value if parsed.errors else RowPlan.PENDING.value,
+        "",
+        "",
+        RowStatus.PENDING.value,
+        0,
+        "",
+        "",
+        "",
+    )
 
 
 def mark_duplicates(job: BulkJob) -> int:
