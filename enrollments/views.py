@@ -311,6 +311,9 @@ def _list(request: HttpRequest, kind: _Kind) -> HttpResponse:
     caps, instance = ctx["caps"], ctx["instance"]
     detail_url = key_urls(kind, "detail", instance)
     status_url = key_urls(kind, "status", instance)
+    # Individual enrollments can be deleted in bulk (a job, after a confirmation page); each
+    # checkbox carries the etag the user saw, so a record changed since is not deleted.
+    selectable = not kind.is_group and "enrollments.delete" in caps
     # Rows are prepared here so the template only prints values: per-row {% url %},
     # {% include %} and filters were two thirds of the page's time.
     rows = [
@@ -324,6 +327,7 @@ def _list(request: HttpRequest, kind: _Kind) -> HttpResponse:
             "cell": status_cell(
                 kind, item, item.id, caps, _status_blocker(item, caps), status_url(item.id)
             ),
+            "select": f"{item.id}|{item.etag or ''}" if selectable else None,
         }
         for item in page.items
     ]
@@ -335,6 +339,7 @@ def _list(request: HttpRequest, kind: _Kind) -> HttpResponse:
         sizes=selectors.PAGE_SIZES,
         ct=ct,
         list_url=_url(kind, "list", instance),
+        selectable=selectable,
     )
     template = "enrollments/record_list.html"
     if _is_htmx(request) and request.headers.get("HX-Target") == "record-table":

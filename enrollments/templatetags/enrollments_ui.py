@@ -116,11 +116,17 @@ _TOGGLE = (
     "{verb}</button></form>"
 )
 _ROW = (
-    '<tr data-testid="row-{key}">'
+    '<tr data-testid="row-{key}">{select}'
     '<th scope="row" class="fw-normal"><a href="{url}" data-testid="link-{key}">{key}</a></th>'
     "{device}<td>{attestation}</td>{cell}"
     '<td class="d-none d-md-table-cell small">{hubs}</td>'
     '<td class="d-none d-lg-table-cell small text-nowrap">{updated}</td></tr>\n'
+)
+# The checkbox belongs to the delete-selected form below the table (HTML's form attribute),
+# since each row already holds its own toggle form and forms cannot nest.
+_SELECT = (
+    '<td><input class="form-check-input" type="checkbox" form="delete-selected-form" '
+    'name="selected" value="{value}" aria-label="Select {key}" data-testid="select-{key}"></td>'
 )
 _DEVICE = "<td>{}</td>"
 _SAME_AS_ID = '<td><span class="text-body-secondary">= registration ID</span></td>'
@@ -182,6 +188,9 @@ def record_rows(context: template.Context, rows: Iterable[dict[str, Any]], kind:
         out.append(
             _ROW.format(
                 key=key,
+                select=_SELECT.format(value=_e(row["select"]), key=key)
+                if row.get("select")
+                else "",
                 url=_e(row["url"]),
                 device=device,
                 attestation=_e(row["attestation"]),

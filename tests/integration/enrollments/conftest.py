@@ -37,6 +37,7 @@ PERSONAS: dict[str, tuple[str, str] | None] = {
     "nora": ("nora.norole@contoso-iot.example", "Nora-Demo-2026!"),
     "anonymous": None,
     "ada": ("ada.admin@contoso-iot.example", "Ada-Demo-2026!"),
+    "oscar": ("oscar.operator@contoso-iot.example", "Oscar-Demo-2026!"),
 }
 # A TPM 2.0 endorsement key (public area) as in the DPS client tests.
 ENDORSEMENT_KEY = (
