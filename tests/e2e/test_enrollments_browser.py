@@ -179,3 +179,20 @@ def test_conflict_page_in_the_browser(page: Any, portal: str, owner: DpsClient) 
     page.get_by_test_id("reapply-button").click()
     page.wait_for_url(f"**/enrollments/{rid}/")
     assert owner.enrollment_get(rid).device_id == "mine"
+
+
+def test_contributor_selects_enrollments_for_deletion(
+    page: Any, portal: str, owner: DpsClient
+) -> None:
+    """Dana ticks two rows and reaches the confirmation page naming exactly those two."""
+    first, second = _seed(owner, "sel"), _seed(owner, "sel")
+    _sign_in(page, portal, *DANA)
+    page.goto(f"{portal}/dps/{INSTANCE}/enrollments/?size=100")
+    page.get_by_test_id(f"select-{first.registration_id}").check()
+    page.get_by_test_id(f"select-{second.registration_id}").check()
+    _shot(page, "list-selected")
+    page.get_by_test_id("delete-selected").click()
+    page.get_by_test_id("confirm-delete-selected").wait_for()
+    listed = page.get_by_test_id("selected-list").inner_text().split()
+    assert sorted(listed) == sorted([first.registration_id, second.registration_id])
+    _shot(page, "delete-selected-confirm")
