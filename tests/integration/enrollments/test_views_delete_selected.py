@@ -63,3 +63,13 @@ def test_posting_the_selection_shows_the_confirmation(signed_in: Any, seed: Any)
     html = response.content.decode()
     assert first.registration_id in html
     assert second.registration_id in html
+
+
+@pytest.mark.parametrize(("persona", "shown"), [("dana", True), ("reggie", True), ("nora", False)])
+def test_bulk_tab_follows_read_capability(
+    signed_in: Any, seed: Any, persona: str, shown: bool
+) -> None:
+    """Readers reach the bulk pages (export) from the enrollment tabs; no role, no tab."""
+    response = signed_in(persona).get(f"{BASE}/enrollments/")
+    html = response.content.decode()
+    assert (f'href="{BASE}/bulk/jobs/" data-testid="tab-bulk"' in html) is shown
