@@ -52,7 +52,9 @@ def test_compose_refuses_to_start_without_a_secret_key():
     command = _compose_command()
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed (make system-deps)")
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "TOKEN_CACHE_KEYS")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "TOKEN_CACHE_KEYS")
+    }
     result = subprocess.run(
         [*command, "-f", str(ROOT / "docker-compose.yml"), "config"],
         capture_output=True,
