@@ -8,9 +8,11 @@ rather than with a set of every id in memory.
 from __future__ import annotations
 
 import json
+import json.encoder
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Min
@@ -21,7 +23,28 @@ from enrollments.models import BulkJob, BulkRow, RowPlan, RowStatus
 
 log = logging.getLogger(__name__)
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+def _compact_json() -> Callable[[Any], str]:
+    """Return a function writing compact JSON (UTF-8 text, no ASCII escapes).
+
+    ``JSONEncoder.encode`` builds a fresh C encoder and a circular-reference memo on every
+    call, which took half the time of encoding a row's payload; one C encoder built here,
+    without the memo (payloads are trees built per row), writes the same text in half the
+    time. Interpreters without the C encoder get the ordinary one.
+    """
+    plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return plain.encode
+    # Arguments: markers, default, string encoder, indent, key separator, item separator,
+    # sort_keys, skipkeys, allow_nan (the same choices as ``plain``).
+    encode = make(
+        None, plain.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    return lambda obj: "".join(encode(obj, 0))
+
+
+_dumps = _compact_json()
 
 
 class IngestResult:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
+from enrollments.bulk.ingest import _dumps
 from enrollments.bulk.store import copy_text
 
 _ESCAPES = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
@@ -39,3 +41,23 @@ def test_copy_text_round_trips_through_copy_decoding(value):
 def test_copy_text_leaves_a_clean_value_alone():
     assert copy_text("upsert") == "upsert"
     assert copy_text('{"registrationId":"dev-1"}') == '{"registrationId":"dev-1"}'
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"registrationId": "dev-1", "iotHubs": ["a", "b"], "capabilities": {"iotEdge": False}},
+        [{"column": "twinTags", "message": 'Twin tags: not valid JSON ("x").'}],
+        {"n": 1.5, "big": 10**30, "none": None, "text": 'Zürich "\\ \n \u2028'},
+        {"nan": float("nan"), "inf": float("inf")},
+        [],
+    ],
+)
+def test_stored_json_is_what_the_standard_encoder_writes(value):
+    standard = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    assert _dumps(value) == standard(value)
+
+
+def test_stored_json_refuses_what_json_cannot_hold():
+    with pytest.raises(TypeError):
+        _dumps({"when": object()})
