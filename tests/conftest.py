@@ -40,6 +40,12 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
     return _real_connect_ex(self, address)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the browser tests last: Playwright's sync API keeps an event loop running in the
+    main thread for the rest of the session, which breaks later asyncio.run() callers."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _block_internet() -> Iterator[None]:
     """Fail loudly on any connection that leaves 127.0.0.1 (Zulip's block_internet)."""

@@ -196,7 +196,10 @@ def worker_env(
     }
     for worker in workers:
         worker.stop()
-    configure({"quota": {"enabled": True}, "faults": {"rules": []}})
+    # Leave the session's shared instance as tests/conftest.py made it: no quota, no faults,
+    # and none of the thousands of enrollments written here (list pages of later tests).
+    configure({"quota": {"enabled": False}, "faults": {"rules": []}})
+    control.post(f"{base}/_emulator/reset", timeout=30).raise_for_status()
     broker.flushdb()
 
 
