@@ -1,7 +1,8 @@
 """Validation speed and memory: ingest of a generated CSV beside a bare csv.DictReader pass.
 
-Usage: DATABASE_URL=... .venv/bin/python bench/csv_validate.py [rows ...]  (default 100000)
-Prints rows/s of both passes, their ratio and the process's peak RSS. On PostgreSQL the bench
+Usage: DATABASE_URL=... .venv/bin/python bench/csv_validate.py [--helpers N] [rows ...]
+(default 100000 rows; helper processes as the ingest chooses: the cores less one).
+Prints rows/s of both passes, their ratio and the peak RSS of this process and of its helpers. On PostgreSQL the bench
 creates and drops a database of its own (``bench_csv``) on the server DATABASE_URL names, so it
 never migrates the database the URL points at (the CI's ``test``).
 """
@@ -81,7 +82,7 @@ def _run() -> None:
     from django.core.management import call_command
 
     from authn.models import DpsInstance
-    from enrollments.bulk.ingest import ingest_file
+    from enrollments.bulk.ingest import default_helpers, ingest_file
     from enrollments.models import BulkJob, BulkRow
 
     call_command("migrate", verbosity=0)
@@ -93,7 +94,11 @@ def _run() -> None:
             "resource_id": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Devices/provisioningServices/bench-dps",
         },
     )
-    sizes = [int(a) for a in sys.argv[1:]] or [100_000]
+    args = sys.argv[1:]
+    helpers = None
+    if args[:1] == ["--helpers"]:
+        helpers, args = int(args[1]), args[2:]
+    sizes = [int(a) for a in args] or [100_000]
     for rows in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "bench.csv"
@@ -104,21 +109,23 @@ def _run() -> None:
             t_bare = time.perf_counter() - t0
             job = BulkJob.objects.create(kind="import", owner=user, instance=inst)
             t0 = time.perf_counter()
-            result = ingest_file(job, path, max_rows=rows + 1)
+            result = ingest_file(job, path, max_rows=rows + 1, helpers=helpers)
             t_ingest = time.perf_counter() - t0
             stored = BulkRow.objects.filter(job=job).count()
             BulkRow.objects.filter(job=job).delete()
             job.delete()
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            helper_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             print(
-                f"rows={rows:,} size={path.stat().st_size / 1e6:.0f} MB db={django.db.connection.vendor}"
+                f"rows={rows:,} size={path.stat().st_size / 1e6:.0f} MB "
+                f"db={django.db.connection.vendor} helpers={helpers or default_helpers()}"
             )
             print(f"  bare DictReader: {bare / t_bare:,.0f} rows/s")
             print(
                 f"  validate+store : {result.rows / t_ingest:,.0f} rows/s (stored {stored:,}, invalid {result.invalid})"
             )
             print(f"  ratio          : 1/{t_ingest / t_bare:.1f} of the bare pass")
-            print(f"  peak RSS       : {peak_mb:.0f} MB")
+            print(f"  peak RSS       : {peak_mb:.0f} MB (largest helper: {helper_mb:.0f} MB)")
 
 
 if __name__ == "__main__":

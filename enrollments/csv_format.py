@@ -21,7 +21,7 @@ import io
 import json
 import operator
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -85,6 +85,10 @@ class CsvFormatError(Exception):
     """The file as a whole cannot be read; the message says why in one sentence."""
 
 
+class RecordSplit(Exception):
+    """A record runs past the end of the byte range being read (a quoted cell spans it)."""
+
+
 #
 # Cells
 #
@@ -124,12 +128,21 @@ class CsvSource:
     header_line: int = 1
     _last_line: int = 1
 
-    def records(self) -> Iterator[tuple[int, list[str]]]:
-        """Yield ``(line number where the record starts, cells)`` for each non-empty record."""
+    def records(
+        self, past_end: Callable[[], bool] | None = None
+    ) -> Iterator[tuple[int, list[str]]]:
+        """Yield ``(line number where the record starts, cells)`` for each non-empty record.
+
+        ``past_end`` tells whether the reader has asked for a line past the lines it was
+        given (a byte range of the file): a record read after that was cut short, and
+        :class:`RecordSplit` is raised.
+        """
         # Locals rather than attributes in the loop: it runs once per row of a million.
         reader, offset, last = self.reader, self.header_line, self._last_line
         try:
             for cells in reader:
+                if past_end is not None and past_end():
+                    raise RecordSplit
                 start = last + 1
                 last = offset + reader.line_num
                 if not cells or (len(cells) == 1 and not cells[0].strip()):

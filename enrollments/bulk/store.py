@@ -84,18 +84,6 @@ class RowWriter:
         self.flush()
 
 
-def copy_text(value: str) -> str:
-    """Return ``value`` escaped for a field of PostgreSQL's COPY text format.
-
-    The membership tests run in C and almost always fail, so a clean value costs no copy.
-    """
-    if "\\" in value:
-        value = value.replace("\\", "\\\\")
-    if "\t" in value or "\n" in value or "\r" in value:
-        value = value.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return value
-
-
 class CopyLineWriter:
     """Stream ready-made COPY text lines (:data:`FIELDS` order) into BulkRow, PostgreSQL only.
 
@@ -127,10 +115,20 @@ class CopyLineWriter:
             stack.__exit__(*exc)
 
     def add(self, line: str) -> None:
-        """Queue one line (ending in a newline, fields escaped with :func:`copy_text`)."""
+        """Queue one line (see enrollments.bulk.chunks.copy_line)."""
         self._lines.append(line)
         if len(self._lines) >= self.chunk:
             self._send()
+
+    def add_block(self, data: bytes, rows: int) -> None:
+        """Send ``rows`` lines already joined and encoded (a helper process's block)."""
+        self._send()
+        if self._stack is None:
+            self._open()
+        self._copy.write(data)
+        self._in_copy += rows
+        if self._in_copy >= self.batch:
+            self.flush()
 
     def flush(self) -> None:
         """Send what is queued and end the open COPY, committing its rows."""

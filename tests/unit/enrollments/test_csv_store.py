@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from enrollments.bulk.ingest import _dumps
-from enrollments.bulk.store import copy_text
+from enrollments.bulk.chunks import copy_text
+from enrollments.bulk.chunks import dumps as _dumps
 
 _ESCAPES = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
 
