@@ -40,9 +40,13 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
     return _real_connect_ex(self, address)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the browser tests last: Playwright's sync API keeps an event loop running in the
-    main thread for the rest of the session, which breaks later asyncio.run() callers."""
+    main thread for the rest of the session, which breaks later asyncio.run() callers.
+
+    ``trylast`` so that this runs after pytest-django's own reordering by database use.
+    """
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
 
 
