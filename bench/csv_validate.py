@@ -1,7 +1,7 @@
 """Validation speed and memory: ingest of a generated CSV beside a bare csv.DictReader pass.
 
 Usage: DATABASE_URL=... .venv/bin/python bench/csv_validate.py [--helpers N] [rows ...]
-(default 100000 rows; helper processes as the ingest chooses: the cores less one).
+(default 100000 rows; helper processes as the ingest chooses: one per core, at most 4).
 Prints rows/s of both passes, their ratio and the peak RSS of this process and of its helpers. On PostgreSQL the bench
 creates and drops a database of its own (``bench_csv``) on the server DATABASE_URL names, so it
 never migrates the database the URL points at (the CI's ``test``).
