@@ -204,7 +204,15 @@ def _copy_chunks(
         for index, chunk in enumerate(chunks):
             receive, send = context.Pipe(duplex=False)
             helper = context.Process(target=run_chunk, args=(chunk, send), daemon=True)
-            helper.start()
+            try:
+                helper.start()
+            except AssertionError:
+                # A Celery prefork child is daemonic, and multiprocessing refuses children
+                # to a daemon: validate in this process instead.
+                log.info("Helper processes cannot start here; validating in one process.")
+                send.close()
+                receive.close()
+                return False
             send.close()  # only the helper writes; its exit then ends our reads
             helpers.append(helper)
             pipes[receive] = index
