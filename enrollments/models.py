@@ -184,6 +184,13 @@ class BulkRow(models.Model):
             models.Index(fields=("job", "line_no")),
             models.Index(fields=("job", "reg_key")),
             models.Index(fields=("job", "plan", "status")),
+            # The runner's claims walk the rows still to send in id order; a partial index keeps
+            # that walk off the rows already done, however large the job.
+            models.Index(
+                fields=("job", "id"),
+                name="bulkrow_open_rows",
+                condition=models.Q(status__in=("pending", "sending")),
+            ),
         ]
 
     def __str__(self) -> str:
