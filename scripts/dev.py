@@ -52,22 +52,19 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _wait_for(path: Path, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen[bytes], since: float, seconds: float = 30) -> None:
+    """Wait until ``proc`` has (re)written ``path`` after ``since`` (an older file is stale)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit("the emulators exited during start-up (see above)")
-        if path.exists() and path.stat().st_mtime >= proc_started:
+        if path.exists() and path.stat().st_mtime >= since:
             return
         time.sleep(0.2)
     raise SystemExit(f"the emulators did not write {path} within {seconds:.0f} s")
 
 
-proc_started = 0.0
-
-
 def main() -> int:
-    global proc_started
     env = _env()
     children: list[subprocess.Popen[bytes]] = []
 
@@ -83,7 +80,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
     try:
-        proc_started = time.time() - 1
+        started = time.time() - 1
         emu = subprocess.Popen(
             [
                 PY,
@@ -103,7 +100,7 @@ def main() -> int:
             env=env,
         )
         children.append(emu)
-        _wait_for(STATE / "endpoints.json", emu)
+        _wait_for(STATE / "endpoints.json", emu, started)
         manage = [PY, "manage.py"]
         subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
         subprocess.run([*manage, "createcachetable"], cwd=ROOT, env=env, check=True)
