@@ -4,8 +4,10 @@ Parsing and validating a row costs far more CPU than storing it, and one Python 
 one core: the ingest therefore splits a large UTF-8 file at line ends into ranges, and a
 helper process per range turns its rows into COPY text lines (enrollments/bulk/ingest.py
 streams them into PostgreSQL). This module imports neither Django's settings nor the models,
-so a helper started with the "spawn" method needs no Django setup (and inherits no database
-connection or Celery state from the worker that starts it).
+so a helper started as a plain subprocess (``python -m enrollments.bulk.chunks``) needs no
+Django setup and inherits no database connection or Celery state from the worker that starts
+it. A plain subprocess rather than a ``multiprocessing`` child: a Celery prefork child is
+daemonic, and ``multiprocessing`` refuses children to a daemon.
 
 A range must start at a record boundary. A line end inside a quoted cell (a PEM certificate
 spread over lines) is not one: a helper notices when its last record runs past its range and
@@ -15,12 +17,17 @@ says so, and the caller validates the whole file in one process instead.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 import json.encoder
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from enrollments.csv_format import (
@@ -110,6 +117,15 @@ class Chunk:
     default_operation: str
     fmt: LineFormat
 
+    def to_json(self) -> str:
+        """Return the chunk as JSON, as a helper reads it on its standard input."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Chunk:
+        data = json.loads(text)
+        return cls(**{**data, "fmt": LineFormat(**data["fmt"])})
+
 
 class _EndMarker:
     """The iterable after a range's last line: records that the CSV reader asked past it."""
@@ -178,3 +194,52 @@ def run_chunk(chunk: Chunk, conn: Connection) -> None:
         pass
     finally:
         conn.close()
+
+
+#: The directory holding the ``enrollments`` package, put on a helper's import path.
+_PROJECT = str(Path(__file__).resolve().parents[2])
+
+
+def helper_start(chunk: Chunk) -> tuple[subprocess.Popen[bytes], Connection]:
+    """Start a helper validating ``chunk``; return it and the pipe end its messages arrive on.
+
+    The helper writes to an inherited pipe descriptor (its standard output stays free for
+    anything a library prints); the chunk travels as JSON on its standard input.
+    """
+    receive_fd, send_fd = os.pipe()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (_PROJECT, os.environ.get("PYTHONPATH")))),
+    }
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "enrollments.bulk.chunks", str(send_fd)],
+            stdin=subprocess.PIPE,
+            pass_fds=(send_fd,),
+            env=env,
+            cwd=_PROJECT,
+        )
+    except BaseException:
+        os.close(receive_fd)
+        raise
+    finally:
+        os.close(send_fd)  # only the helper writes; its exit then ends our reads
+    receive = Connection(receive_fd, writable=False)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(chunk.to_json().encode())
+        proc.stdin.close()
+    except OSError:
+        pass  # the helper died at once: the parent sees EOF on the pipe
+    return proc, receive
+
+
+def main(argv: list[str]) -> int:
+    """Helper entry: validate the chunk read from stdin, send messages on descriptor argv[0]."""
+    chunk = Chunk.from_json(sys.stdin.read())
+    run_chunk(chunk, Connection(int(argv[0]), readable=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

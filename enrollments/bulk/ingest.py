@@ -10,18 +10,18 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import multiprocessing
 import os
+import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from django.db import connection
 from django.db.models import Count, Min
 
-from enrollments.bulk.chunks import Chunk, LineFormat, copy_line, dumps, run_chunk
+from enrollments.bulk.chunks import Chunk, LineFormat, copy_line, dumps, helper_start
 from enrollments.bulk.store import CopyLineWriter, RowTuple, RowWriter
 from enrollments.csv_format import CsvFormatError, ParsedRow, open_csv, read_rows
 from enrollments.models import BulkJob, BulkRow, RowPlan, RowStatus
@@ -197,28 +197,21 @@ def _copy_chunks(
 ) -> bool:
     """Validate the ranges in helper processes and COPY their lines; False: start over alone.
 
-    "spawn" starts each helper as a fresh interpreter: a fork of a Celery worker would copy
-    its open database connection and broker sockets. Helpers are ended however this returns
-    (a cancelled job, a bad file, an exception).
+    Helpers are plain subprocesses (:func:`enrollments.bulk.chunks.helper_start`), which a
+    daemonic Celery prefork child may start, and fresh interpreters, so they share no
+    database connection or broker socket with the worker. They are ended however this
+    returns (a cancelled job, a bad file, an exception).
     """
-    context = multiprocessing.get_context("spawn")
-    helpers: list[Any] = []
+    helpers: list[subprocess.Popen[bytes]] = []
     pipes: dict[Connection, int] = {}
     errors: dict[int, str] = {}
     try:
         for index, chunk in enumerate(chunks):
-            receive, send = context.Pipe(duplex=False)
-            helper = context.Process(target=run_chunk, args=(chunk, send), daemon=True)
             try:
-                helper.start()
-            except AssertionError:
-                # A Celery prefork child is daemonic, and multiprocessing refuses children
-                # to a daemon: validate in this process instead.
-                log.info("Helper processes cannot start here; validating in one process.")
-                send.close()
-                receive.close()
+                helper, receive = helper_start(chunk)
+            except OSError as exc:
+                log.warning("Helper processes cannot start (%s); validating in one process.", exc)
                 return False
-            send.close()  # only the helper writes; its exit then ends our reads
             helpers.append(helper)
             pipes[receive] = index
         next_check = batch
@@ -259,9 +252,9 @@ def _copy_chunks(
         for pipe in pipes:
             pipe.close()
         for helper in helpers:
-            if helper.is_alive():
+            if helper.poll() is None:
                 helper.terminate()
-            helper.join()
+            helper.wait()
 
 
 def _insert_rows(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import multiprocessing.queues
 from pathlib import Path
 
 import pytest
 
-from enrollments.bulk.chunks import LineFormat, chunk_blocks, copy_line, run_chunk
+from enrollments.bulk.chunks import LineFormat, chunk_blocks, copy_line, helper_start, run_chunk
 from enrollments.bulk.ingest import _plan_chunks
 from enrollments.csv_format import RecordSplit, read_rows
 
@@ -115,3 +116,48 @@ def test_utf16_files_are_not_split(tmp_path):
     path = tmp_path / "in.csv"
     path.write_bytes(sample(20).encode("utf-16"))
     assert _plan_chunks(path, 2, "upsert", FMT) is None
+
+
+def _helper_messages(path: str) -> list[tuple]:
+    """Start a helper subprocess over the whole file and collect its messages."""
+    (chunk,) = _plan_chunks(Path(path), 1, "upsert", FMT) or []
+    proc, receive = helper_start(chunk)
+    out = []
+    while True:
+        try:
+            out.append(receive.recv())
+        except EOFError:
+            break
+    receive.close()
+    assert proc.wait(30) == 0
+    return out
+
+
+def _in_daemon(path: str, results: multiprocessing.queues.Queue) -> None:
+    results.put(_helper_messages(path))
+
+
+def test_a_helper_subprocess_validates_its_range_like_one_process(tmp_path):
+    path = tmp_path / "in.csv"
+    data = sample(3000).encode()
+    path.write_bytes(data)
+    got = _helper_messages(str(path))
+    assert got[-1] == ("done",)
+    lines = "".join(m[1].decode() for m in got if m[0] == "rows").splitlines(keepends=True)
+    assert lines == one_process(data)
+    assert sum(m[2] for m in got if m[0] == "rows") == 3000
+
+
+def test_a_helper_starts_from_a_daemonic_process_like_a_celery_prefork_child(tmp_path):
+    # multiprocessing refuses children to a daemon (billiard marks prefork children so);
+    # helpers are plain subprocesses, so a prefork worker still validates in parallel.
+    path = tmp_path / "in.csv"
+    path.write_bytes(sample(40).encode())
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    daemon = context.Process(target=_in_daemon, args=(str(path), results), daemon=True)
+    daemon.start()
+    got = results.get(timeout=60)
+    daemon.join(30)
+    assert [m[0] for m in got] == ["rows", "done"]
+    assert got[0][2] == 40
