@@ -184,12 +184,15 @@ class BulkRow(models.Model):
             models.Index(fields=("job", "line_no")),
             models.Index(fields=("job", "reg_key")),
             models.Index(fields=("job", "plan", "status")),
-            # The runner's claims walk the rows still to send in id order; a partial index keeps
-            # that walk off the rows already done, however large the job.
+            # The runner's claims walk the rows still to send in id order; a partial index of
+            # exactly those rows keeps the walk off the rows done, invalid or unchanged, however
+            # large the job. Claims spell out both conditions so the planner can use it.
             models.Index(
                 fields=("job", "id"),
-                name="bulkrow_open_rows",
-                condition=models.Q(status__in=("pending", "sending")),
+                name="bulkrow_rows_to_send",
+                condition=models.Q(
+                    status__in=("pending", "sending"), plan__in=("create", "update", "delete")
+                ),
             ),
         ]
 

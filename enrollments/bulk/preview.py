@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Count
 
 from enrollments.bulk.calls import paced
+from enrollments.bulk.store import rows_analyze, rows_plan_save
 from enrollments.csv_format import enrollment_to_row, row_diff
 from enrollments.dps.exceptions import DpsNotFound
 from enrollments.dps.types import DpsApi
@@ -134,7 +135,7 @@ def plan_row(
 
 
 def _save(rows: Iterable[BulkRow]) -> None:
-    BulkRow.objects.bulk_update(list(rows), ["plan", "etag", "diff", "errors", "payload"])
+    rows_plan_save(list(rows))
 
 
 def preview_job(
@@ -191,13 +192,19 @@ def preview_job(
             continuation = page.continuation_token
             if not continuation:
                 break
-        # Whatever the query did not return does not exist in DPS.
+        # Whatever the query did not return does not exist in DPS. Keyset order: starting
+        # each batch after the last one's id keeps PostgreSQL from walking the rows already
+        # planned again (which made this loop quadratic at 100,000 rows).
+        last = 0
         while True:
             rows = list(
-                BulkRow.objects.filter(job=job, plan=RowPlan.PENDING).order_by("id")[:BATCH]
+                BulkRow.objects.filter(job=job, plan=RowPlan.PENDING, id__gt=last).order_by("id")[
+                    :BATCH
+                ]
             )
             if not rows:
                 break
+            last = rows[-1].id
             for row in rows:
                 plan_row(row, None, can_reveal=can_reveal, read_keys=reader)
             with transaction.atomic():
@@ -217,6 +224,8 @@ def plan_counts_store(job: BulkJob) -> None:
     job.count_invalid = counts.get(RowPlan.INVALID, 0)
     job.total_rows = sum(counts.values())
     job.progress_total = job.count_create + job.count_update + job.count_delete
+    # The plans just written change what the runner's claims select: fresh statistics.
+    rows_analyze()
     job.save(
         update_fields=[
             "count_create",

@@ -13,6 +13,7 @@ etag, so a record changed by someone else is never overwritten.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -71,19 +72,46 @@ def _claimable(job: BulkJob) -> Any:
     )
 
 
-def claim(job: BulkJob, lease: str, *, size: int = CHUNK) -> list[BulkRow]:
-    """Lease up to ``size`` rows of one plan; return the rows this caller now owns."""
-    first = _claimable(job).order_by("id").values_list("plan", flat=True).first()
-    if first is None:
+def _same_plan_prefix(found: list[tuple[int, str]]) -> list[int]:
+    """Return the ids of the leading rows that share the first row's plan (one bulk mode)."""
+    if not found:
         return []
-    ids = list(
-        _claimable(job).filter(plan=first).order_by("id").values_list("id", flat=True)[:size]
-    )
+    plan = found[0][1]
+    return [pk for pk, _ in itertools.takewhile(lambda r: r[1] == plan, found)]
+
+
+def claim(job: BulkJob, lease: str, *, size: int = CHUNK, after: int = 0) -> list[BulkRow]:
+    """Lease up to ``size`` rows of one plan after id ``after``; return the rows now owned.
+
+    ``FOR UPDATE SKIP LOCKED`` lets workers claim side by side: each passes over the rows
+    another is claiming instead of waiting for them and then finding them gone (which made
+    a second worker conclude that nothing was left and leave the job to the first). Rows
+    are read in id order through the partial index of rows to send, so a claim costs the
+    same at the first row and the millionth.
+    """
     seconds = int(getattr(settings, "BULK_LEASE_SECONDS", LEASE_SECONDS))
-    until = timezone.now() + timedelta(seconds=seconds)
-    # The repeated filter makes the update lose any row another worker leased meanwhile.
-    _claimable(job).filter(id__in=ids).update(lease=lease, lease_until=until)
-    return list(BulkRow.objects.filter(id__in=ids, lease=lease).order_by("id"))
+    for attempt in range(50):
+        with transaction.atomic():
+            found = list(
+                _claimable(job)
+                .filter(id__gt=after)
+                .order_by("id")
+                .select_for_update(skip_locked=True)
+                .values_list("id", "plan")[:size]
+            )
+            ids = _same_plan_prefix(found)
+            if ids:
+                until = timezone.now() + timedelta(seconds=seconds)
+                # The repeated filter keeps the update to rows still claimable (databases
+                # without row locks, such as SQLite, serialise writers instead).
+                _claimable(job).filter(id__in=ids).update(lease=lease, lease_until=until)
+        if ids:
+            return list(BulkRow.objects.filter(id__in=ids, lease=lease).order_by("id"))
+        if not _claimable(job).filter(id__gt=after).exists():
+            return []
+        # Every row left is being claimed by another worker this instant: look again.
+        time.sleep(0.01 * (attempt + 1))
+    return []
 
 
 def _finish_rows(job: BulkJob, outcomes: list[tuple[BulkRow, str, str, str]]) -> None:
@@ -312,12 +340,17 @@ def run_rows(
 ) -> bool:
     """Apply chunks until none is left (True) or ``should_stop`` says so (False)."""
     lease = uuid.uuid4().hex
+    after = 0  # claims go forward in id order; a row released behind is found on a new pass
     while True:
         if should_stop():
             return False
-        rows = claim(job, lease)
+        rows = claim(job, lease, after=after)
+        if not rows and after:
+            after = 0
+            rows = claim(job, lease)
         if not rows:
             return True
+        after = rows[-1].id
         try:
             run_chunk(job, rows, client, bucket, sleep=sleep)
         except BaseException:

@@ -162,3 +162,46 @@ class CopyLineWriter:
             cursor.cursor.copy(f"COPY {table} ({', '.join(FIELDS)}) FROM STDIN")
         )
         self._stack = stack
+
+
+#: The columns the preview writes back to a row.
+PLAN_FIELDS = ("plan", "etag", "diff", "errors", "payload")
+
+
+def rows_plan_save(rows: Sequence[BulkRow]) -> None:
+    """Write the preview's columns of ``rows`` back in one statement.
+
+    ``bulk_update`` builds a ``CASE WHEN id = ...`` expression per column and row in Python
+    (about 1 ms a row at 100,000 rows, seen with py-spy); on PostgreSQL one
+    ``UPDATE ... FROM (VALUES ...)`` does the same work in the server.
+    """
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        BulkRow.objects.bulk_update(list(rows), list(PLAN_FIELDS))
+        return
+    table = BulkRow._meta.db_table
+    values = ", ".join(["(%s::bigint, %s, %s, %s, %s, %s)"] * len(rows))
+    params: list[Any] = []
+    for row in rows:
+        params.extend((row.id, row.plan, row.etag, row.diff, row.errors, row.payload))
+    sets = ", ".join(f"{name} = v.{name}" for name in PLAN_FIELDS)
+    # Table and column names are constants of this module, never input.
+    sql = (
+        f"UPDATE {table} AS t SET {sets} FROM (VALUES {values}) "  # noqa: S608
+        f"AS v(id, {', '.join(PLAN_FIELDS)}) WHERE t.id = v.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def rows_analyze() -> None:
+    """Refresh PostgreSQL's statistics of the rows table after a bulk change (no-op elsewhere).
+
+    Without fresh figures the planner keeps believing what it saw before: after an ingest
+    it thought every row's plan was still "pending", picked the (job, plan, status) index for
+    the runner's claims and sorted every open row on each claim (80 ms at 100,000 rows).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {BulkRow._meta.db_table}")
