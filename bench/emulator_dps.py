@@ -77,19 +77,22 @@ def start_server(
     (state_dir / "dps-controls.json").write_text(json.dumps({"quota": {"enabled": False}}))
     env = {**os.environ, "EMULATOR_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
     prefix = ["-m", "cProfile", "-o", profile] if profile else []
-    proc = subprocess.Popen(
-        [sys.executable, *prefix, "-m", "emulators", "serve", "--state-dir", str(state_dir)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    # Its log goes to a file: a pipe nobody reads would stall the emulator once full.
+    log_path = state_dir / "emulators.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, *prefix, "-m", "emulators", "serve", "--state-dir", str(state_dir)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
     endpoints_file = state_dir / "endpoints.json"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(
-                f"the emulators exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+                f"the emulators exited: {log_path.read_text(errors='replace')[-4000:]}"
             )
         if endpoints_file.is_file():
             endpoints = json.loads(endpoints_file.read_text())

@@ -7,11 +7,14 @@ the real ports even when port 0 asked for any free one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,24 @@ from emulators.common.rbac import permission_blocks
 from emulators.common.tenant import Tenant, load_tenant
 
 log = logging.getLogger("emulators")
+
+#: Seconds a stopping server waits for requests in progress before closing every connection.
+#: Idle keep-alive TLS connections never finish closing by themselves (the client does not
+#: answer the TLS close while it sits idle), so the wait always ends by this deadline.
+GRACEFUL_SHUTDOWN_SECONDS = 1.0
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to the stack.
+
+    Each ``uvicorn.Server`` takes SIGINT/SIGTERM for itself while it serves; with several in
+    one process only the last one heard the signal, and the others kept serving their
+    clients' keep-alive connections, so ``serve`` never exited on SIGTERM.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -213,19 +234,18 @@ class EmulatorStack:
                 server_header=False,
                 date_header=True,
             )
-            server = uvicorn.Server(config)
+            server = _Server(config)
             pairs.append((server, self._sockets[name]))
         return pairs
 
     async def _serve_all(self, install_signals: bool) -> None:
         pairs = self._make_servers()
         self._servers = [s for s, _ in pairs]
-        tasks = []
-        for server, sock in pairs:
-            if not install_signals:
-                # Signal handlers can only be installed from the main thread.
-                server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-            tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
+        if install_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._request_exit)
+        tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in pairs]
         while not all(s.started for s in self._servers):
             if any(t.done() for t in tasks):
                 break
@@ -255,6 +275,19 @@ class EmulatorStack:
             raise RuntimeError(f"the emulators failed to start: {self._error}") from self._error
         self.write_endpoints()
         return self
+
+    def _request_exit(self) -> None:
+        """Stop every server: requests in progress get a moment; a second signal stops at once."""
+        if any(s.should_exit for s in self._servers):
+            self._force_exit()
+            return
+        for server in self._servers:
+            server.should_exit = True
+        asyncio.get_running_loop().call_later(GRACEFUL_SHUTDOWN_SECONDS, self._force_exit)
+
+    def _force_exit(self) -> None:
+        for server in self._servers:
+            server.force_exit = True
 
     def stop(self) -> None:
         for s in self._servers:
