@@ -25,9 +25,10 @@ from django.conf import settings
 
 log = logging.getLogger(__name__)
 
-# GCRA (a token bucket kept as one "theoretical arrival time"). KEYS[1]: the key;
-# ARGV: seconds per token, burst tolerance in seconds, tokens wanted, hold seconds (0 = none).
-# Returns the wait in microseconds before the reserved tokens may be used.
+# GCRA (a token bucket kept as one "theoretical arrival time"). KEYS[1]: the key; KEYS[2]:
+# the count of holds so far. ARGV: seconds per token, burst tolerance in seconds, tokens
+# wanted, hold seconds (0 = none). Returns {the wait in microseconds before the reserved
+# tokens may be used, the count of holds}.
 _LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -45,7 +46,12 @@ if want > 0 then
   tat = tat + want * interval
 end
 redis.call('SET', KEYS[1], string.format('%.6f', tat), 'EX', 3600)
-return math.floor(wait * 1000000)
+local holds = tonumber(redis.call('GET', KEYS[2])) or 0
+if hold > 0 then
+  holds = redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], 3600)
+end
+return {math.floor(wait * 1000000), holds}
 """
 
 
@@ -77,18 +83,34 @@ class _BucketBase:
         self.tolerance = (self.capacity - 1.0) * self.interval
         self._sleep = sleep
 
-    def _reserve(self, tokens: int, hold: float) -> float:  # pragma: no cover - abstract
+    def _reserve(self, tokens: int, hold: float) -> tuple[float, int]:  # pragma: no cover
+        """Reserve ``tokens`` and/or hold; return (seconds to wait, count of holds so far)."""
+        raise NotImplementedError
+
+    def _holds(self) -> int:  # pragma: no cover - abstract
+        """Return the count of holds so far."""
         raise NotImplementedError
 
     def reserve(self, tokens: int = 1) -> float:
         """Take ``tokens`` now; return the seconds to wait before using them."""
-        return self._reserve(tokens, 0.0)
+        return self._reserve(tokens, 0.0)[0]
 
     def acquire(self, tokens: int = 1) -> float:
-        wait = self._reserve(tokens, 0.0)
-        if wait > 0:
+        """Wait for ``tokens``; a hold placed meanwhile (a 429 elsewhere) voids the wait.
+
+        Callers waiting side by side (several workers, or calls of one job in flight at once)
+        reserved their turns before the 429; using them anyway would send each into the same
+        429. Such a caller reserves again, behind the hold.
+        """
+        waited = 0.0
+        while True:
+            wait, holds = self._reserve(tokens, 0.0)
+            if wait <= 0:
+                return waited
             self._sleep(wait)
-        return wait
+            waited += wait
+            if self._holds() == holds:
+                return waited
 
     def hold(self, seconds: float) -> None:
         if seconds > 0:
@@ -101,14 +123,19 @@ class RedisTokenBucket(_BucketBase):
     def __init__(self, client: Any, key: str, per_minute: float, **kwargs: Any) -> None:
         super().__init__(per_minute, **kwargs)
         self.key = key
+        self.holds_key = f"{key}:holds"
+        self._client = client
         self._script = client.register_script(_LUA)
 
-    def _reserve(self, tokens: int, hold: float) -> float:
-        micros = self._script(
-            keys=[self.key],
+    def _reserve(self, tokens: int, hold: float) -> tuple[float, int]:
+        micros, holds = self._script(
+            keys=[self.key, self.holds_key],
             args=[repr(self.interval), repr(self.tolerance), tokens, repr(hold)],
         )
-        return int(micros) / 1_000_000
+        return int(micros) / 1_000_000, int(holds)
+
+    def _holds(self) -> int:
+        return int(self._client.get(self.holds_key) or 0)
 
 
 class LocalTokenBucket(_BucketBase):
@@ -121,19 +148,25 @@ class LocalTokenBucket(_BucketBase):
         self._clock = clock
         self._lock = threading.Lock()
         self._tat = clock()
+        self._hold_count = 0
 
-    def _reserve(self, tokens: int, hold: float) -> float:
+    def _reserve(self, tokens: int, hold: float) -> tuple[float, int]:
         with self._lock:
             now = self._clock()
             tat = max(self._tat, now)
             if hold > 0:
                 tat = max(tat, now + hold)
+                self._hold_count += 1
             wait = 0.0
             if tokens > 0:
                 wait = max(0.0, tat - now - self.tolerance)
                 tat += tokens * self.interval
             self._tat = tat
-            return wait
+            return wait, self._hold_count
+
+    def _holds(self) -> int:
+        with self._lock:
+            return self._hold_count
 
 
 #

@@ -260,6 +260,9 @@ DPS_OPS_PER_MINUTE_OVERRIDES = {
 BULK_STALE_SECONDS = env_int("BULK_STALE_SECONDS", 120)
 # How long a worker owns the rows it claimed; longer than one chunk with its retries.
 BULK_LEASE_SECONDS = env_int("BULK_LEASE_SECONDS", 120)
+# Bulk calls one running job keeps in flight at once (threads of its task): one call's round
+# trip to DPS would otherwise cap a job below the quota. The rate limiter paces them all.
+BULK_CALLS_IN_FLIGHT = env_int("BULK_CALLS_IN_FLIGHT", 4)
 BULK_ACCESS_BACKEND = env_str("BULK_ACCESS_BACKEND", "enrollments.bulk.access.PortalAccess")
 
 # -- audit log (audit/) ----------------------------------------------------------------------

@@ -13,9 +13,9 @@ etag, so a record changed by someone else is never overwritten.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -72,34 +72,32 @@ def _claimable(job: BulkJob) -> Any:
     )
 
 
-def _same_plan_prefix(found: list[tuple[int, str]]) -> list[int]:
-    """Return the ids of the leading rows that share the first row's plan (one bulk mode)."""
-    if not found:
-        return []
-    plan = found[0][1]
-    return [pk for pk, _ in itertools.takewhile(lambda r: r[1] == plan, found)]
-
-
 def claim(job: BulkJob, lease: str, *, size: int = CHUNK, after: int = 0) -> list[BulkRow]:
     """Lease up to ``size`` rows of one plan after id ``after``; return the rows now owned.
 
-    ``FOR UPDATE SKIP LOCKED`` lets workers claim side by side: each passes over the rows
-    another is claiming instead of waiting for them and then finding them gone (which made
-    a second worker conclude that nothing was left and leave the job to the first). Rows
-    are read in id order through the partial index of rows to send, so a claim costs the
-    same at the first row and the millionth.
+    The plan is the first open row's; rows of other plans stay for later claims, so a file
+    that mixes operations still goes out in full bulk calls of one mode. ``FOR UPDATE SKIP
+    LOCKED`` lets workers claim side by side: each passes over the rows another is claiming
+    instead of waiting for them and then finding them gone (which made a second worker
+    conclude that nothing was left and leave the job to the first). Rows are read in id
+    order through the partial index of rows to send, so a claim costs the same at the first
+    row and the millionth.
     """
     seconds = int(getattr(settings, "BULK_LEASE_SECONDS", LEASE_SECONDS))
     for attempt in range(50):
+        first = (
+            _claimable(job).filter(id__gt=after).order_by("id").values_list("plan", flat=True)
+        ).first()
+        if first is None:
+            return []
         with transaction.atomic():
-            found = list(
+            ids = list(
                 _claimable(job)
-                .filter(id__gt=after)
+                .filter(id__gt=after, plan=first)
                 .order_by("id")
                 .select_for_update(skip_locked=True)
-                .values_list("id", "plan")[:size]
+                .values_list("id", flat=True)[:size]
             )
-            ids = _same_plan_prefix(found)
             if ids:
                 until = timezone.now() + timedelta(seconds=seconds)
                 # The repeated filter keeps the update to rows still claimable (databases
@@ -107,9 +105,7 @@ def claim(job: BulkJob, lease: str, *, size: int = CHUNK, after: int = 0) -> lis
                 _claimable(job).filter(id__in=ids).update(lease=lease, lease_until=until)
         if ids:
             return list(BulkRow.objects.filter(id__in=ids, lease=lease).order_by("id"))
-        if not _claimable(job).filter(id__gt=after).exists():
-            return []
-        # Every row left is being claimed by another worker this instant: look again.
+        # Every row of that plan left is being claimed by another worker this instant.
         time.sleep(0.01 * (attempt + 1))
     return []
 
@@ -146,11 +142,18 @@ def _finish_rows(job: BulkJob, outcomes: list[tuple[BulkRow, str, str, str]]) ->
             )
 
 
-def _release(rows: list[BulkRow], *, in_doubt: bool) -> None:
+def _release(rows: list[BulkRow], *, in_doubt: bool, throttled: bool = False) -> None:
+    """Give claimed rows back: in doubt (DPS may have applied them) or pending again.
+
+    A 429 means DPS did nothing, so its attempt is given back too: throttling alone must
+    never make a row fail for "repeated attempts".
+    """
+    extra = {"attempts": F("attempts") - 1} if throttled else {}
     BulkRow.objects.filter(id__in=[r.id for r in rows], lease__in={r.lease for r in rows}).update(
         status=RowStatus.SENDING if in_doubt else RowStatus.PENDING,
         lease="",
         lease_until=timezone.now() - timedelta(seconds=1) if in_doubt else None,
+        **extra,
     )
 
 
@@ -254,7 +257,7 @@ def run_chunk(
     except DpsThrottled as exc:
         # 429: DPS did nothing. Everyone waits; the rows go back to pending.
         bucket.hold(backoff(0, exc.retry_after if exc.retry_after is not None else 1.0))
-        _release(to_send, in_doubt=False)
+        _release(to_send, in_doubt=False, throttled=True)
         return
     except DpsUnavailable as exc:
         # 5xx, timeout, dropped connection: DPS may have applied the items. Check before resending.
@@ -337,8 +340,69 @@ def run_rows(
     *,
     should_stop: Callable[[], bool],
     sleep: Callable[[float], None] = time.sleep,
+    lanes: int = 1,
+    make_client: Callable[[], DpsApi] | None = None,
 ) -> bool:
-    """Apply chunks until none is left (True) or ``should_stop`` says so (False)."""
+    """Apply chunks until none is left (True) or ``should_stop`` says so (False).
+
+    With ``lanes`` above one, that many chunks are in flight at once: this thread runs one
+    lane with ``client`` and each other lane runs in a thread of its own with a client from
+    ``make_client`` and its own database connection. One call's round trip to DPS (tens to
+    hundreds of milliseconds against Azure) would otherwise cap a job below the quota; the
+    shared bucket still paces every call. The first error of any lane stops every lane and
+    is raised here, once all have released their rows.
+    """
+    if lanes <= 1 or make_client is None or connection.vendor != "postgresql":
+        # SQLite serialises writers and its test databases live in one connection.
+        return _run_lane(job, client, bucket, should_stop=should_stop, sleep=sleep)
+    halt = threading.Event()
+    errors: list[BaseException] = []
+    outcomes: list[bool] = []
+
+    def stop() -> bool:
+        return halt.is_set() or should_stop()
+
+    def lane(lane_client: DpsApi | None) -> None:
+        try:
+            outcomes.append(
+                _run_lane(
+                    job,
+                    lane_client if lane_client is not None else make_client(),
+                    bucket,
+                    should_stop=stop,
+                    sleep=sleep,
+                )
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            errors.append(exc)
+            halt.set()
+        finally:
+            if lane_client is None:
+                connection.close()  # this thread's own connection
+
+    threads = [
+        threading.Thread(target=lane, args=(None,), name=f"bulk-job-{job.pk}-lane-{n}")
+        for n in range(1, lanes)
+    ]
+    for thread in threads:
+        thread.start()
+    lane(client)  # records its error like the others, so the threads are always joined
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return all(outcomes)
+
+
+def _run_lane(
+    job: BulkJob,
+    client: DpsApi,
+    bucket: TokenBucket,
+    *,
+    should_stop: Callable[[], bool],
+    sleep: Callable[[float], None],
+) -> bool:
+    """Claim and apply chunks one after another until none is left or ``should_stop``."""
     lease = uuid.uuid4().hex
     after = 0  # claims go forward in id order; a row released behind is found on a new pass
     while True:

@@ -417,7 +417,14 @@ def job_execute(job_id: int) -> None:
             )
             finished = not _stop_requested(job_id)
         else:
-            finished = run_rows(job, client, bucket, should_stop=lambda: _stop_requested(job_id))
+            finished = run_rows(
+                job,
+                client,
+                bucket,
+                should_stop=lambda: _stop_requested(job_id),
+                lanes=int(getattr(settings, "BULK_CALLS_IN_FLIGHT", 1)),
+                make_client=lambda: access().client(owner=job.owner, instance=job.instance),
+            )
     except ReauthRequired:
         job.refresh_from_db()
         if job.state == JobState.RUNNING:

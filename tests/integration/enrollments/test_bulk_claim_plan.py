@@ -61,13 +61,15 @@ def _rows_touched(node: dict) -> int:
     return own + sum(_rows_touched(child) for child in node.get("Plans", []))
 
 
-def test_claim_query_reads_only_open_rows(big_job: BulkJob) -> None:
+def test_claim_queries_read_only_open_rows(big_job: BulkJob) -> None:
     """With 19,980 rows done or not to send and 20 open, a claim reads the open ones only."""
-    query = _claimable(big_job).order_by("id").values_list("id", "plan")[:10]
-    plan = json.loads(query.explain(analyze=True, format="json"))
-    touched = _rows_touched(plan[0]["Plan"])
-    assert touched <= 20, json.dumps(plan, indent=1)
-    assert "bulkrow_rows_to_send" in json.dumps(plan)
+    first = _claimable(big_job).order_by("id").values_list("plan", flat=True)[:1]
+    of_plan = _claimable(big_job).filter(plan=RowPlan.CREATE).order_by("id").values_list("id")[:10]
+    for query in (first, of_plan):
+        plan = json.loads(query.explain(analyze=True, format="json"))
+        touched = _rows_touched(plan[0]["Plan"])
+        assert touched <= 20, json.dumps(plan, indent=1)
+        assert "bulkrow_rows_to_send" in json.dumps(plan)
 
 
 def test_claim_leases_the_first_open_rows(big_job: BulkJob) -> None:
@@ -121,3 +123,20 @@ def test_a_claim_passes_over_rows_another_worker_is_claiming() -> None:
         thread.join(30)
     assert [r.line_no for r in rows] == list(range(12, 22))
     assert claim(job, "lease-3", after=rows[-1].id)[0].line_no == 22
+
+
+def test_a_claim_takes_rows_of_one_plan_when_plans_interleave() -> None:
+    """A file alternating update and delete rows still goes out in full calls of ten."""
+    owner = get_user_model().objects.create_user("mixed@example.com")
+    instance = DpsInstance.objects.create(name="mix-dps", host="127.0.0.1:1", resource_id="/z")
+    job = BulkJob.objects.create(kind=JobKind.IMPORT, owner=owner, instance=instance)
+    plans = (RowPlan.UPDATE, RowPlan.DELETE, RowPlan.UNCHANGED)
+    BulkRow.objects.bulk_create(
+        BulkRow(job=job, line_no=n + 2, registration_id=f"dev-{n}", plan=plans[n % 3])
+        for n in range(90)
+    )
+    first = claim(job, "lease-a")
+    second = claim(job, "lease-b", after=first[-1].id)
+    assert [r.plan for r in first] == [RowPlan.UPDATE] * 10
+    assert [r.line_no for r in first] == list(range(2, 32, 3))
+    assert [r.plan for r in second] == [RowPlan.DELETE] * 10

@@ -141,6 +141,7 @@ def worker_env(
         "DPS_OPS_PER_MINUTE_OVERRIDES": f"{INSTANCE}=3000",
         "BULK_STALE_SECONDS": "6",
         "BULK_LEASE_SECONDS": "12",
+        "BULK_CALLS_IN_FLIGHT": "4",  # the production default: chunks in flight side by side
         "PYTHONPATH": str(ROOT),
     }
     settings.BULK_DIR = tmp_path / "bulk"
