@@ -7,7 +7,8 @@ dropped: ``bench_bulk``) and Redis database 13, imports N generated rows per wor
 prints rows applied per minute as a fraction of 10 x Q, and how many rows failed. Beside it, a
 plain loop sends one PUT per row (honouring 429 Retry-After) for ``--loop-seconds``.
 
-Run: ``.venv/bin/python bench/bulk_import.py [--rows 100000] [--quota 1000] [--workers 1 2]``
+Run: ``.venv/bin/python bench/bulk_import.py [--rows 100000] [--quota 1000] [--workers 1 2]
+[--lanes 4] [--latency-ms 0]``
 (needs PostgreSQL and Redis on 127.0.0.1).
 """
 
@@ -196,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quota", type=int, default=1000, help="operations per minute (Q)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--loop-seconds", type=float, default=90)
+    parser.add_argument(
+        "--lanes", type=int, default=4, help="bulk calls in flight per job (BULK_CALLS_IN_FLIGHT)"
+    )
+    parser.add_argument(
+        "--latency-ms", type=int, default=0, help="emulated DPS latency per call, as Azure adds"
+    )
     args = parser.parse_args(argv)
 
     from emulator_dps import start_server
@@ -223,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             "BULK_TEST_DPS": json.dumps(dps),
             "BULK_DIR": str(tmp / "bulk"),
             "DPS_OPS_PER_MINUTE_OVERRIDES": f"{INSTANCE}={args.quota}",
+            "BULK_CALLS_IN_FLIGHT": str(args.lanes),
             "PYTHONPATH": str(ROOT),
         }
         os.environ.update(env)
@@ -243,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         control.trust_env = False
         control.put(
             f"https://{entry['host']}/_emulator/config",
-            json={"quota": {"enabled": True, "operations_per_minute": args.quota}},
+            json={
+                "quota": {"enabled": True, "operations_per_minute": args.quota},
+                "latency": {"fixed_ms": args.latency_ms, "jitter_ms": 0},
+            },
             verify=endpoints["ca_cert"],
             timeout=5,
         ).raise_for_status()
@@ -254,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
             ),
         }
         try:
-            print(f"quota Q = {args.quota} ops/min, ceiling 10 x Q = {10 * args.quota:,} rows/min")
+            print(
+                f"quota Q = {args.quota} ops/min, ceiling 10 x Q = {10 * args.quota:,} rows/min; "
+                f"{args.lanes} call(s) in flight per job; DPS latency {args.latency_ms} ms"
+            )
             for workers in args.workers:
                 r = run_import(args, workers, env, tmp, ctx)
                 print(
