@@ -55,6 +55,10 @@ _COUNTER = {
 }
 
 
+class _LeaseLost(Exception):
+    """The row's lease ran out and another worker claimed it."""
+
+
 class StopRun(Exception):
     """The job must stop (cancel, pause); the claimed rows were released."""
 
@@ -157,6 +161,28 @@ def _release(rows: list[BulkRow], *, in_doubt: bool, throttled: bool = False) ->
     )
 
 
+def _mark_sending(rows: list[BulkRow]) -> set[int]:
+    """Mark the rows still leased to their claimer as sent (an attempt) and renew the lease.
+
+    Return the ids marked. A row whose lease ran out while its claimer waited for a turn may
+    have been claimed by another worker; that worker sends it, this one must not.
+    """
+    seconds = int(getattr(settings, "BULK_LEASE_SECONDS", LEASE_SECONDS))
+    with transaction.atomic():
+        owned = set(
+            BulkRow.objects.select_for_update()
+            .filter(id__in=[r.id for r in rows], lease__in={r.lease for r in rows})
+            .values_list("id", flat=True)
+        )
+        if owned:
+            BulkRow.objects.filter(id__in=owned).update(
+                status=RowStatus.SENDING,
+                attempts=F("attempts") + 1,
+                lease_until=timezone.now() + timedelta(seconds=seconds),
+            )
+    return owned
+
+
 def _desired(row: BulkRow) -> dict[str, Any]:
     return json.loads(row.payload)
 
@@ -246,14 +272,17 @@ def run_chunk(
     if job.kind == JobKind.DELETE_REGISTRATIONS:
         _run_registration_deletes(job, to_send, client, bucket)
         return
-    items = [_item(row, client, bucket) for row in to_send]
-    BulkRow.objects.filter(id__in=[r.id for r in to_send]).update(
-        status=RowStatus.SENDING, attempts=F("attempts") + 1
-    )
-    mode = _MODE[RowPlan(to_send[0].plan)]
+    items = {row.id: _item(row, client, bucket) for row in to_send}
     bucket.acquire()
+    # The turn may come long after the claim (a 429 holds every worker for Retry-After, and
+    # reading keys above is paced too): send only rows whose lease is still this caller's.
+    owned = _mark_sending(to_send)
+    to_send = [row for row in to_send if row.id in owned]
+    if not to_send:
+        return
+    mode = _MODE[RowPlan(to_send[0].plan)]
     try:
-        result = client.enrollment_bulk(mode, items)
+        result = client.enrollment_bulk(mode, [items[row.id] for row in to_send])
     except DpsThrottled as exc:
         # 429: DPS did nothing. Everyone waits; the rows go back to pending.
         bucket.hold(backoff(0, exc.retry_after if exc.retry_after is not None else 1.0))
@@ -297,16 +326,16 @@ def _run_registration_deletes(
 ) -> None:
     outcomes: list[tuple[BulkRow, str, str, str]] = []
     for row in rows:
-        BulkRow.objects.filter(id=row.id).update(
-            status=RowStatus.SENDING, attempts=F("attempts") + 1
-        )
+
+        def attempt(r: BulkRow = row) -> None:
+            if not _mark_sending([r]):
+                raise _LeaseLost
+            client.registration_delete(r.registration_id, if_match=r.etag or None)
+
         try:
-            paced(
-                bucket,
-                lambda r=row: client.registration_delete(
-                    r.registration_id, if_match=r.etag or None
-                ),
-            )
+            paced(bucket, attempt)
+        except _LeaseLost:
+            continue  # another worker took the row over while this one waited for a turn
         except DpsNotFound:
             outcomes.append((row, RowStatus.DONE, "", "Already absent."))
         except (DpsForbidden, DpsUnauthorized):
