@@ -8,7 +8,7 @@ so memory stays flat. Nothing is written to DPS here.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -134,10 +134,6 @@ def plan_row(
     row.diff = _dumps(diff)
 
 
-def _save(rows: Iterable[BulkRow]) -> None:
-    rows_plan_save(list(rows))
-
-
 def preview_job(
     job: BulkJob,
     client: DpsApi,
@@ -187,7 +183,7 @@ def preview_job(
                 for row in rows:
                     plan_row(row, by_key[row.reg_key], can_reveal=can_reveal, read_keys=reader)
                 with transaction.atomic():
-                    _save(rows)
+                    rows_plan_save(rows)
             heartbeat()
             continuation = page.continuation_token
             if not continuation:
@@ -208,7 +204,7 @@ def preview_job(
             for row in rows:
                 plan_row(row, None, can_reveal=can_reveal, read_keys=reader)
             with transaction.atomic():
-                _save(rows)
+                rows_plan_save(rows)
     plan_counts_store(job)
 
 

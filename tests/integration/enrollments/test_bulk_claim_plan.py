@@ -18,6 +18,18 @@ from enrollments.models import BulkJob, BulkRow, JobKind, RowPlan, RowStatus
 pytestmark = pytest.mark.django_db
 
 
+def _job_with_rows(name: str, plans: list[str]) -> BulkJob:
+    """A job of ``name`` whose rows (lines 2, 3, ...) have the given plans, all pending."""
+    owner = get_user_model().objects.create_user(f"{name}@example.com")
+    instance = DpsInstance.objects.create(name=name, host="127.0.0.1:1", resource_id=f"/{name}")
+    job = BulkJob.objects.create(kind=JobKind.IMPORT, owner=owner, instance=instance)
+    BulkRow.objects.bulk_create(
+        BulkRow(job=job, line_no=n + 2, registration_id=f"dev-{n}", plan=plan)
+        for n, plan in enumerate(plans)
+    )
+    return job
+
+
 def _make_job(stats: str) -> BulkJob:
     """A 20,000-row job at the point where 19,980 rows are done, as a real run gets there.
 
@@ -28,13 +40,7 @@ def _make_job(stats: str) -> BulkJob:
     """
     if connection.vendor != "postgresql":
         pytest.skip("the query plan under test is PostgreSQL's (DATABASE_URL is not PostgreSQL)")
-    owner = get_user_model().objects.create_user("planner@example.com")
-    instance = DpsInstance.objects.create(name="plan-dps", host="127.0.0.1:1", resource_id="/x")
-    job = BulkJob.objects.create(kind=JobKind.IMPORT, owner=owner, instance=instance)
-    BulkRow.objects.bulk_create(
-        BulkRow(job=job, line_no=n + 2, registration_id=f"dev-{n}", plan=RowPlan.PENDING)
-        for n in range(20_000)
-    )
+    job = _job_with_rows("planner", [RowPlan.PENDING] * 20_000)
     rows_analyze()
     # The preview: a few unchanged and invalid rows among the creates.
     BulkRow.objects.filter(job=job).update(plan=RowPlan.CREATE)
@@ -88,13 +94,7 @@ def test_a_claim_passes_over_rows_another_worker_is_claiming() -> None:
     """
     if connection.vendor != "postgresql":
         pytest.skip("row locks under test are PostgreSQL's (DATABASE_URL is not PostgreSQL)")
-    owner = get_user_model().objects.create_user("claims@example.com")
-    instance = DpsInstance.objects.create(name="claim-dps", host="127.0.0.1:1", resource_id="/y")
-    job = BulkJob.objects.create(kind=JobKind.IMPORT, owner=owner, instance=instance)
-    BulkRow.objects.bulk_create(
-        BulkRow(job=job, line_no=n + 2, registration_id=f"dev-{n}", plan=RowPlan.CREATE)
-        for n in range(30)
-    )
+    job = _job_with_rows("claims", [RowPlan.CREATE] * 30)
     locked = threading.Event()
     release = threading.Event()
 
@@ -127,14 +127,7 @@ def test_a_claim_passes_over_rows_another_worker_is_claiming() -> None:
 
 def test_a_claim_takes_rows_of_one_plan_when_plans_interleave() -> None:
     """A file alternating update and delete rows still goes out in full calls of ten."""
-    owner = get_user_model().objects.create_user("mixed@example.com")
-    instance = DpsInstance.objects.create(name="mix-dps", host="127.0.0.1:1", resource_id="/z")
-    job = BulkJob.objects.create(kind=JobKind.IMPORT, owner=owner, instance=instance)
-    plans = (RowPlan.UPDATE, RowPlan.DELETE, RowPlan.UNCHANGED)
-    BulkRow.objects.bulk_create(
-        BulkRow(job=job, line_no=n + 2, registration_id=f"dev-{n}", plan=plans[n % 3])
-        for n in range(90)
-    )
+    job = _job_with_rows("mixed", [RowPlan.UPDATE, RowPlan.DELETE, RowPlan.UNCHANGED] * 30)
     first = claim(job, "lease-a")
     second = claim(job, "lease-b", after=first[-1].id)
     assert [r.plan for r in first] == [RowPlan.UPDATE] * 10
