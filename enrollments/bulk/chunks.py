@@ -196,7 +196,7 @@ def run_chunk(chunk: Chunk, conn: Connection) -> None:
         conn.close()
 
 
-#: The directory holding the ``enrollments`` package, put on a helper's import path.
+#: The directory holding the ``enrollments`` package: a helper's working directory.
 _PROJECT = str(Path(__file__).resolve().parents[2])
 
 
@@ -207,17 +207,12 @@ def helper_start(chunk: Chunk) -> tuple[subprocess.Popen[bytes], Connection]:
     anything a library prints); the chunk travels as JSON on its standard input.
     """
     receive_fd, send_fd = os.pipe()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, (_PROJECT, os.environ.get("PYTHONPATH")))),
-    }
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "enrollments.bulk.chunks", str(send_fd)],
             stdin=subprocess.PIPE,
             pass_fds=(send_fd,),
-            env=env,
-            cwd=_PROJECT,
+            cwd=_PROJECT,  # ``-m`` imports from the working directory
         )
     except BaseException:
         os.close(receive_fd)
