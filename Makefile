@@ -17,11 +17,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP) static
 
 # Bootstrap and htmx come from the npm registry at install time, never from a CDN at run time.
-$(VENDOR)/.stamp: package.json package-lock.json
+# The source maps too: the manifest storage of collectstatic rewrites the sourceMappingURL
+# comments of the two Bootstrap files and fails when the .map they name is missing.
+$(VENDOR)/.stamp: package.json package-lock.json Makefile
 	npm ci --no-audit --no-fund --silent
 	mkdir -p $(VENDOR)/bootstrap $(VENDOR)/htmx
-	cp node_modules/bootstrap/dist/css/bootstrap.min.css $(VENDOR)/bootstrap/
-	cp node_modules/bootstrap/dist/js/bootstrap.bundle.min.js $(VENDOR)/bootstrap/
+	cp node_modules/bootstrap/dist/css/bootstrap.min.css{,.map} $(VENDOR)/bootstrap/
+	cp node_modules/bootstrap/dist/js/bootstrap.bundle.min.js{,.map} $(VENDOR)/bootstrap/
 	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/htmx/
 	touch $@
 

@@ -34,6 +34,7 @@ from enrollments.dps.exceptions import (
     DpsForbidden,
     DpsNotFound,
     DpsPreconditionFailed,
+    DpsQuotaExceeded,
     DpsThrottled,
     DpsUnauthorized,
 )
@@ -83,6 +84,7 @@ def role_needed(capability: Capability) -> str:
 
 _STATUS = [
     (DpsForbidden, 403, "Not allowed by DPS"),
+    (DpsQuotaExceeded, 409, "DPS instance limit reached"),
     (DpsNotFound, 404, "Not found"),
     (DpsConflict, 409, "Conflict"),
     (DpsPreconditionFailed, 412, "Changed by someone else"),
@@ -433,6 +435,10 @@ def _create(request: HttpRequest, kind: _Kind) -> HttpResponse:
             except (DpsBadRequest, DpsConflict) as exc:
                 _form_error(form, exc)
                 status = exc.status or 400
+            except DpsQuotaExceeded as exc:
+                # The instance is full, not the user short of a role: say so in the form.
+                _form_error(form, exc)
+                status = 409
             except DpsError as exc:
                 return dps_error(request, exc, kind.write)
             else:
@@ -480,7 +486,7 @@ def _edit(request: HttpRequest, kind: _Kind, key: str) -> HttpResponse:
                 return _conflict(request, kind, key, mine, client)
             except ValidationError as exc:
                 form.add_error(None, exc)
-            except (DpsBadRequest, DpsConflict) as exc:
+            except (DpsBadRequest, DpsConflict, DpsQuotaExceeded) as exc:
                 _form_error(form, exc)
             except DpsError as exc:
                 return dps_error(request, exc, kind.write)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from functools import lru_cache
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
+from authn.msal_app import authority
 from portal.context import client_ip_var, request_id_var
 
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -43,6 +47,32 @@ class SecurityHeadersMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        response.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        response.setdefault("Content-Security-Policy", content_security_policy())
         response.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         return response
+
+
+def content_security_policy() -> str:
+    """Return the configured policy with the Entra authority's origin added to ``form-action``.
+
+    The sign-out form posts to the portal, which redirects to the authority's logout endpoint;
+    browsers check form-action on that redirect too. No other origin may receive a form.
+    """
+    try:
+        parts = urlsplit(authority())
+        origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    except ImproperlyConfigured:
+        origin = ""
+    return _with_form_action_origin(settings.CONTENT_SECURITY_POLICY, origin)
+
+
+@lru_cache(maxsize=8)
+def _with_form_action_origin(policy: str, origin: str) -> str:
+    if not origin:
+        return policy
+    directives = [d.strip() for d in policy.split(";") if d.strip()]
+    for i, directive in enumerate(directives):
+        name, *sources = directive.split()
+        if name == "form-action" and origin not in sources and "'none'" not in sources:
+            directives[i] = " ".join([name, *sources, origin])
+    return "; ".join(directives)

@@ -196,9 +196,10 @@ SILENCED_SYSTEM_CHECKS = ["security.W021"]
 if env_bool("PORTAL_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# form-action: portal/middleware.py adds the Entra authority's origin (sign-out redirects there).
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self' https:"
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
 
 # -- i18n, static ---------------------------------------------------------------------------

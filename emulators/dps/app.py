@@ -349,6 +349,8 @@ def create_app(
     """Build the ASGI app of one DPS instance (state in ``<state_dir>/dps-<name>.sqlite3``)."""
     if store is None:
         store = DpsStore(store_path(ctx.state_dir, instance.name))
+    if limits is None:
+        limits = Limits.load(ctx.state_dir, instance.name)
     service = DpsService(store, instance, limits)
     api = ServiceApi(ctx, instance, service)
     routes: list[BaseRoute] = []

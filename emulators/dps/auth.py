@@ -167,7 +167,11 @@ class Authenticator:
                 raise DpsError(
                     e.UNAUTHORIZED, f"The bearer token was rejected: {exc.reason}."
                 ) from None
-            if str(claims.get("tid", self.ctx.tenant.tenant_id)) != self.ctx.tenant.tenant_id:
+            # Every Entra access token carries tid (IDENTITY §3.9) and RBAC keys on oid + tid:
+            # a token without one names no tenant and is refused, not assumed to be ours.
+            if not claims.get("tid"):
+                raise DpsError(e.UNAUTHORIZED, "The bearer token has no tid claim.")
+            if str(claims["tid"]) != self.ctx.tenant.tenant_id:
                 raise DpsError(e.UNAUTHORIZED, "The bearer token belongs to another tenant.")
             if not claims.get("oid"):
                 raise DpsError(e.UNAUTHORIZED, "The bearer token has no oid claim.")

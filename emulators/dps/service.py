@@ -11,7 +11,8 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from emulators.common.tenant import DpsInstance
@@ -21,6 +22,7 @@ from emulators.dps.errors import DpsError
 from emulators.dps.store import DpsStore, Page, new_etag, utc_now
 
 BULK_MAX_ITEMS = 10
+LIMITS_FILE = "dps-limits.json"
 BULK_MODES = ("create", "update", "updateIfMatchETag", "delete")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -33,6 +35,44 @@ class Limits:
 
     max_enrollments: int = 1_000_000
     max_groups_per_attestation: int = 100
+
+    @classmethod
+    def load(cls, state_dir: Path, instance_name: str) -> Limits:
+        """Read ``<state_dir>/dps-limits.json`` (absent: the real limits).
+
+        The file holds ``max_enrollments`` and/or ``max_groups_per_attestation`` at the top
+        level (every instance) and/or under ``instances.<name>``; small values let tests and
+        demos fill an instance with a few records. Bad content raises ValueError at start.
+        """
+        path = state_dir / LIMITS_FILE
+        if not path.exists():
+            return cls()
+        try:
+            raw = json.loads(path.read_text())
+        except ValueError as exc:
+            raise ValueError(f"{path}: not JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a JSON object")
+        names = {f.name for f in fields(cls)}
+        values: dict[str, int] = {}
+        per_instance = raw.get("instances", {})
+        if not isinstance(per_instance, dict):
+            raise ValueError(f"{path}: instances must be an object")
+        for where, section in (
+            ("", raw),
+            (f"instances.{instance_name}.", per_instance.get(instance_name, {})),
+        ):
+            if not isinstance(section, dict):
+                raise ValueError(f"{path}: {where or 'the top level'} must be an object")
+            for key, value in section.items():
+                if not where and key == "instances":
+                    continue
+                if key not in names:
+                    raise ValueError(f"{path}: unknown limit {where}{key}")
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{path}: {where}{key} must be a whole number >= 0")
+                values[key] = value
+        return cls(**values)
 
 
 @dataclass(frozen=True)

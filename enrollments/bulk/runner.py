@@ -36,6 +36,7 @@ from enrollments.dps.exceptions import (
     DpsThrottled,
     DpsUnauthorized,
     DpsUnavailable,
+    item_error_text,
 )
 from enrollments.dps.types import DpsApi, IndividualEnrollment
 from enrollments.models import BulkJob, BulkRow, JobKind, RowPlan, RowStatus
@@ -315,7 +316,7 @@ def run_chunk(
                     row,
                     _error_status(row.plan, err.error_code),
                     str(err.error_code or ""),
-                    err.error_status or "",
+                    item_error_text(err.error_code, err.error_status or ""),
                 )
             )
     _finish_rows(job, outcomes)

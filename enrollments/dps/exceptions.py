@@ -22,10 +22,12 @@ __all__ = [
     "DpsInvalidResponse",
     "DpsNotFound",
     "DpsPreconditionFailed",
+    "DpsQuotaExceeded",
     "DpsThrottled",
     "DpsUnauthorized",
     "DpsUnavailable",
     "error_for_status",
+    "item_error_text",
     "parse_error_body",
     "redact",
 ]
@@ -139,6 +141,19 @@ class DpsForbidden(DpsError):
     user_message = "Your role on this DPS instance does not allow this action."
 
 
+class DpsQuotaExceeded(DpsError):
+    """DPS refused a new record past a count limit of the instance (403 with ``403002``).
+
+    Not a permission problem: the caller's role is fine, the instance is full. DPS's message
+    names the limit (for example "The limit of 1000000 individual enrollments is reached.").
+    """
+
+    user_message = (
+        "This DPS instance has reached a count limit (of individual enrollments, enrollment "
+        "groups or registrations); remove records it no longer needs before adding more."
+    )
+
+
 class DpsNotFound(DpsError):
     """The enrollment, group or registration does not exist (404)."""
 
@@ -194,6 +209,19 @@ _BY_STATUS: dict[int, type[DpsError]] = {
     415: DpsBadRequest,
     429: DpsThrottled,
 }
+
+
+# errorCodes DPS sends with 403 for a count limit (the IoT Hub family's "quota exceeded"),
+# as opposed to 403001, an RBAC denial.
+QUOTA_ERROR_CODES = frozenset({403002})
+
+
+def item_error_text(error_code: int | str | None, message: str) -> str:
+    """Return the words for one failed bulk item: DPS's message, explained for a count limit."""
+    if _int_or_str(error_code) in QUOTA_ERROR_CODES:
+        said = redact(message)[:_MAX_MESSAGE]
+        return DpsQuotaExceeded.user_message + (f" DPS said: {said}" if said else "")
+    return message
 
 
 def _lower_keys(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -300,6 +328,8 @@ def error_for_status(
     if parsed.get("message"):
         parsed["message"] = redact(parsed["message"], secrets)
     cls = _BY_STATUS.get(status) or (DpsUnavailable if status >= 500 else DpsError)
+    if status == 403 and parsed.get("error_code") in QUOTA_ERROR_CODES:
+        cls = DpsQuotaExceeded
     return cls(
         status=status,
         retry_after=parse_retry_after(headers.get("Retry-After")),

@@ -73,6 +73,26 @@ def test_sign_out_in_the_browser(page: Any, portal: str) -> None:
     assert page.get_by_test_id("signin-main").is_visible()
 
 
+def test_sign_out_form_may_go_on_to_the_entra_authority(
+    page: Any, portal: str, endpoints: dict[str, Any]
+) -> None:
+    """CSP form-action lets the sign-out POST's redirect reach the authority's logout page."""
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    username, password, _ = USERS["reader"]
+    _sign_in(page, portal, username, password)
+    page.get_by_test_id("signout").click()
+    page.wait_for_load_state()
+    logout = endpoints["authority"].rstrip("/") + "/oauth2/v2.0/logout"
+    assert any(url.startswith(logout) for url in requested), requested
+    assert refused == []
+
+
 def test_no_csp_violations_on_the_home_page(page: Any, portal: str) -> None:
     """The page needs nothing CSP forbids: no console errors about refused scripts or styles."""
     messages: list[str] = []

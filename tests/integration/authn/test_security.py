@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -104,3 +105,34 @@ def test_check_deploy_is_clean_with_production_settings() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def _directive(csp: str, name: str) -> list[str]:
+    """Return the sources of one CSP directive (empty when the policy lacks it)."""
+    for part in csp.split(";"):
+        words = part.split()
+        if words and words[0] == name:
+            return words[1:]
+    return []
+
+
+def test_form_action_allows_only_the_portal_and_the_entra_authority(
+    entra_signin: Any, endpoints: dict[str, Any], settings: Any
+) -> None:
+    """Forms post to the portal; sign-out's redirect goes on to the authority; nowhere else."""
+    authority = urlsplit(endpoints["authority"])
+    origin = f"{authority.scheme}://{authority.netloc}"
+    home = entra_signin.client.get("/")
+    assert _directive(home["Content-Security-Policy"], "form-action") == ["'self'", origin]
+    # The sign-out POST is answered with a redirect to the authority: the one origin it needs.
+    entra_signin(*DANA)
+    out = entra_signin.client.post("/auth/logout")
+    assert out.status_code == 302
+    assert out["Location"].startswith(origin + "/")
+    settings.ENTRA_AUTHORITY = None
+    settings.ENTRA_TENANT_ID = "00000000-0000-0000-0000-000000000001"
+    public = entra_signin.client.get("/healthz")
+    assert _directive(public["Content-Security-Policy"], "form-action") == [
+        "'self'",
+        "https://login.microsoftonline.com",
+    ]

@@ -19,10 +19,12 @@ from enrollments.dps.exceptions import (
     DpsForbidden,
     DpsNotFound,
     DpsPreconditionFailed,
+    DpsQuotaExceeded,
     DpsThrottled,
     DpsUnauthorized,
     DpsUnavailable,
     error_for_status,
+    item_error_text,
     parse_error_body,
     parse_retry_after,
     redact,
@@ -61,6 +63,7 @@ def _enrollment() -> IndividualEnrollment:
         (400, 400004, DpsBadRequest),
         (401, 401002, DpsUnauthorized),
         (403, 403001, DpsForbidden),
+        (403, 403002, DpsQuotaExceeded),
         (404, 404201, DpsNotFound),
         (405, 405001, DpsBadRequest),
         (409, 409201, DpsConflict),
@@ -90,6 +93,27 @@ def test_status_maps_to_exception_with_code_and_tracking_id(
     assert TRACKING in str(error)
     assert str(code) in str(error)
     assert str(error).startswith(exc.user_message)
+
+
+def test_count_limit_is_not_a_permission_error() -> None:
+    """403002 (body or header) is the instance's count limit; other 403s stay RBAC denials."""
+    by_body = error_for_status(403, body='{"errorCode": 403002, "message": "The limit..."}')
+    by_header = error_for_status(403, headers={"x-ms-error-code": "403002"})
+    for error in (by_body, by_header):
+        assert type(error) is DpsQuotaExceeded
+        assert not isinstance(error, DpsForbidden)
+        assert "count limit" in str(error)
+    assert type(error_for_status(403, body='{"errorCode": 403001}')) is DpsForbidden
+    assert type(error_for_status(403)) is DpsForbidden
+    assert pickle.loads(pickle.dumps(by_body)).error_code == 403002
+
+
+def test_item_error_text_explains_a_count_limit_only() -> None:
+    text = item_error_text(403002, "The limit of 3 individual enrollments is reached.")
+    assert text.startswith(DpsQuotaExceeded.user_message)
+    assert text.endswith("DPS said: The limit of 3 individual enrollments is reached.")
+    assert item_error_text("403002", "") == DpsQuotaExceeded.user_message
+    assert item_error_text(409201, "Enrollment already exists.") == "Enrollment already exists."
 
 
 def test_header_error_code_used_when_body_lacks_it(
