@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -352,12 +353,14 @@ def create_app(
     service = DpsService(store, instance, limits)
     api = ServiceApi(ctx, instance, service)
     routes: list[BaseRoute] = []
+    on_reset: list[Callable[[], None]] = []
     try:
         from emulators.dps import device
     except ImportError:  # the device API is optional: the service API works without it
         log.warning("emulators.dps.device is missing: no device registration API")
     else:
         routes += device.routes(ctx, instance, store)
+        on_reset.append(lambda: device.forget(instance))
     inner = Starlette(routes=routes)
     # Everything the device routes do not claim, any method included, is the service API's.
     inner.router.default = api.asgi
@@ -379,5 +382,5 @@ def create_app(
     except ImportError:
         log.warning("emulators.dps.controls is missing: no quotas, faults or control routes")
     else:
-        app = controls.wrap(app, ctx, instance, store)
+        app = controls.wrap(app, ctx, instance, store, on_reset=on_reset)
     return app
