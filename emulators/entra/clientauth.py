@@ -63,6 +63,22 @@ def _bad_assertion(code: int, message: str) -> EntraError:
     return EntraError("invalid_client", code, message)
 
 
+def _registered_key(app: App, thumb: str, index: int) -> object | None:
+    """Return the public key of the app's certificate with thumbprint ``thumb``, or None.
+
+    ``index`` picks the SHA-1 (0) or SHA-256 (1) thumbprint.
+    """
+    for pem in app.certificates:
+        try:
+            meta = _cert(pem)
+        except ValueError:
+            continue
+        # MSAL keeps base64 padding on thumbprints; RFC 7515 omits it. Accept both.
+        if hmac.compare_digest(str(meta[index]).encode(), thumb.rstrip("=").encode()):
+            return meta[2]
+    return None
+
+
 def _verify_assertion(app: App, assertion: str, audiences: set[str]) -> None:
     try:
         header = jwt.get_unverified_header(assertion)
@@ -79,16 +95,7 @@ def _verify_assertion(app: App, assertion: str, audiences: set[str]) -> None:
             "Client assertion contains an invalid signature. The client assertion must be "
             "signed RS256 with an 'x5t' header or PS256 with an 'x5t#S256' header.",
         )
-    key = None
-    for pem in app.certificates:
-        try:
-            meta = _cert(pem)
-        except ValueError:
-            continue
-        # MSAL keeps base64 padding on thumbprints; RFC 7515 omits it. Accept both.
-        if hmac.compare_digest(str(meta[index]).encode(), thumb.rstrip("=").encode()):
-            key = meta[2]
-            break
+    key = _registered_key(app, thumb, index)
     if key is None:
         raise _bad_assertion(
             700027,
