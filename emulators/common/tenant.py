@@ -280,7 +280,7 @@ def tenant_from_dict(data: dict[str, Any], source: Path | None = None) -> Tenant
     tenant = Tenant(
         tenant_id=_req(data, "tenant_id", "tenant"),
         domain=_req(data, "domain", "tenant"),
-        display_name=data.get("display_name", data["domain"]),
+        display_name=data["display_name"] if "display_name" in data else data["domain"],
         users=tuple(
             User(
                 object_id=_req(u, "object_id", f"users[{i}]"),

@@ -36,6 +36,7 @@ from emulators.common.tenant import DpsInstance
 from emulators.dps import allocation, sas
 from emulators.dps import errors as e
 from emulators.dps.errors import DpsError, error_response
+from emulators.dps.store import DpsStore
 
 MIN_API_VERSION = "2019-03-31"
 REGISTRATION_ID = re.compile(r"^[a-z0-9](?:[a-z0-9._:-]{0,126}[a-z0-9-])?$", re.IGNORECASE)
@@ -72,7 +73,8 @@ def _remember(instance: DpsInstance, operation: dict[str, Any]) -> None:
 
 def _recall(instance: DpsInstance, operation_id: str) -> dict[str, Any] | None:
     with _operations_lock:
-        return _operations.get(instance.name, {}).get(operation_id)
+        ops = _operations.get(instance.name)
+        return None if ops is None else ops.get(operation_id)
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -108,7 +110,7 @@ def _symmetric_keys(record: dict[str, Any]) -> list[str]:
     return [k for k in (keys.get("primaryKey"), keys.get("secondaryKey")) if k]
 
 
-def _symmetric_groups(store: Any) -> Iterator[dict[str, Any]]:
+def _symmetric_groups(store: DpsStore) -> Iterator[dict[str, Any]]:
     after = 0
     while True:
         page = store.list_groups(after, 500)
@@ -137,7 +139,7 @@ def _linked_hubs(instance: DpsInstance) -> list[allocation.Hub]:
 class DeviceApi:
     """Handlers of the device registration API for one instance."""
 
-    def __init__(self, ctx: EmulatorContext, instance: DpsInstance, store: Any) -> None:
+    def __init__(self, ctx: EmulatorContext, instance: DpsInstance, store: DpsStore) -> None:
         self.ctx = ctx
         self.instance = instance
         self.store = store
@@ -385,7 +387,7 @@ def _record_problem(body: Any) -> str | None:
     return None
 
 
-def routes(ctx: EmulatorContext, instance: DpsInstance, store: Any) -> list[BaseRoute]:
+def routes(ctx: EmulatorContext, instance: DpsInstance, store: DpsStore) -> list[BaseRoute]:
     """Return the device API routes and the registration-record control route."""
     api = DeviceApi(ctx, instance, store)
     out: list[BaseRoute] = [
