@@ -347,15 +347,21 @@ def _ordered(doc: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
     return {k: doc[k] for k in order if k in doc}
 
 
+def _body_id(body: dict[str, Any], field: str, path_id: str) -> str:
+    """Return the record id the body names: present, well-formed and the path's id."""
+    value = body.get(field)
+    if value is None:
+        raise _bad(f"'{field}' is required.", e.INVALID_ID)
+    checked = check_id(value, field)
+    if checked.lower() != path_id.lower():
+        raise _bad(f"'{field}' in the body differs from the id in the path.", e.ID_MISMATCH)
+    return checked
+
+
 def enrollment_from_body(body: Any, path_id: str, linked_hubs: tuple[str, ...]) -> dict[str, Any]:
     """Validate an IndividualEnrollment body; return the record without etag/timestamps."""
     body = _obj(body, "enrollment") if not isinstance(body, dict) else body
-    rid = body.get("registrationId")
-    if rid is None:
-        raise _bad("'registrationId' is required.", e.INVALID_ID)
-    check_id(rid, "registrationId")
-    if rid.lower() != path_id.lower():
-        raise _bad("'registrationId' in the body differs from the id in the path.", e.ID_MISMATCH)
+    rid = _body_id(body, "registrationId", path_id)
     doc: dict[str, Any] = {"registrationId": rid}
     if body.get("deviceId") is not None:
         dev = _str(body["deviceId"], "deviceId")
@@ -374,14 +380,7 @@ def enrollment_from_body(body: Any, path_id: str, linked_hubs: tuple[str, ...]) 
 def group_from_body(body: Any, path_id: str, linked_hubs: tuple[str, ...]) -> dict[str, Any]:
     """Validate an EnrollmentGroup body; return the record without etag/timestamps."""
     body = _obj(body, "enrollmentGroup") if not isinstance(body, dict) else body
-    gid = body.get("enrollmentGroupId")
-    if gid is None:
-        raise _bad("'enrollmentGroupId' is required.", e.INVALID_ID)
-    check_id(gid, "enrollmentGroupId")
-    if gid.lower() != path_id.lower():
-        raise _bad(
-            "'enrollmentGroupId' in the body differs from the id in the path.", e.ID_MISMATCH
-        )
+    gid = _body_id(body, "enrollmentGroupId", path_id)
     doc: dict[str, Any] = {"enrollmentGroupId": gid}
     doc["attestation"] = attestation(body.get("attestation"), group=True)
     doc.update(_common(body, linked_hubs))
