@@ -83,57 +83,71 @@ def _error_response(exc: ArmError) -> JSONResponse:
     )
 
 
-def create_app(ctx: EmulatorContext) -> Starlette:
-    """Build the ARM emulator for ``ctx``."""
-    tenant = ctx.tenant
-    challenge = f'Bearer authorization_uri="{ctx.authority}", error="invalid_token", error_description="{{}}"'
+def _not_found(original: str) -> ArmError:
+    return ArmError(
+        404,
+        "NotFound",
+        f"No HTTP resource was found that matches the request URI '{original[:300]}'.",
+    )
 
-    def unauthorized(code: str, message: str) -> ArmError:
+
+class ArmApp:
+    """The request handling of the ARM emulator for one context."""
+
+    def __init__(self, ctx: EmulatorContext) -> None:
+        self.ctx = ctx
+        self.tenant = ctx.tenant
+        self.challenge = f'Bearer authorization_uri="{ctx.authority}", error="invalid_token", error_description="{{}}"'
+
+    def unauthorized(self, code: str, message: str) -> ArmError:
         return ArmError(
-            401, code, message, www_authenticate=challenge.format(message.replace('"', "'"))
+            401, code, message, www_authenticate=self.challenge.format(message.replace('"', "'"))
         )
 
-    def authenticate(request: Request) -> dict[str, Any]:
+    def authenticate(self, request: Request) -> dict[str, Any]:
         header = request.headers.get("authorization", "")
         if not header:
-            raise unauthorized(
+            raise self.unauthorized(
                 "AuthenticationFailed",
                 "Authentication failed. The 'Authorization' header is missing.",
             )
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise unauthorized(
+            raise self.unauthorized(
                 "AuthenticationFailed",
                 "Authentication failed. The 'Authorization' header is provided in an invalid format.",
             )
         try:
-            claims = ctx.keys.verify(
-                token.strip(), audiences=ACCEPTED_AUDIENCES, issuers=[ctx.v1_issuer, ctx.v2_issuer]
+            claims = self.ctx.keys.verify(
+                token.strip(),
+                audiences=ACCEPTED_AUDIENCES,
+                issuers=[self.ctx.v1_issuer, self.ctx.v2_issuer],
             )
         except InvalidToken as exc:
             if "expired" in exc.reason:
                 now = dt.datetime.now(dt.UTC).strftime("%m/%d/%Y %H:%M:%S")
-                raise unauthorized(
+                raise self.unauthorized(
                     "ExpiredAuthenticationToken",
                     f"The access token expiry UTC time is earlier than current UTC time '{now}'.",
                 ) from None
             if "audience" in exc.reason:
-                raise unauthorized(
+                raise self.unauthorized(
                     "InvalidAuthenticationTokenAudience",
                     "The access token has been obtained for wrong audience or resource. It should "
                     "exactly match with one of the allowed audiences "
                     f"{ALLOWED_AUDIENCES_TEXT}.",
                 ) from None
-            raise unauthorized(
+            raise self.unauthorized(
                 "InvalidAuthenticationToken", f"The access token is invalid: {exc.reason}."
             ) from None
-        if claims.get("tid") != tenant.tenant_id or not claims.get("oid"):
-            raise unauthorized(
+        if claims.get("tid") != self.tenant.tenant_id or not claims.get("oid"):
+            raise self.unauthorized(
                 "InvalidAuthenticationTokenTenant",
                 "The access token is from the wrong issuer. It must match the tenant associated with this subscription.",
             )
         return claims
 
+    @staticmethod
     def api_version(request: Request, supported: tuple[str, ...]) -> None:
         given = request.query_params.get("api-version")
         if not given:
@@ -149,16 +163,13 @@ def create_app(ctx: EmulatorContext) -> Starlette:
                 f"The api-version '{given[:40]}' is invalid. The supported versions are '{','.join(supported)}'.",
             )
 
-    def resolve(segs: list[str], original: str) -> Target:
-        """Map path segments (before /providers/Microsoft.Authorization/...) to a known scope."""
+    def _instances_in_group(self, segs: list[str], original: str) -> list[DpsInstance]:
+        """Check ``/subscriptions/{sub}/resourceGroups/{rg}``; return the group's instances."""
         low = [s.lower() for s in segs]
         if len(low) < 2 or low[0] != "subscriptions":
-            raise ArmError(
-                404,
-                "NotFound",
-                f"No HTTP resource was found that matches the request URI '{original[:300]}'.",
-            )
+            raise _not_found(original)
         sub = segs[1]
+        tenant = self.tenant
         known_subs = {d.subscription_id.lower() for d in tenant.dps_instances} | {
             s.lower() for m in tenant.management_groups for s in m.subscriptions
         }
@@ -167,11 +178,7 @@ def create_app(ctx: EmulatorContext) -> Starlette:
                 404, "SubscriptionNotFound", f"The subscription '{sub[:80]}' could not be found."
             )
         if len(low) < 4 or low[2] != "resourcegroups":
-            raise ArmError(
-                404,
-                "NotFound",
-                f"No HTTP resource was found that matches the request URI '{original[:300]}'.",
-            )
+            raise _not_found(original)
         rg = segs[3]
         in_rg = [
             d
@@ -182,17 +189,20 @@ def create_app(ctx: EmulatorContext) -> Starlette:
             raise ArmError(
                 404, "ResourceGroupNotFound", f"Resource group '{rg[:90]}' could not be found."
             )
+        return in_rg
+
+    def resolve(self, segs: list[str], original: str) -> Target:
+        """Map path segments (before /providers/Microsoft.Authorization/...) to a known scope."""
+        in_rg = self._instances_in_group(segs, original)
+        low = [s.lower() for s in segs]
+        rg = segs[3]
         rg_scope = (
             f"/subscriptions/{in_rg[0].subscription_id}/resourceGroups/{in_rg[0].resource_group}"
         )
         if len(low) == 4:
             return Target(rg_scope, None, "resourceGroup")
         if len(low) == 7 and tuple(low[4:7]) == DPS_TYPE:
-            raise ArmError(
-                404,
-                "NotFound",
-                f"No HTTP resource was found that matches the request URI '{original[:300]}'.",
-            )
+            raise _not_found(original)
         if len(low) == 8 and tuple(low[4:7]) == DPS_TYPE:
             dps = next((d for d in in_rg if d.name.lower() == low[7]), None)
             if dps is not None:
@@ -205,13 +215,9 @@ def create_app(ctx: EmulatorContext) -> Starlette:
                 f"The Resource '{rtype[:120]}/{segs[-1][:80]}' under resource group '{rg[:90]}' was not found. "
                 "For more details please go to https://aka.ms/ARMResourceNotFoundFix",
             )
-        raise ArmError(
-            404,
-            "NotFound",
-            f"No HTTP resource was found that matches the request URI '{original[:300]}'.",
-        )
+        raise _not_found(original)
 
-    async def dispatch(request: Request) -> Response:
+    async def dispatch(self, request: Request) -> Response:
         try:
             if request.method != "GET":
                 raise ArmError(
@@ -223,42 +229,52 @@ def create_app(ctx: EmulatorContext) -> Starlette:
             segs = _segments(original)
             low = [s.lower() for s in segs]
             if len(low) >= 3 and tuple(low[-3:]) == PERMISSIONS_SUFFIX:
-                claims = authenticate(request)
-                api_version(request, PERMISSIONS_API_VERSIONS)
-                target = resolve(segs[:-3], original)
-                blocks = permission_blocks(tenant, str(claims["oid"]), target.scope)
-                return JSONResponse({"value": blocks, "nextLink": None})
+                return self.permissions(request, segs, original)
             if len(low) == 8 and tuple(low[4:7]) == DPS_TYPE:
-                claims = authenticate(request)
-                api_version(request, DPS_API_VERSIONS)
-                target = resolve(segs, original)
-                assert target.dps is not None
-                action = "Microsoft.Devices/provisioningServices/read"
-                blocks = permission_blocks(tenant, str(claims["oid"]), target.scope)
-                allowed = any(
-                    any(action_matches(p, action) for p in b.get("actions", []))
-                    and not any(action_matches(p, action) for p in b.get("notActions", []))
-                    for b in blocks
-                )
-                if not allowed:
-                    raise ArmError(
-                        403,
-                        "AuthorizationFailed",
-                        f"The client '{claims.get('upn') or claims['oid']}' with object id '{claims['oid']}' does not "
-                        f"have authorization to perform action '{action}' over scope '{target.scope}' or the "
-                        "scope is invalid. If access was recently granted, please refresh your credentials.",
-                    )
-                return JSONResponse(_dps_resource(ctx, target.dps))
-            raise ArmError(
-                404,
-                "NotFound",
-                f"No HTTP resource was found that matches the request URI '{original[:300]}'.",
-            )
+                return self.dps_resource(request, segs, original)
+            raise _not_found(original)
         except ArmError as exc:
             return _error_response(exc)
 
+    def permissions(self, request: Request, segs: list[str], original: str) -> Response:
+        """``GET {scope}/providers/Microsoft.Authorization/permissions``: the caller's blocks."""
+        claims = self.authenticate(request)
+        self.api_version(request, PERMISSIONS_API_VERSIONS)
+        target = self.resolve(segs[:-3], original)
+        blocks = permission_blocks(self.tenant, str(claims["oid"]), target.scope)
+        return JSONResponse({"value": blocks, "nextLink": None})
+
+    def dps_resource(self, request: Request, segs: list[str], original: str) -> Response:
+        """``GET`` a provisioning service resource, for a caller allowed to read it."""
+        claims = self.authenticate(request)
+        self.api_version(request, DPS_API_VERSIONS)
+        target = self.resolve(segs, original)
+        assert target.dps is not None
+        action = "Microsoft.Devices/provisioningServices/read"
+        blocks = permission_blocks(self.tenant, str(claims["oid"]), target.scope)
+        allowed = any(
+            any(action_matches(p, action) for p in b.get("actions", []))
+            and not any(action_matches(p, action) for p in b.get("notActions", []))
+            for b in blocks
+        )
+        if not allowed:
+            raise ArmError(
+                403,
+                "AuthorizationFailed",
+                f"The client '{claims.get('upn') or claims['oid']}' with object id '{claims['oid']}' does not "
+                f"have authorization to perform action '{action}' over scope '{target.scope}' or the "
+                "scope is invalid. If access was recently granted, please refresh your credentials.",
+            )
+        return JSONResponse(_dps_resource(self.ctx, target.dps))
+
+
+def create_app(ctx: EmulatorContext) -> Starlette:
+    """Build the ARM emulator for ``ctx``."""
+    arm = ArmApp(ctx)
     return Starlette(
-        routes=[Route("/{path:path}", dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])]
+        routes=[
+            Route("/{path:path}", arm.dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+        ]
     )
 
 

@@ -8,11 +8,12 @@ block, blocks are unioned, assignments inherit down the scope tree and through g
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from emulators.common.tenant import RoleDefinition, Tenant
+    from emulators.common.tenant import Tenant
 
 DPS_DATA_ACTIONS = (
     "Microsoft.Devices/provisioningServices/enrollments/read",
@@ -30,62 +31,62 @@ DATA_CONTRIBUTOR_ID = "dfce44e4-17b7-4bd1-a6d1-04996ec95633"
 DATA_READER_ID = "10745317-c249-44a1-a5ce-3a4353c0bbd8"
 
 
-def _builtin() -> tuple[RoleDefinition, ...]:
-    from emulators.common.tenant import RoleDefinition
+@dataclass(frozen=True)
+class RoleDefinition:
+    """An Azure role definition, built in or from the tenant file."""
 
-    def block(**kw: list[str]) -> dict[str, tuple[str, ...]]:
-        keys = ("actions", "notActions", "dataActions", "notDataActions")
-        return {k: tuple(kw.get(k, [])) for k in keys}
-
-    return (
-        RoleDefinition(
-            id=DATA_CONTRIBUTOR_ID,
-            role_name="Device Provisioning Service Data Contributor",
-            description="Allows for full access to Device Provisioning Service data-plane operations.",
-            role_type="BuiltInRole",
-            permissions=(block(dataActions=["Microsoft.Devices/provisioningServices/*"]),),
-        ),
-        RoleDefinition(
-            id=DATA_READER_ID,
-            role_name="Device Provisioning Service Data Reader",
-            description="Allows for full read access to Device Provisioning Service data-plane properties.",
-            role_type="BuiltInRole",
-            permissions=(block(dataActions=["Microsoft.Devices/provisioningServices/*/read"]),),
-        ),
-        RoleDefinition(
-            id="8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
-            role_name="Owner",
-            description="Grants full access to manage all resources.",
-            role_type="BuiltInRole",
-            permissions=(block(actions=["*"]),),
-        ),
-        RoleDefinition(
-            id="b24988ac-6180-42a0-ab88-20f7382dd24c",
-            role_name="Contributor",
-            description="Grants full access to manage all resources, but does not allow you to assign roles.",
-            role_type="BuiltInRole",
-            permissions=(
-                block(
-                    actions=["*"],
-                    notActions=[
-                        "Microsoft.Authorization/*/Delete",
-                        "Microsoft.Authorization/*/Write",
-                        "Microsoft.Authorization/elevateAccess/Action",
-                    ],
-                ),
-            ),
-        ),
-        RoleDefinition(
-            id="acdd72a7-3385-48ef-bd42-f606fba81ae7",
-            role_name="Reader",
-            description="View all resources, but does not allow you to make any changes.",
-            role_type="BuiltInRole",
-            permissions=(block(actions=["*/read"]),),
-        ),
-    )
+    id: str  # the GUID name
+    role_name: str
+    description: str
+    role_type: str  # BuiltInRole | CustomRole
+    permissions: tuple[dict[str, tuple[str, ...]], ...]
+    assignable_scopes: tuple[str, ...] = ("/",)
 
 
-BUILTIN_ROLE_DEFINITIONS = _builtin()
+def _builtin_role(id_: str, name: str, description: str, **block: list[str]) -> RoleDefinition:
+    """Return a built-in role with one permission block (absent keys are empty)."""
+    keys = ("actions", "notActions", "dataActions", "notDataActions")
+    permissions = ({k: tuple(block.get(k, [])) for k in keys},)
+    return RoleDefinition(id_, name, description, "BuiltInRole", permissions)
+
+
+BUILTIN_ROLE_DEFINITIONS = (
+    _builtin_role(
+        DATA_CONTRIBUTOR_ID,
+        "Device Provisioning Service Data Contributor",
+        "Allows for full access to Device Provisioning Service data-plane operations.",
+        dataActions=["Microsoft.Devices/provisioningServices/*"],
+    ),
+    _builtin_role(
+        DATA_READER_ID,
+        "Device Provisioning Service Data Reader",
+        "Allows for full read access to Device Provisioning Service data-plane properties.",
+        dataActions=["Microsoft.Devices/provisioningServices/*/read"],
+    ),
+    _builtin_role(
+        "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+        "Owner",
+        "Grants full access to manage all resources.",
+        actions=["*"],
+    ),
+    _builtin_role(
+        "b24988ac-6180-42a0-ab88-20f7382dd24c",
+        "Contributor",
+        "Grants full access to manage all resources, but does not allow you to assign roles.",
+        actions=["*"],
+        notActions=[
+            "Microsoft.Authorization/*/Delete",
+            "Microsoft.Authorization/*/Write",
+            "Microsoft.Authorization/elevateAccess/Action",
+        ],
+    ),
+    _builtin_role(
+        "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+        "Reader",
+        "View all resources, but does not allow you to make any changes.",
+        actions=["*/read"],
+    ),
+)
 
 
 @lru_cache(maxsize=4096)

@@ -221,7 +221,7 @@ class EmulatorStack:
 
     # -- serving -------------------------------------------------------------------
     def _make_servers(self) -> list[tuple[uvicorn.Server, socket.socket]]:
-        pairs = []
+        pairs: list[tuple[uvicorn.Server, socket.socket]] = []
         for name, app in self.apps.items():
             config = uvicorn.Config(
                 app,

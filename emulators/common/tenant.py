@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emulators.common.rbac import BUILTIN_ROLE_DEFINITIONS, RoleDefinition
+
 DEFAULT_TENANT_FILE = Path(__file__).resolve().parent.parent / "tenants" / "default.json"
 
 
@@ -70,16 +72,6 @@ class App:
     def api_scope_uris(self) -> list[str]:
         base = self.identifier_uri or f"api://{self.client_id}"
         return [f"{base}/{s}" for s in self.api_scopes]
-
-
-@dataclass(frozen=True)
-class RoleDefinition:
-    id: str  # the GUID name
-    role_name: str
-    description: str
-    role_type: str  # BuiltInRole | CustomRole
-    permissions: tuple[dict[str, tuple[str, ...]], ...]
-    assignable_scopes: tuple[str, ...] = ("/",)
 
 
 @dataclass(frozen=True)
@@ -272,8 +264,6 @@ def _perm_blocks(raw: list[dict[str, Any]]) -> tuple[dict[str, tuple[str, ...]],
 
 def tenant_from_dict(data: dict[str, Any], source: Path | None = None) -> Tenant:
     """Build a :class:`Tenant` from the parsed JSON of a tenant file."""
-    from emulators.common.rbac import BUILTIN_ROLE_DEFINITIONS
-
     if not isinstance(data, dict):
         raise TenantFileError("the tenant file must hold a JSON object")
     custom = tuple(
@@ -290,7 +280,7 @@ def tenant_from_dict(data: dict[str, Any], source: Path | None = None) -> Tenant
     tenant = Tenant(
         tenant_id=_req(data, "tenant_id", "tenant"),
         domain=_req(data, "domain", "tenant"),
-        display_name=data.get("display_name", data["domain"]),
+        display_name=data["display_name"] if "display_name" in data else data["domain"],
         users=tuple(
             User(
                 object_id=_req(u, "object_id", f"users[{i}]"),

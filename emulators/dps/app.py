@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -154,6 +155,16 @@ def _segments(path: str) -> list[str]:
     return [unquote(p) if "%" in p else p for p in parts]
 
 
+def _check_api_version(version: str | None) -> None:
+    if version is None:
+        raise DpsError(e.API_VERSION, "The api-version query parameter is required.")
+    if version not in API_VERSIONS:
+        raise DpsError(
+            e.API_VERSION,
+            f"The api-version '{version[:40]}' is not supported; use 2021-10-01.",
+        )
+
+
 class ServiceApi:
     """Route, authenticate and run the service operations of one instance."""
 
@@ -190,38 +201,53 @@ class ServiceApi:
 
     def _route(self, method: str, segs: list[str]) -> tuple[str, Any, str]:
         """Return (handler name, kind, id) for the path, or raise 404/405."""
-        if not segs or segs[0] == "":
-            raise DpsError(e.NOT_FOUND_PATH, "The requested resource does not exist.")
-        head = segs[0].lower()
-        n = len(segs)
+        head = segs[0].lower() if segs else ""
         if head in _COLLECTIONS:
-            kind = _COLLECTIONS[head]
-            if n == 1:
-                if method != "POST":
-                    raise self._method_not_allowed("POST")
-                return "bulk", kind, ""
-            if n == 2:
-                if method == "POST" and segs[1].lower() == "query":
-                    return "query", kind, ""
-                if method in ("GET", "PUT", "DELETE"):
-                    return method.lower(), kind, segs[1]
-                raise self._method_not_allowed("GET, PUT, DELETE")
-            if n == 3 and segs[2].lower() == "attestationmechanism":
-                if method != "POST":
-                    raise self._method_not_allowed("POST")
-                return "attestation", kind, segs[1]
+            found = self._route_collection(method, segs, _COLLECTIONS[head])
         elif head == "registrations":
-            if n == 1:
-                raise self._method_not_allowed("")
-            if n == 2:
-                if method in ("GET", "DELETE"):
-                    return "reg_" + method.lower(), None, segs[1]
-                raise self._method_not_allowed("GET, DELETE")
-            if n == 3 and segs[2].lower() == "query":
-                if method != "POST":
-                    raise self._method_not_allowed("POST")
-                return "reg_query", None, segs[1]
-        raise DpsError(e.NOT_FOUND_PATH, "The requested resource does not exist.")
+            found = self._route_registrations(method, segs)
+        else:
+            found = None
+        if found is None:
+            raise DpsError(e.NOT_FOUND_PATH, "The requested resource does not exist.")
+        return found
+
+    def _route_collection(
+        self, method: str, segs: list[str], kind: Any
+    ) -> tuple[str, Any, str] | None:
+        """Route ``/enrollments/...`` and ``/enrollmentGroups/...``."""
+        n = len(segs)
+        if n == 1:
+            self._require(method, "POST")
+            return "bulk", kind, ""
+        if n == 2:
+            if method == "POST" and segs[1].lower() == "query":
+                return "query", kind, ""
+            if method in ("GET", "PUT", "DELETE"):
+                return method.lower(), kind, segs[1]
+            raise self._method_not_allowed("GET, PUT, DELETE")
+        if n == 3 and segs[2].lower() == "attestationmechanism":
+            self._require(method, "POST")
+            return "attestation", kind, segs[1]
+        return None
+
+    def _route_registrations(self, method: str, segs: list[str]) -> tuple[str, Any, str] | None:
+        """Route ``/registrations/...``."""
+        n = len(segs)
+        if n == 1:
+            raise self._method_not_allowed("")
+        if n == 2:
+            if method in ("GET", "DELETE"):
+                return "reg_" + method.lower(), None, segs[1]
+            raise self._method_not_allowed("GET, DELETE")
+        if n == 3 and segs[2].lower() == "query":
+            self._require(method, "POST")
+            return "reg_query", None, segs[1]
+        return None
+
+    def _require(self, method: str, allowed: str) -> None:
+        if method != allowed:
+            raise self._method_not_allowed(allowed)
 
     # -- request parts ---------------------------------------------------------------------
     @staticmethod
@@ -277,14 +303,7 @@ class ServiceApi:
     async def _dispatch(self, request: Req) -> Reply:
         method = request.method
         handler, kind, rid = self._route(method, _segments(request.path))
-        version = request.query_param("api-version")
-        if version is None:
-            raise DpsError(e.API_VERSION, "The api-version query parameter is required.")
-        if version not in API_VERSIONS:
-            raise DpsError(
-                e.API_VERSION,
-                f"The api-version '{version[:40]}' is not supported; use 2021-10-01.",
-            )
+        _check_api_version(request.query_param("api-version"))
         caller = self.auth.authenticate(
             request.headers.get("authorization"), request.headers.get("host"), request.path
         )
@@ -296,10 +315,7 @@ class ServiceApi:
             op = ops["bulk_delete"] if body.get("mode") == "delete" else ops["bulk"]
             self.auth.authorize(caller, op.right, op.action)
             return _json_response(svc.bulk(kind, body))
-        if handler.startswith("reg_"):
-            op = REGISTRATION_OPS[handler[4:]]
-        else:
-            op = ops[handler]
+        op = REGISTRATION_OPS[handler[4:]] if handler.startswith("reg_") else ops[handler]
         self.auth.authorize(caller, op.right, op.action)
 
         if handler == "get":
@@ -354,12 +370,14 @@ def create_app(
     service = DpsService(store, instance, limits)
     api = ServiceApi(ctx, instance, service)
     routes: list[BaseRoute] = []
+    on_reset: list[Callable[[], None]] = []
     try:
         from emulators.dps import device
     except ImportError:  # the device API is optional: the service API works without it
         log.warning("emulators.dps.device is missing: no device registration API")
     else:
         routes += device.routes(ctx, instance, store)
+        on_reset.append(lambda: device.forget(instance))
     inner = Starlette(routes=routes)
     # Everything the device routes do not claim, any method included, is the service API's.
     inner.router.default = api.asgi
@@ -381,5 +399,5 @@ def create_app(
     except ImportError:
         log.warning("emulators.dps.controls is missing: no quotas, faults or control routes")
     else:
-        app = controls.wrap(app, ctx, instance, store)
+        app = controls.wrap(app, ctx, instance, store, on_reset=on_reset)
     return app

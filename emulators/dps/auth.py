@@ -34,6 +34,29 @@ RBAC_CACHE_SECONDS = 5.0
 _CACHE_LIMIT = 4096
 
 
+def _check_sas_expiry(expiry: int) -> None:
+    if expiry < time.time():
+        raise DpsError(e.UNAUTHORIZED, "The SAS token has expired.")
+
+
+def _sas_fields(value: str) -> tuple[dict[str, str], str]:
+    """Split a SAS into its (lower-cased) fields, decoded, and ``sr`` as sent; all four needed."""
+    fields: dict[str, str] = {}
+    raw_sr = ""
+    for part in value.split("&"):
+        name, sep, val = part.partition("=")
+        if not sep:
+            continue
+        name = name.strip().lower()
+        if name == "sr":
+            raw_sr = val
+        fields[name] = unquote(val)
+    missing = [f for f in ("sr", "sig", "se", "skn") if not fields.get(f)]
+    if missing:
+        raise DpsError(e.UNAUTHORIZED, f"The SAS token lacks {', '.join(missing)}.")
+    return fields, raw_sr
+
+
 @dataclass(frozen=True)
 class Caller:
     """An authenticated caller: a SAS policy or an Entra principal."""
@@ -86,53 +109,46 @@ class Authenticator:
         if hit is not None:
             caller, expiry, sr = hit
             # Only the signature check is cached; expiry and resource are checked each time.
-            if expiry < time.time():
-                raise DpsError(e.UNAUTHORIZED, "The SAS token has expired.")
-            if not self._resource_ok(sr, host, path):
-                raise DpsError(
-                    e.UNAUTHORIZED, "The SAS token's resource (sr) does not cover this URL."
-                )
+            _check_sas_expiry(expiry)
+            self._check_sas_resource(sr, host, path)
             return caller
-        fields: dict[str, str] = {}
-        raw_sr = ""
-        for part in value.split("&"):
-            name, sep, val = part.partition("=")
-            if not sep:
-                continue
-            name = name.strip().lower()
-            if name == "sr":
-                raw_sr = val
-            fields[name] = unquote(val)
-        missing = [f for f in ("sr", "sig", "se", "skn") if not fields.get(f)]
-        if missing:
-            raise DpsError(e.UNAUTHORIZED, f"The SAS token lacks {', '.join(missing)}.")
+        fields, raw_sr = _sas_fields(value)
         try:
             expiry = int(fields["se"])
         except ValueError:
             raise DpsError(e.UNAUTHORIZED, "The SAS token's expiry (se) is not a number.") from None
-        if expiry < time.time():
-            raise DpsError(e.UNAUTHORIZED, "The SAS token has expired.")
+        _check_sas_expiry(expiry)
         policy = self._policies.get(fields["skn"].lower())
         if policy is None:
             raise DpsError(e.UNAUTHORIZED, "The SAS token names an unknown access policy.")
         sr = fields["sr"]
+        self._check_sas_resource(sr, host, path)
+        if not self._sas_signed(policy, fields, raw_sr):
+            raise DpsError(e.UNAUTHORIZED, "The SAS signature does not match.")
+        if len(self._sas_cache) >= _CACHE_LIMIT:
+            self._sas_cache.clear()
+        caller = Caller(kind="sas", policy=policy)
+        self._sas_cache[value] = (caller, expiry, sr)
+        return caller
+
+    def _check_sas_resource(self, sr: str, host: str | None, path: str) -> None:
         if not self._resource_ok(sr, host, path):
             raise DpsError(e.UNAUTHORIZED, "The SAS token's resource (sr) does not cover this URL.")
+
+    def _sas_signed(self, policy: AccessPolicy, fields: dict[str, str], raw_sr: str) -> bool:
+        """Tell whether one of the policy's keys signed ``sr`` (in any spelling) and ``se``."""
         try:
             sig = base64.b64decode(fields["sig"].replace(" ", "+"), validate=True)
         except (binascii.Error, ValueError):
             raise DpsError(e.UNAUTHORIZED, "The SAS signature is not base64.") from None
+        sr = fields["sr"]
         candidates = {quote_plus(sr), quote_plus(sr.lower()), sr, raw_sr, quote(sr, safe="")}
         for key in self._keys[policy.key_name.lower()]:
             for text in candidates:
                 mac = hmac.new(key, f"{text}\n{fields['se']}".encode(), hashlib.sha256).digest()
                 if hmac.compare_digest(mac, sig):
-                    if len(self._sas_cache) >= _CACHE_LIMIT:
-                        self._sas_cache.clear()
-                    caller = Caller(kind="sas", policy=policy)
-                    self._sas_cache[value] = (caller, expiry, sr)
-                    return caller
-        raise DpsError(e.UNAUTHORIZED, "The SAS signature does not match.")
+                    return True
+        return False
 
     def _resource_ok(self, sr: str, host: str | None, path: str) -> bool:
         target = sr.strip()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import ipaddress
 import json
 import logging
 import math
@@ -33,10 +32,8 @@ import os
 import random
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +42,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
 from emulators.common.context import EmulatorContext
+from emulators.common.net import is_loopback
 from emulators.common.tenant import DpsInstance
+from emulators.dps import errors as e
+from emulators.dps.errors import DpsError, error_response
 
 log = logging.getLogger("emulators.dps.controls")
 
@@ -302,39 +302,6 @@ def load_startup_config(state_dir: Path, instance: DpsInstance) -> ControlsConfi
 
 
 # -- responses ---------------------------------------------------------------------------------
-def _timestamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
-
-
-def error_response(
-    status: int, error_code: int, message: str, headers: dict[str, str] | None = None
-) -> Response:
-    """Return an error in DPS's shape (ProvisioningServiceErrorDetails + x-ms-error-code)."""
-    body = {
-        "errorCode": error_code,
-        "trackingId": str(uuid.uuid4()),
-        "message": message,
-        "timestampUtc": _timestamp(),
-    }
-    return Response(
-        json.dumps(body, separators=(",", ":")),
-        status_code=status,
-        media_type="application/json; charset=utf-8",
-        headers={"x-ms-error-code": str(error_code), **(headers or {})},
-    )
-
-
-def is_loopback(client: tuple[str, int] | list[Any] | None) -> bool:
-    """Tell whether an ASGI ``client`` address is 127.0.0.0/8 or ::1."""
-    if not client:
-        return False
-    host = str(client[0]).split("%")[0]
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 async def drop_connection(send: Send) -> None:
     """Close the client's connection without an answer.
 
@@ -350,6 +317,11 @@ async def drop_connection(send: Send) -> None:
     # Let connection_lost run so uvicorn marks the cycle disconnected and sends no 500.
     for _ in range(3):
         await asyncio.sleep(0)
+
+
+async def _drop(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer nothing: close the connection (the ``drop`` fault)."""
+    await drop_connection(send)
 
 
 # -- the middleware -------------------------------------------------------------------------------
@@ -434,75 +406,90 @@ class Controls:
             return
         path: str = scope["path"]
         if path.startswith(CONTROL_PREFIX + "/") or path == CONTROL_PREFIX:
-            if not is_loopback(scope.get("client")):
-                await error_response(
-                    403, 403001, "Emulator control routes answer only the local machine."
-                )(scope, receive, send)
-                return
-            await self._control(scope, receive, send)
+            await self._control_call(scope, receive, send)
             return
-
-        config = self.config
         method: str = scope["method"]
         lowered = path.lower()
         kind = self._classify(method, lowered)
         with self._lock:
             self.stats["requests"] += 1
+        await self._delay(method, lowered)
+        refusal = self._throttle(kind) or await self._fault(method, lowered)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
-        if config.latency_fixed_ms or config.latency_jitter_ms:
-            if (config.latency_methods is None or method in config.latency_methods) and (
-                config.latency_prefix is None or lowered.startswith(config.latency_prefix)
-            ):
-                delay = config.latency_fixed_ms + self._latency_rng.uniform(
-                    0, config.latency_jitter_ms
-                )
-                self._count("delayed")
-                await asyncio.sleep(delay / 1000)
+    async def _control_call(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a ``/_emulator`` path to a loopback caller; refuse anyone else with 403."""
+        if not is_loopback(scope.get("client")):
+            refusal = DpsError(
+                e.FORBIDDEN, "Emulator control routes answer only the local machine."
+            )
+            await error_response(refusal)(scope, receive, send)
+            return
+        await self._control(scope, receive, send)
 
+    async def _delay(self, method: str, path: str) -> None:
+        """Sleep the configured latency when the request matches its scope."""
+        config = self.config
+        if not (config.latency_fixed_ms or config.latency_jitter_ms):
+            return
+        if config.latency_methods is not None and method not in config.latency_methods:
+            return
+        if config.latency_prefix is not None and not path.startswith(config.latency_prefix):
+            return
+        delay = config.latency_fixed_ms + self._latency_rng.uniform(0, config.latency_jitter_ms)
+        self._count("delayed")
+        await asyncio.sleep(delay / 1000)
+
+    def _throttle(self, kind: str) -> Response | None:
+        """Count the request against its budget; return the 429 when the budget is used up."""
+        if kind == "lookup":
+            self._count("device_lookups")
+            return None
         if kind == "operation":
             self._count("service_operations")
-            wait = self.operations.acquire()
-        elif kind == "registration":
-            self._count("device_registrations")
-            wait = self.registrations.acquire()
+            limiter, what = self.operations, "operations"
         else:
-            self._count("device_lookups")
-            wait = None
-        if wait is not None:
-            self._count("throttled")
-            what = "operations" if kind == "operation" else "device registrations"
-            limit = self.operations.limit if kind == "operation" else self.registrations.limit
-            await error_response(
-                429,
-                429001,
-                f"Too many requests: the {what} quota of {limit} per minute is used up.",
-                {"Retry-After": str(wait)},
-            )(scope, receive, send)
-            return
+            self._count("device_registrations")
+            limiter, what = self.registrations, "device registrations"
+        wait = limiter.acquire()
+        if wait is None:
+            return None
+        self._count("throttled")
+        return error_response(
+            DpsError(
+                e.THROTTLED,
+                f"Too many requests: the {what} quota of {limiter.limit} per minute is used up.",
+                headers={"Retry-After": str(wait)},
+            )
+        )
 
-        rule = self._draw_fault(method, lowered) if config.rules else None
-        if rule is not None:
-            self._count("faults", rule.kind)
-            if rule.kind == "500":
-                await error_response(500, 500001, "Injected internal server error.")(
-                    scope, receive, send
-                )
-                return
-            if rule.kind == "503":
-                await error_response(
-                    503,
-                    503001,
+    async def _fault(self, method: str, path: str) -> ASGIApp | None:
+        """Draw a fault: return the app that answers it, or None to go on.
+
+        A timeout holds the request here and then lets it through (a client whose timeout
+        is shorter has given up by then).
+        """
+        rule = self._draw_fault(method, path) if self.config.rules else None
+        if rule is None:
+            return None
+        self._count("faults", rule.kind)
+        if rule.kind == "500":
+            return error_response(DpsError(e.INTERNAL, "Injected internal server error."))
+        if rule.kind == "503":
+            return error_response(
+                DpsError(
+                    e.UNAVAILABLE,
                     "Injected service unavailable.",
-                    {"Retry-After": str(rule.retry_after)},
-                )(scope, receive, send)
-                return
-            if rule.kind == "drop":
-                await drop_connection(send)
-                return
-            # timeout: hold the request, then answer normally (a client whose timeout is
-            # shorter has given up by then).
-            await asyncio.sleep(rule.seconds)
-        await self.app(scope, receive, send)
+                    headers={"Retry-After": str(rule.retry_after)},
+                )
+            )
+        if rule.kind == "drop":
+            return _drop
+        await asyncio.sleep(rule.seconds)
+        return None
 
     def _draw_fault(self, method: str, path: str) -> FaultRule | None:
         """Draw once per request; rules that match share the unit interval in order."""
@@ -526,13 +513,13 @@ class Controls:
         try:
             raw = json.loads(await request.body() or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return error_response(400, 400001, "The body is not valid JSON.")
+            return error_response(DpsError(e.BAD_BODY, "The body is not valid JSON."))
         try:
             if isinstance(raw, dict) and "instances" in raw:
                 raise ConfigError("config: 'instances' is for start-up files only")
             self.config.apply(raw)
         except ConfigError as exc:
-            return error_response(400, 400001, str(exc))
+            return error_response(DpsError(e.BAD_BODY, str(exc)))
         self._apply_limits()
         self._reseed()
         return JSONResponse(self.config.as_dict())
@@ -565,10 +552,12 @@ def wrap(
     instance: DpsInstance,
     store: Any,
     config: ControlsConfig | None = None,
+    on_reset: list[Callable[[], None]] | None = None,
 ) -> Controls:
-    """Wrap an instance's app with quotas, faults and the ``/_emulator`` control routes."""
+    """Wrap an instance's app with quotas, faults and the ``/_emulator`` control routes.
+
+    ``on_reset`` hooks run on ``POST /_emulator/reset`` (the device API's operation memory).
+    """
     if config is None:
         config = load_startup_config(ctx.state_dir, instance)
-    from emulators.dps import device
-
-    return Controls(app, instance, store, config, on_reset=[lambda: device.forget(instance)])
+    return Controls(app, instance, store, config, on_reset=on_reset)

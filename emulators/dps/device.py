@@ -31,9 +31,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from emulators.common.context import EmulatorContext
+from emulators.common.net import is_loopback
 from emulators.common.tenant import DpsInstance
 from emulators.dps import allocation, sas
-from emulators.dps.controls import error_response, is_loopback
+from emulators.dps import errors as e
+from emulators.dps.errors import DpsError, error_response
+from emulators.dps.store import DpsStore
 
 MIN_API_VERSION = "2019-03-31"
 REGISTRATION_ID = re.compile(r"^[a-z0-9](?:[a-z0-9._:-]{0,126}[a-z0-9-])?$", re.IGNORECASE)
@@ -70,7 +73,8 @@ def _remember(instance: DpsInstance, operation: dict[str, Any]) -> None:
 
 def _recall(instance: DpsInstance, operation_id: str) -> dict[str, Any] | None:
     with _operations_lock:
-        return _operations.get(instance.name, {}).get(operation_id)
+        ops = _operations.get(instance.name)
+        return None if ops is None else ops.get(operation_id)
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -81,18 +85,19 @@ def _json(body: Any, status: int = 200) -> Response:
 
 def _unauthorized() -> Response:
     # DPS answers every authentication failure alike (errorCode 401002, "Unauthorized").
-    return error_response(401, 401002, "Unauthorized")
+    return error_response(DpsError(e.DEVICE_UNAUTHORIZED, "Unauthorized"))
 
 
 def _api_version_error(request: Request) -> Response | None:
     version = request.query_params.get("api-version", "")
     if not version:
-        return error_response(400, 400001, "The api-version query parameter is required.")
+        return error_response(DpsError(e.BAD_BODY, "The api-version query parameter is required."))
     if version[:10] < MIN_API_VERSION:
         return error_response(
-            400,
-            400001,
-            f"api-version {version} is not supported; use {MIN_API_VERSION} or later.",
+            DpsError(
+                e.BAD_BODY,
+                f"api-version {version} is not supported; use {MIN_API_VERSION} or later.",
+            )
         )
     return None
 
@@ -105,7 +110,7 @@ def _symmetric_keys(record: dict[str, Any]) -> list[str]:
     return [k for k in (keys.get("primaryKey"), keys.get("secondaryKey")) if k]
 
 
-def _symmetric_groups(store: Any) -> Iterator[dict[str, Any]]:
+def _symmetric_groups(store: DpsStore) -> Iterator[dict[str, Any]]:
     after = 0
     while True:
         page = store.list_groups(after, 500)
@@ -134,7 +139,7 @@ def _linked_hubs(instance: DpsInstance) -> list[allocation.Hub]:
 class DeviceApi:
     """Handlers of the device registration API for one instance."""
 
-    def __init__(self, ctx: EmulatorContext, instance: DpsInstance, store: Any) -> None:
+    def __init__(self, ctx: EmulatorContext, instance: DpsInstance, store: DpsStore) -> None:
         self.ctx = ctx
         self.instance = instance
         self.store = store
@@ -168,7 +173,7 @@ class DeviceApi:
         registration_id = request.path_params["registrationId"]
         error = _api_version_error(request)
         if error is None and not REGISTRATION_ID.match(registration_id):
-            error = error_response(400, 400001, "The registration id is not valid.")
+            error = error_response(DpsError(e.BAD_BODY, "The registration id is not valid."))
         return registration_id, error
 
     # -- PUT .../register -------------------------------------------------------------------
@@ -178,19 +183,19 @@ class DeviceApi:
             return error
         raw = await request.body()
         if len(raw) > MAX_BODY:
-            return error_response(413, 413001, "The request body is too large.")
+            return error_response(DpsError(e.TOO_LARGE, "The request body is too large."))
         try:
             body = json.loads(raw) if raw else {}
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return error_response(400, 400001, "The body is not valid JSON.")
+            return error_response(DpsError(e.BAD_BODY, "The body is not valid JSON."))
         if not isinstance(body, dict):
-            return error_response(400, 400001, "The body must be a JSON object.")
+            return error_response(DpsError(e.BAD_BODY, "The body must be a JSON object."))
         body_id = body.get("registrationId")
         if body_id is not None and (
             not isinstance(body_id, str) or body_id.lower() != registration_id.lower()
         ):
             return error_response(
-                400, 400001, "registrationId in the body does not match the path."
+                DpsError(e.BAD_BODY, "registrationId in the body does not match the path.")
             )
         found = self._authenticate(request, registration_id)
         if found is None:
@@ -268,7 +273,7 @@ class DeviceApi:
             return _unauthorized()
         operation = _recall(self.instance, request.path_params["operationId"])
         if operation is None or operation["registrationId"] != registration_id.lower():
-            return error_response(404, 404001, "The operation was not found.")
+            return error_response(DpsError(e.NOT_FOUND_PATH, "The operation was not found."))
         return _json(
             {
                 "operationId": operation["operationId"],
@@ -286,38 +291,53 @@ class DeviceApi:
             return _unauthorized()
         state = self.store.get_registration(registration_id)
         if state is None:
-            return error_response(404, 404202, "The device registration was not found.")
+            return error_response(
+                DpsError(e.REGISTRATION_NOT_FOUND, "The device registration was not found.")
+            )
         return _json(state)
 
     # -- POST /_emulator/registrations ------------------------------------------------------------
     async def create_record(self, request: Request) -> Response:
         if not is_loopback(request.scope.get("client")):
             return error_response(
-                403, 403001, "Emulator control routes answer only the local machine."
+                DpsError(e.FORBIDDEN, "Emulator control routes answer only the local machine.")
             )
         try:
             body = json.loads(await request.body() or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return error_response(400, 400001, "The body is not valid JSON.")
+            return error_response(DpsError(e.BAD_BODY, "The body is not valid JSON."))
         problem = _record_problem(body)
         if problem:
-            return error_response(400, 400001, problem)
+            return error_response(DpsError(e.BAD_BODY, problem))
+        try:
+            fields, group_id = self._record_fields(body)
+        except DpsError as err:
+            return error_response(err)
+        state = self.store.upsert_registration(body["registrationId"], fields, group_id=group_id)
+        return JSONResponse(state)
+
+    def _record_owner(self, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """Return the enrollment or group a control-route record belongs to, and the group id."""
         registration_id: str = body["registrationId"]
         group_id = body.get("enrollmentGroupId")
         if group_id:
-            record = self.store.get_group(group_id)
-            if record is None:
-                return error_response(404, 404204, f"Enrollment group {group_id} not found.")
-            group_id = str(record["enrollmentGroupId"])
-        else:
-            record = self.store.get_enrollment(registration_id)
-            if record is None:
-                return error_response(
-                    404,
-                    404201,
-                    f"No individual enrollment {registration_id}; name an enrollmentGroupId "
-                    "for a group device.",
-                )
+            group = self.store.get_group(group_id)
+            if group is None:
+                raise DpsError(e.GROUP_NOT_FOUND, f"Enrollment group {group_id} not found.")
+            return group, str(group["enrollmentGroupId"])
+        individual = self.store.get_enrollment(registration_id)
+        if individual is None:
+            raise DpsError(
+                e.ENROLLMENT_NOT_FOUND,
+                f"No individual enrollment {registration_id}; name an enrollmentGroupId "
+                "for a group device.",
+            )
+        return individual, None
+
+    def _record_fields(self, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """Return the registration fields a control-route body asks for, and the group id."""
+        registration_id: str = body["registrationId"]
+        record, group_id = self._record_owner(body)
         status = body.get("status", "assigned")
         fields: dict[str, Any] = {
             "status": status,
@@ -328,23 +348,23 @@ class DeviceApi:
             "payload": body.get("payload"),
         }
         if status == "assigned":
-            hub = body.get("assignedHub")
-            substatus = body.get("substatus", "initialAssignment")
-            if not hub:
-                chosen = allocation.choose_hub(
-                    record.get("allocationPolicy"),
-                    registration_id,
-                    allocation.candidate_hubs(record, _linked_hubs(self.instance)),
-                    self.instance.location,
-                )
-                if not chosen.assigned:
-                    return error_response(400, 400001, chosen.error_message or "No hub.")
-                hub = chosen.hub
-            fields.update(assignedHub=hub, substatus=substatus)
+            hub = body.get("assignedHub") or self._choose_hub(record, registration_id)
+            fields.update(assignedHub=hub, substatus=body.get("substatus", "initialAssignment"))
         elif body.get("assignedHub"):
             fields["assignedHub"] = body["assignedHub"]
-        state = self.store.upsert_registration(registration_id, fields, group_id=group_id)
-        return JSONResponse(state)
+        return fields, group_id
+
+    def _choose_hub(self, record: dict[str, Any], registration_id: str) -> str | None:
+        """Pick the hub the record's allocation policy gives ``registration_id``."""
+        chosen = allocation.choose_hub(
+            record.get("allocationPolicy"),
+            registration_id,
+            allocation.candidate_hubs(record, _linked_hubs(self.instance)),
+            self.instance.location,
+        )
+        if not chosen.assigned:
+            raise DpsError(e.BAD_BODY, chosen.error_message or "No hub.")
+        return chosen.hub
 
 
 def _record_problem(body: Any) -> str | None:
@@ -367,7 +387,7 @@ def _record_problem(body: Any) -> str | None:
     return None
 
 
-def routes(ctx: EmulatorContext, instance: DpsInstance, store: Any) -> list[BaseRoute]:
+def routes(ctx: EmulatorContext, instance: DpsInstance, store: DpsStore) -> list[BaseRoute]:
     """Return the device API routes and the registration-record control route."""
     api = DeviceApi(ctx, instance, store)
     out: list[BaseRoute] = [

@@ -28,6 +28,7 @@ API_VERSION = 400006  # api-version missing or unsupported
 ID_MISMATCH = 400007  # body id differs from the id in the path
 BAD_PAGING = 400008  # x-ms-max-item-count or x-ms-continuation unusable
 UNAUTHORIZED = 401001
+DEVICE_UNAUTHORIZED = 401002  # any failed device authentication, as real DPS answers devices
 FORBIDDEN = 403001  # Azure RBAC: the data action is not granted
 QUOTA_EXCEEDED = 403002  # count limits (enrollments, groups per attestation kind)
 NOT_FOUND_PATH = 404001
@@ -40,7 +41,9 @@ GROUP_EXISTS = 409202
 PRECONDITION_FAILED = 412001
 TOO_LARGE = 413001
 UNSUPPORTED_MEDIA = 415001
+THROTTLED = 429001  # the operations or device-registrations quota is used up
 INTERNAL = 500001
+UNAVAILABLE = 503001  # injected fault
 
 
 class DpsError(Exception):

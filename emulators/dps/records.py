@@ -195,27 +195,37 @@ def attestation(value: Any, *, group: bool) -> dict[str, Any]:
     if kind == "none":
         raise _bad("Attestation type 'none' cannot be enrolled.", e.INVALID_ATTESTATION)
     if kind == "tpm":
-        if group:
-            raise _bad("Enrollment groups do not support TPM attestation.", e.INVALID_ATTESTATION)
-        tpm = _obj(att.get("tpm"), "attestation.tpm")
-        if tpm.get("endorsementKey") in (None, ""):
-            raise _bad("'attestation.tpm.endorsementKey' is required.", e.INVALID_ATTESTATION)
-        stored_tpm = {"endorsementKey": _b64_blob(tpm["endorsementKey"], "endorsementKey")}
-        if tpm.get("storageRootKey") not in (None, ""):
-            stored_tpm["storageRootKey"] = _b64_blob(tpm["storageRootKey"], "storageRootKey")
-        return {"type": "tpm", "tpm": stored_tpm}
+        return _tpm_attestation(att, group=group)
     if kind == "symmetricKey":
-        sym = att.get("symmetricKey")
-        sym = {} if sym is None else _obj(sym, "attestation.symmetricKey")
-        return {
-            "type": "symmetricKey",
-            "symmetricKey": {
-                "primaryKey": _key(sym.get("primaryKey"), "attestation.symmetricKey.primaryKey"),
-                "secondaryKey": _key(
-                    sym.get("secondaryKey"), "attestation.symmetricKey.secondaryKey"
-                ),
-            },
-        }
+        return _symmetric_key_attestation(att)
+    return _x509_attestation(att, group=group)
+
+
+def _tpm_attestation(att: dict[str, Any], *, group: bool) -> dict[str, Any]:
+    if group:
+        raise _bad("Enrollment groups do not support TPM attestation.", e.INVALID_ATTESTATION)
+    tpm = _obj(att.get("tpm"), "attestation.tpm")
+    if tpm.get("endorsementKey") in (None, ""):
+        raise _bad("'attestation.tpm.endorsementKey' is required.", e.INVALID_ATTESTATION)
+    stored_tpm = {"endorsementKey": _b64_blob(tpm["endorsementKey"], "endorsementKey")}
+    if tpm.get("storageRootKey") not in (None, ""):
+        stored_tpm["storageRootKey"] = _b64_blob(tpm["storageRootKey"], "storageRootKey")
+    return {"type": "tpm", "tpm": stored_tpm}
+
+
+def _symmetric_key_attestation(att: dict[str, Any]) -> dict[str, Any]:
+    sym = att.get("symmetricKey")
+    sym = {} if sym is None else _obj(sym, "attestation.symmetricKey")
+    return {
+        "type": "symmetricKey",
+        "symmetricKey": {
+            "primaryKey": _key(sym.get("primaryKey"), "attestation.symmetricKey.primaryKey"),
+            "secondaryKey": _key(sym.get("secondaryKey"), "attestation.symmetricKey.secondaryKey"),
+        },
+    }
+
+
+def _x509_attestation(att: dict[str, Any], *, group: bool) -> dict[str, Any]:
     x = _obj(att.get("x509"), "attestation.x509")
     present = [k for k in ("clientCertificates", "signingCertificates", "caReferences") if x.get(k)]
     allowed = (
@@ -244,6 +254,7 @@ def attestation(value: Any, *, group: bool) -> dict[str, Any]:
 
 # -- enrollments and groups -----------------------------------------------------------------
 def _common(body: dict[str, Any], linked_hubs: tuple[str, ...]) -> dict[str, Any]:
+    """Validate the fields enrollments and groups share, in the order DPS reports them."""
     out: dict[str, Any] = {}
     if body.get("capabilities") is not None:
         caps = _obj(body["capabilities"], "capabilities")
@@ -251,36 +262,10 @@ def _common(body: dict[str, Any], linked_hubs: tuple[str, ...]) -> dict[str, Any
     if body.get("iotHubHostName") is not None:
         out["iotHubHostName"] = _str(body["iotHubHostName"], "iotHubHostName")
     if body.get("initialTwin") is not None:
-        twin = _obj(body["initialTwin"], "initialTwin")
-        stored: dict[str, Any] = {}
-        if twin.get("tags") is not None:
-            stored["tags"] = _twin_collection(twin["tags"], "initialTwin.tags")
-        if twin.get("properties") is not None:
-            props = _obj(twin["properties"], "initialTwin.properties")
-            stored["properties"] = {}
-            if props.get("desired") is not None:
-                stored["properties"]["desired"] = _twin_collection(
-                    props["desired"], "initialTwin.properties.desired"
-                )
-        out["initialTwin"] = stored
-    if "provisioningStatus" not in body:
-        out["provisioningStatus"] = "enabled"
-    elif body["provisioningStatus"] is None:
-        out["provisioningStatus"] = None  # observed: an explicit null is stored and echoed
-    elif body["provisioningStatus"] in PROVISIONING_STATUSES:
-        out["provisioningStatus"] = body["provisioningStatus"]
-    else:
-        raise _bad("'provisioningStatus' must be enabled or disabled.")
+        out["initialTwin"] = _initial_twin(body["initialTwin"])
+    out["provisioningStatus"] = _provisioning_status(body)
     if body.get("reprovisionPolicy") is not None:
-        rp = _obj(body["reprovisionPolicy"], "reprovisionPolicy")
-        out["reprovisionPolicy"] = {
-            "updateHubAssignment": _bool(
-                rp.get("updateHubAssignment", True), "reprovisionPolicy.updateHubAssignment"
-            ),
-            "migrateDeviceData": _bool(
-                rp.get("migrateDeviceData", True), "reprovisionPolicy.migrateDeviceData"
-            ),
-        }
+        out["reprovisionPolicy"] = _reprovision_policy(body["reprovisionPolicy"])
     policy = body.get("allocationPolicy")
     if policy is None:
         policy = DEFAULT_ALLOCATION
@@ -288,44 +273,95 @@ def _common(body: dict[str, Any], linked_hubs: tuple[str, ...]) -> dict[str, Any
         raise _bad("'allocationPolicy' must be one of hashed, geoLatency, static, custom.")
     out["allocationPolicy"] = policy
     if body.get("iotHubs") is not None:
-        hubs = body["iotHubs"]
-        if not isinstance(hubs, list) or not all(isinstance(h, str) for h in hubs):
-            raise _bad("'iotHubs' must be an array of strings.")
-        known = {h.lower() for h in linked_hubs}
-        unknown = [h for h in hubs if h.lower() not in known]
-        if unknown:
-            raise _bad(f"'iotHubs' names hubs not linked to this service: {', '.join(unknown)}.")
-        out["iotHubs"] = list(hubs)
+        out["iotHubs"] = _iot_hubs(body["iotHubs"], linked_hubs)
     if body.get("customAllocationDefinition") is not None:
-        cad = _obj(body["customAllocationDefinition"], "customAllocationDefinition")
-        url = _str(cad.get("webhookUrl"), "customAllocationDefinition.webhookUrl")
-        if not re.match(r"^https?://[^\s/]+", url):
-            raise _bad("'customAllocationDefinition.webhookUrl' must be an absolute URL.")
-        ver = _str(cad.get("apiVersion"), "customAllocationDefinition.apiVersion")
-        if not API_VERSION_RE.match(ver) or ver[:10] < MIN_WEBHOOK_API_VERSION:
-            raise _bad(
-                "'customAllocationDefinition.apiVersion' must be an api-version from "
-                "2018-09-01-preview on."
-            )
-        out["customAllocationDefinition"] = {"webhookUrl": url, "apiVersion": ver}
+        out["customAllocationDefinition"] = _custom_allocation(body["customAllocationDefinition"])
     elif policy == "custom":
         raise _bad("allocationPolicy 'custom' needs a customAllocationDefinition.")
     return out
+
+
+def _initial_twin(value: Any) -> dict[str, Any]:
+    twin = _obj(value, "initialTwin")
+    stored: dict[str, Any] = {}
+    if twin.get("tags") is not None:
+        stored["tags"] = _twin_collection(twin["tags"], "initialTwin.tags")
+    if twin.get("properties") is not None:
+        props = _obj(twin["properties"], "initialTwin.properties")
+        stored["properties"] = {}
+        if props.get("desired") is not None:
+            stored["properties"]["desired"] = _twin_collection(
+                props["desired"], "initialTwin.properties.desired"
+            )
+    return stored
+
+
+def _provisioning_status(body: dict[str, Any]) -> str | None:
+    if "provisioningStatus" not in body:
+        return "enabled"
+    status = body["provisioningStatus"]
+    if status is None:
+        return None  # observed: an explicit null is stored and echoed
+    if status in PROVISIONING_STATUSES:
+        return str(status)
+    raise _bad("'provisioningStatus' must be enabled or disabled.")
+
+
+def _reprovision_policy(value: Any) -> dict[str, bool]:
+    rp = _obj(value, "reprovisionPolicy")
+    return {
+        "updateHubAssignment": _bool(
+            rp.get("updateHubAssignment", True), "reprovisionPolicy.updateHubAssignment"
+        ),
+        "migrateDeviceData": _bool(
+            rp.get("migrateDeviceData", True), "reprovisionPolicy.migrateDeviceData"
+        ),
+    }
+
+
+def _iot_hubs(hubs: Any, linked_hubs: tuple[str, ...]) -> list[str]:
+    if not isinstance(hubs, list) or not all(isinstance(h, str) for h in hubs):
+        raise _bad("'iotHubs' must be an array of strings.")
+    known = {h.lower() for h in linked_hubs}
+    unknown = [h for h in hubs if h.lower() not in known]
+    if unknown:
+        raise _bad(f"'iotHubs' names hubs not linked to this service: {', '.join(unknown)}.")
+    return list(hubs)
+
+
+def _custom_allocation(value: Any) -> dict[str, str]:
+    cad = _obj(value, "customAllocationDefinition")
+    url = _str(cad.get("webhookUrl"), "customAllocationDefinition.webhookUrl")
+    if not re.match(r"^https?://[^\s/]+", url):
+        raise _bad("'customAllocationDefinition.webhookUrl' must be an absolute URL.")
+    ver = _str(cad.get("apiVersion"), "customAllocationDefinition.apiVersion")
+    if not API_VERSION_RE.match(ver) or ver[:10] < MIN_WEBHOOK_API_VERSION:
+        raise _bad(
+            "'customAllocationDefinition.apiVersion' must be an api-version from "
+            "2018-09-01-preview on."
+        )
+    return {"webhookUrl": url, "apiVersion": ver}
 
 
 def _ordered(doc: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
     return {k: doc[k] for k in order if k in doc}
 
 
+def _body_id(body: dict[str, Any], field: str, path_id: str) -> str:
+    """Return the record id the body names: present, well-formed and the path's id."""
+    value = body.get(field)
+    if value is None:
+        raise _bad(f"'{field}' is required.", e.INVALID_ID)
+    checked = check_id(value, field)
+    if checked.lower() != path_id.lower():
+        raise _bad(f"'{field}' in the body differs from the id in the path.", e.ID_MISMATCH)
+    return checked
+
+
 def enrollment_from_body(body: Any, path_id: str, linked_hubs: tuple[str, ...]) -> dict[str, Any]:
     """Validate an IndividualEnrollment body; return the record without etag/timestamps."""
     body = _obj(body, "enrollment") if not isinstance(body, dict) else body
-    rid = body.get("registrationId")
-    if rid is None:
-        raise _bad("'registrationId' is required.", e.INVALID_ID)
-    check_id(rid, "registrationId")
-    if rid.lower() != path_id.lower():
-        raise _bad("'registrationId' in the body differs from the id in the path.", e.ID_MISMATCH)
+    rid = _body_id(body, "registrationId", path_id)
     doc: dict[str, Any] = {"registrationId": rid}
     if body.get("deviceId") is not None:
         dev = _str(body["deviceId"], "deviceId")
@@ -344,14 +380,7 @@ def enrollment_from_body(body: Any, path_id: str, linked_hubs: tuple[str, ...]) 
 def group_from_body(body: Any, path_id: str, linked_hubs: tuple[str, ...]) -> dict[str, Any]:
     """Validate an EnrollmentGroup body; return the record without etag/timestamps."""
     body = _obj(body, "enrollmentGroup") if not isinstance(body, dict) else body
-    gid = body.get("enrollmentGroupId")
-    if gid is None:
-        raise _bad("'enrollmentGroupId' is required.", e.INVALID_ID)
-    check_id(gid, "enrollmentGroupId")
-    if gid.lower() != path_id.lower():
-        raise _bad(
-            "'enrollmentGroupId' in the body differs from the id in the path.", e.ID_MISMATCH
-        )
+    gid = _body_id(body, "enrollmentGroupId", path_id)
     doc: dict[str, Any] = {"enrollmentGroupId": gid}
     doc["attestation"] = attestation(body.get("attestation"), group=True)
     doc.update(_common(body, linked_hubs))

@@ -218,7 +218,8 @@ class DpsService:
         doc = self._get(kind, rid)
         if doc is None:
             raise DpsError(kind.not_found, f"The {kind.noun} '{rid}' does not exist.")
-        return doc["attestation"]
+        mechanism: dict[str, Any] = doc["attestation"]
+        return mechanism
 
     # -- bulk ---------------------------------------------------------------------------------
     def bulk(self, kind: _Kind, body: Any) -> dict[str, Any]:

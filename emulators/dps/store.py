@@ -123,7 +123,9 @@ class DpsStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        self._enrollment_count = self._db.execute("SELECT COUNT(*) FROM enrollments").fetchone()[0]
+        self._enrollment_count: int = self._db.execute(
+            "SELECT COUNT(*) FROM enrollments"
+        ).fetchone()[0]
 
     # -- plumbing ------------------------------------------------------------------
     @contextmanager

@@ -13,8 +13,10 @@ Routes (reference/identity §3.1):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulators.common.context import EmulatorContext
+from emulators.common.net import is_loopback
 from emulators.entra.authorize import BrowserFlows
 from emulators.entra.discovery import instance_metadata, jwks, openid_configuration, resolve_tenant
 from emulators.entra.errors import EntraError, error_response, tenant_not_found
@@ -36,53 +39,113 @@ from emulators.entra.tokens import TokenMinter
 log = logging.getLogger("emulators.entra")
 
 DISCOVERY_CACHE = {"Cache-Control": "max-age=86400, private"}
-LOOPBACK_CLIENTS = ("127.0.0.1", "::1")
+KEYS_CACHE = {"Cache-Control": "max-age=3600, public"}
+NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
 MAX_LIFETIME = 10 * 365 * 24 * 3600
+LIFETIME_FIELDS = ("access_token", "refresh_token", "code")
+ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+# A per-tenant discovery document: (context, tenant segment as requested) -> JSON.
+TenantDocument = Callable[[EmulatorContext, str], dict[str, Any]]
+
+# The four per-tenant discovery documents: path, builder, cache headers.
+TENANT_DOCUMENTS: tuple[tuple[str, TenantDocument, dict[str, str]], ...] = (
+    ("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration, DISCOVERY_CACHE),
+    (
+        "/{tenant}/.well-known/openid-configuration",
+        functools.partial(openid_configuration, v2=False),
+        DISCOVERY_CACHE,
+    ),
+    ("/{tenant}/discovery/v2.0/keys", jwks, KEYS_CACHE),
+    ("/{tenant}/discovery/keys", functools.partial(jwks, v2=False), KEYS_CACHE),
+)
 
 
-def create_app(ctx: EmulatorContext) -> Starlette:
-    """Build the Entra ID emulator for ``ctx``."""
-    store = EntraStore(ctx.state_dir)
-    catalog = ResourceCatalog(ctx.tenant)
-    minter = TokenMinter(ctx, store)
-    tokens = TokenService(ctx, store, catalog, minter)
-    browser = BrowserFlows(ctx, store, catalog)
+def _loopback_only(endpoint: Endpoint) -> Endpoint:
+    """Answer 403 to any caller that is not on the local machine."""
 
-    def entra_error(request: Request, exc: EntraError) -> JSONResponse:
-        return error_response(exc, request, ctx.entra_url)
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        if not is_loopback(request.scope.get("client")):
+            return JSONResponse(
+                {"error": "forbidden", "message": "control routes answer loopback clients only"},
+                status_code=403,
+            )
+        return await endpoint(request)
 
-    def unknown_tenant(request: Request) -> JSONResponse:
-        return entra_error(request, tenant_not_found(request.path_params["tenant"][:100]))
+    return guarded
+
+
+def lifetime_updates(data: Any) -> dict[str, int]:
+    """Validate a ``/_emulator/lifetimes`` body; return the lifetimes (seconds) it sets."""
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    updates: dict[str, int] = {}
+    for name in LIFETIME_FIELDS:
+        if name not in data:
+            continue
+        value = data[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_LIFETIME:
+            raise ValueError(f"'{name}' must be an integer number of seconds")
+        updates[name] = value
+    unknown = set(data) - set(LIFETIME_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    return updates
+
+
+class EntraApp:
+    """The route handlers of the Entra ID emulator for one context."""
+
+    def __init__(self, ctx: EmulatorContext) -> None:
+        self.ctx = ctx
+        self.store = EntraStore(ctx.state_dir)
+        catalog = ResourceCatalog(ctx.tenant)
+        self.tokens = TokenService(ctx, self.store, catalog, TokenMinter(ctx, self.store))
+        self.browser = BrowserFlows(ctx, self.store, catalog)
+
+    def routes(self) -> list[Route]:
+        documents = [
+            Route(path, self._tenant_document(build, cache), methods=["GET"])
+            for path, build, cache in TENANT_DOCUMENTS
+        ]
+        return [
+            Route("/_emulator/rotate-keys", _loopback_only(self.rotate_keys), methods=["POST"]),
+            Route("/_emulator/lifetimes", _loopback_only(self.lifetimes), methods=["GET", "POST"]),
+            Route("/_emulator/revoke", _loopback_only(self.revoke), methods=["POST"]),
+            Route(
+                "/_emulator/expire-refresh-tokens", _loopback_only(self.expire), methods=["POST"]
+            ),
+            Route("/error", self.error_info, methods=["GET"]),
+            Route("/common/discovery/instance", self.instance, methods=["GET"]),
+            *documents,
+            Route(
+                "/{tenant}/oauth2/v2.0/authorize", self.browser.authorize, methods=["GET", "POST"]
+            ),
+            Route("/{tenant}/login", self.login, methods=["POST"]),
+            Route("/{tenant}/oauth2/v2.0/token", self.token, methods=ALL_METHODS),
+            Route("/{tenant}/oauth2/v2.0/logout", self.browser.logout, methods=["GET", "POST"]),
+            Route("/{path:path}", self.not_found, methods=ALL_METHODS),
+        ]
+
+    def _entra_error(self, request: Request, exc: EntraError) -> JSONResponse:
+        return error_response(exc, request, self.ctx.entra_url)
 
     # -- discovery ---------------------------------------------------------------
-    async def openid_v2(request: Request) -> Response:
-        segment = request.path_params["tenant"]
-        if resolve_tenant(ctx, segment) is None:
-            return unknown_tenant(request)
-        return JSONResponse(openid_configuration(ctx, segment), headers=DISCOVERY_CACHE)
+    def _tenant_document(self, build: TenantDocument, cache: dict[str, str]) -> Endpoint:
+        """Return the handler that serves one per-tenant discovery document."""
 
-    async def openid_v1(request: Request) -> Response:
-        segment = request.path_params["tenant"]
-        if resolve_tenant(ctx, segment) is None:
-            return unknown_tenant(request)
-        return JSONResponse(openid_configuration(ctx, segment, v2=False), headers=DISCOVERY_CACHE)
+        async def document(request: Request) -> Response:
+            segment = request.path_params["tenant"]
+            if resolve_tenant(self.ctx, segment) is None:
+                return self._entra_error(request, tenant_not_found(segment[:100]))
+            return JSONResponse(build(self.ctx, segment), headers=cache)
 
-    async def keys_v2(request: Request) -> Response:
-        segment = request.path_params["tenant"]
-        if resolve_tenant(ctx, segment) is None:
-            return unknown_tenant(request)
-        return JSONResponse(jwks(ctx, segment), headers={"Cache-Control": "max-age=3600, public"})
+        return document
 
-    async def keys_v1(request: Request) -> Response:
-        segment = request.path_params["tenant"]
-        if resolve_tenant(ctx, segment) is None:
-            return unknown_tenant(request)
-        return JSONResponse(
-            jwks(ctx, segment, v2=False), headers={"Cache-Control": "max-age=3600, public"}
-        )
-
-    async def instance(request: Request) -> Response:
-        doc = instance_metadata(ctx, request.query_params.get("authorization_endpoint"))
+    async def instance(self, request: Request) -> Response:
+        doc = instance_metadata(self.ctx, request.query_params.get("authorization_endpoint"))
         if doc is None:
             return JSONResponse(
                 {
@@ -95,33 +158,40 @@ def create_app(ctx: EmulatorContext) -> Starlette:
         return JSONResponse(doc, headers=DISCOVERY_CACHE)
 
     # -- token -------------------------------------------------------------------
-    async def token(request: Request) -> Response:
-        segment = request.path_params["tenant"]
+    async def token(self, request: Request) -> Response:
         try:
-            if request.method != "POST":
-                raise EntraError(
-                    "invalid_request",
-                    900561,
-                    f"The endpoint only accepts POST, OPTIONS requests. Received a "
-                    f"{request.method} request.",
-                )
-            if resolve_tenant(ctx, segment) is None:
-                raise tenant_not_found(segment[:100])
-            form = await read_form(request)
-            segments = {segment, ctx.tenant.tenant_id, ctx.tenant.domain, "common", "organizations"}
-            endpoints = {f"{ctx.entra_url}/{s}/oauth2/v2.0/token" for s in segments}
-            endpoints |= {f"{ctx.entra_url}/{s}/oauth2/token" for s in segments}
-            body = tokens.handle(
-                TokenRequest(form, request.headers.get("authorization", ""), endpoints)
-            )
+            body = self.tokens.handle(await self._token_request(request))
         except EntraError as exc:
             log.info("token request refused: %s %s", exc.error, exc.code)
-            return entra_error(request, exc)
-        return JSONResponse(
-            body, headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
+            return self._entra_error(request, exc)
+        return JSONResponse(body, headers=NO_STORE)
+
+    async def _token_request(self, request: Request) -> TokenRequest:
+        """Read a token request: POST only, to a known tenant, with a form body."""
+        segment = request.path_params["tenant"]
+        if request.method != "POST":
+            raise EntraError(
+                "invalid_request",
+                900561,
+                f"The endpoint only accepts POST, OPTIONS requests. Received a "
+                f"{request.method} request.",
+            )
+        if resolve_tenant(self.ctx, segment) is None:
+            raise tenant_not_found(segment[:100])
+        form = await read_form(request)
+        return TokenRequest(
+            form, request.headers.get("authorization", ""), self._token_endpoints(segment)
         )
 
-    async def error_info(request: Request) -> Response:
+    def _token_endpoints(self, segment: str) -> set[str]:
+        """Return the token endpoint URLs a client assertion may name as its audience."""
+        tenant = self.ctx.tenant
+        segments = {segment, tenant.tenant_id, tenant.domain, "common", "organizations"}
+        base = self.ctx.entra_url
+        endpoints = {f"{base}/{s}/oauth2/v2.0/token" for s in segments}
+        return endpoints | {f"{base}/{s}/oauth2/token" for s in segments}
+
+    async def error_info(self, request: Request) -> Response:
         code = request.query_params.get("code", "")
         return error_page(
             int(code) if code.isdigit() and len(code) < 10 else 0,
@@ -129,83 +199,12 @@ def create_app(ctx: EmulatorContext) -> Starlette:
             status=200,
         )
 
-    # -- control routes ----------------------------------------------------------
-    def _loopback_only(request: Request) -> JSONResponse | None:
-        host = request.client.host if request.client else ""
-        if host not in LOOPBACK_CLIENTS:
-            return JSONResponse(
-                {"error": "forbidden", "message": "control routes answer loopback clients only"},
-                status_code=403,
-            )
-        return None
+    async def login(self, request: Request) -> Response:
+        if resolve_tenant(self.ctx, request.path_params["tenant"]) is None:
+            return error_page(90002, "Tenant not found.")
+        return await self.browser.login(request)
 
-    async def rotate_keys(request: Request) -> Response:
-        if (denied := _loopback_only(request)) is not None:
-            return denied
-        key = ctx.keys.rotate()
-        return JSONResponse(
-            {"kid": key.kid, "published": [k["kid"] for k in ctx.keys.jwks()["keys"]]}
-        )
-
-    async def lifetimes(request: Request) -> Response:
-        if (denied := _loopback_only(request)) is not None:
-            return denied
-        if request.method == "POST":
-            try:
-                raw = await read_body(request, limit=4096)
-                data: Any = json.loads(raw or b"{}")
-                if not isinstance(data, dict):
-                    raise ValueError("the body must be a JSON object")
-                updates: dict[str, int] = {}
-                for name in ("access_token", "refresh_token", "code"):
-                    if name in data:
-                        value = data[name]
-                        if (
-                            not isinstance(value, int)
-                            or isinstance(value, bool)
-                            or not 0 <= value <= MAX_LIFETIME
-                        ):
-                            raise ValueError(f"'{name}' must be an integer number of seconds")
-                        updates[name] = value
-                unknown = set(data) - {"access_token", "refresh_token", "code"}
-                if unknown:
-                    raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
-            except (ValueError, EntraError) as exc:
-                return JSONResponse(
-                    {"error": "invalid_request", "message": str(exc)}, status_code=400
-                )
-            for name, value in updates.items():
-                setattr(store.lifetimes, name, value)
-        return JSONResponse(store.lifetimes.as_dict())
-
-    def _user_param(request: Request) -> tuple[str | None, JSONResponse | None]:
-        username = request.query_params.get("username")
-        if not username:
-            return None, None
-        user = ctx.tenant.user_by_username(username)
-        if user is None:
-            return None, JSONResponse(
-                {"error": "not_found", "message": "no such user"}, status_code=404
-            )
-        return user.object_id, None
-
-    async def revoke(request: Request) -> Response:
-        if (denied := _loopback_only(request)) is not None:
-            return denied
-        oid, missing = _user_param(request)
-        if missing is not None:
-            return missing
-        return JSONResponse({"revoked": store.revoke_user(oid)})
-
-    async def expire(request: Request) -> Response:
-        if (denied := _loopback_only(request)) is not None:
-            return denied
-        oid, missing = _user_param(request)
-        if missing is not None:
-            return missing
-        return JSONResponse({"expired": store.expire_user(oid)})
-
-    async def not_found(request: Request) -> Response:
+    async def not_found(self, request: Request) -> Response:
         return JSONResponse(
             {
                 "error": "not_found",
@@ -214,30 +213,54 @@ def create_app(ctx: EmulatorContext) -> Starlette:
             status_code=404,
         )
 
-    async def login(request: Request) -> Response:
-        if resolve_tenant(ctx, request.path_params["tenant"]) is None:
-            return error_page(90002, "Tenant not found.")
-        return await browser.login(request)
+    # -- control routes (loopback only) -------------------------------------------
+    async def rotate_keys(self, request: Request) -> Response:
+        key = self.ctx.keys.rotate()
+        return JSONResponse(
+            {"kid": key.kid, "published": [k["kid"] for k in self.ctx.keys.jwks()["keys"]]}
+        )
 
-    routes = [
-        Route("/_emulator/rotate-keys", rotate_keys, methods=["POST"]),
-        Route("/_emulator/lifetimes", lifetimes, methods=["GET", "POST"]),
-        Route("/_emulator/revoke", revoke, methods=["POST"]),
-        Route("/_emulator/expire-refresh-tokens", expire, methods=["POST"]),
-        Route("/error", error_info, methods=["GET"]),
-        Route("/common/discovery/instance", instance, methods=["GET"]),
-        Route("/{tenant}/v2.0/.well-known/openid-configuration", openid_v2, methods=["GET"]),
-        Route("/{tenant}/.well-known/openid-configuration", openid_v1, methods=["GET"]),
-        Route("/{tenant}/discovery/v2.0/keys", keys_v2, methods=["GET"]),
-        Route("/{tenant}/discovery/keys", keys_v1, methods=["GET"]),
-        Route("/{tenant}/oauth2/v2.0/authorize", browser.authorize, methods=["GET", "POST"]),
-        Route("/{tenant}/login", login, methods=["POST"]),
-        Route(
-            "/{tenant}/oauth2/v2.0/token", token, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]
-        ),
-        Route("/{tenant}/oauth2/v2.0/logout", browser.logout, methods=["GET", "POST"]),
-        Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
-    ]
-    app = Starlette(routes=routes)
-    app.state.store = store
+    async def lifetimes(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                updates = lifetime_updates(
+                    json.loads(await read_body(request, limit=4096) or b"{}")
+                )
+            except (ValueError, EntraError) as exc:
+                return JSONResponse(
+                    {"error": "invalid_request", "message": str(exc)}, status_code=400
+                )
+            for name, value in updates.items():
+                setattr(self.store.lifetimes, name, value)
+        return JSONResponse(self.store.lifetimes.as_dict())
+
+    def _user_param(self, request: Request) -> tuple[str | None, JSONResponse | None]:
+        username = request.query_params.get("username")
+        if not username:
+            return None, None
+        user = self.ctx.tenant.user_by_username(username)
+        if user is None:
+            return None, JSONResponse(
+                {"error": "not_found", "message": "no such user"}, status_code=404
+            )
+        return user.object_id, None
+
+    async def revoke(self, request: Request) -> Response:
+        oid, missing = self._user_param(request)
+        if missing is not None:
+            return missing
+        return JSONResponse({"revoked": self.store.revoke_user(oid)})
+
+    async def expire(self, request: Request) -> Response:
+        oid, missing = self._user_param(request)
+        if missing is not None:
+            return missing
+        return JSONResponse({"expired": self.store.expire_user(oid)})
+
+
+def create_app(ctx: EmulatorContext) -> Starlette:
+    """Build the Entra ID emulator for ``ctx``."""
+    entra = EntraApp(ctx)
+    app = Starlette(routes=entra.routes())
+    app.state.store = entra.store
     return app

@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from emulators.common.context import EmulatorContext
 from emulators.common.tenant import App, User
 from emulators.entra.discovery import resolve_tenant
-from emulators.entra.errors import EntraError
+from emulators.entra.errors import EntraError, missing_parameter
 from emulators.entra.forms import parse_pairs, read_form
 from emulators.entra.pages import error_page, form_post_page, signed_out_page, signin_page
 from emulators.entra.scopes import ResourceCatalog
@@ -84,40 +84,14 @@ class BrowserFlows:
 
     # -- authorize --------------------------------------------------------------
     async def authorize(self, request: Request) -> Response:
-        segment = request.path_params["tenant"]
         try:
             params = parse_pairs(request.url.query)
             if request.method == "POST":
                 form = await read_form(request)
                 params.update(form)
+            app, redirect_uri = self._client_and_redirect(request.path_params["tenant"], params)
         except EntraError as exc:
             return error_page(exc.code, exc.message)
-        if resolve_tenant(self.ctx, segment) is None:
-            return error_page(90002, f"Tenant '{segment[:100]}' not found.")
-        client_id = params.get("client_id", "")
-        if not client_id:
-            return error_page(
-                900144, "The request body must contain the following parameter: 'client_id'."
-            )
-        app = self.ctx.tenant.app_by_client_id(client_id)
-        if app is None:
-            return error_page(
-                700016,
-                f"Application with identifier '{client_id[:100]}' was not found in the directory "
-                f"'{self.ctx.tenant.display_name}'.",
-            )
-        redirect_uri = params.get("redirect_uri", "")
-        if not redirect_uri:
-            return error_page(
-                900144, "The request body must contain the following parameter: 'redirect_uri'."
-            )
-        if not redirect_uri_registered(app.redirect_uris, redirect_uri):
-            return error_page(
-                50011,
-                f"The redirect URI '{redirect_uri[:300]}' specified in the request does not match "
-                f"the redirect URIs configured for the application '{app.client_id}'. Make sure "
-                "the redirect URI sent in the request matches one added to your application.",
-            )
         mode = params.get("response_mode") or "query"
         if mode not in RESPONSE_MODES:
             unsupported = EntraError(
@@ -131,24 +105,49 @@ class BrowserFlows:
         session_id = request.cookies.get(SESSION_COOKIE)
         session = self._usable_session(session_id, params)
         prompt = params.get("prompt", "")
-        if prompt == "none":
-            if session is None:
-                return self._redirect_error(
-                    redirect_uri,
-                    mode,
-                    params,
-                    EntraError(
-                        "login_required",
-                        50058,
-                        "A silent sign-in request was sent but no user is signed in.",
-                    ),
-                )
-            assert session_id is not None
-            return self._success(params, app, session_id, session)
+        if prompt == "none" and session is None:
+            return self._redirect_error(
+                redirect_uri,
+                mode,
+                params,
+                EntraError(
+                    "login_required",
+                    50058,
+                    "A silent sign-in request was sent but no user is signed in.",
+                ),
+            )
         if session is not None and prompt not in ("login", "select_account"):
             assert session_id is not None
             return self._success(params, app, session_id, session)
         return self._show_signin(request, params, app, username=params.get("login_hint", ""))
+
+    def _client_and_redirect(self, segment: str, params: dict[str, str]) -> tuple[App, str]:
+        """Return the client app and its redirect URI; errors here are shown, not redirected."""
+        if resolve_tenant(self.ctx, segment) is None:
+            raise EntraError("invalid_request", 90002, f"Tenant '{segment[:100]}' not found.")
+        client_id = params.get("client_id", "")
+        if not client_id:
+            raise missing_parameter("client_id")
+        app = self.ctx.tenant.app_by_client_id(client_id)
+        if app is None:
+            raise EntraError(
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id[:100]}' was not found in the directory "
+                f"'{self.ctx.tenant.display_name}'.",
+            )
+        redirect_uri = params.get("redirect_uri", "")
+        if not redirect_uri:
+            raise missing_parameter("redirect_uri")
+        if not redirect_uri_registered(app.redirect_uris, redirect_uri):
+            raise EntraError(
+                "invalid_request",
+                50011,
+                f"The redirect URI '{redirect_uri[:300]}' specified in the request does not match "
+                f"the redirect URIs configured for the application '{app.client_id}'. Make sure "
+                "the redirect URI sent in the request matches one added to your application.",
+            )
+        return app, redirect_uri
 
     def _validate(self, app: App, params: dict[str, str]) -> None:
         if params.get("response_type") != "code":
@@ -170,19 +169,7 @@ class BrowserFlows:
                 self.catalog.granted(app, req)
             except EntraError as exc:
                 raise EntraError("consent_required", exc.code, exc.message) from None
-        challenge = params.get("code_challenge")
-        method = params.get("code_challenge_method", "plain" if challenge else "")
-        if challenge is not None:
-            if method != "S256":
-                raise EntraError(
-                    "invalid_request",
-                    9002313,
-                    "Invalid request. The emulator requires code_challenge_method=S256.",
-                )
-            if not 43 <= len(challenge) <= 128:
-                raise EntraError(
-                    "invalid_request", 501491, "Invalid size of Code_Challenge parameter."
-                )
+        _check_code_challenge(params)
         prompt = params.get("prompt")
         if prompt is not None and prompt not in PROMPTS:
             raise EntraError(
@@ -371,3 +358,19 @@ class BrowserFlows:
             app = self.ctx.tenant.app_by_client_id(client_id)
             apps = (app,) if app else ()
         return any(redirect_uri_registered(a.post_logout_redirect_uris, target) for a in apps)
+
+
+def _check_code_challenge(params: dict[str, str]) -> None:
+    """Accept a PKCE challenge only with S256 and of a valid length (absent is fine)."""
+    challenge = params.get("code_challenge")
+    if challenge is None:
+        return
+    method = params.get("code_challenge_method", "plain")
+    if method != "S256":
+        raise EntraError(
+            "invalid_request",
+            9002313,
+            "Invalid request. The emulator requires code_challenge_method=S256.",
+        )
+    if not 43 <= len(challenge) <= 128:
+        raise EntraError("invalid_request", 501491, "Invalid size of Code_Challenge parameter.")

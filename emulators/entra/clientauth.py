@@ -20,6 +20,8 @@ from urllib.parse import unquote
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from emulators.common.keys import b64url
 from emulators.common.tenant import App, Tenant
@@ -35,7 +37,7 @@ class ClientAuth:
 
 
 @lru_cache(maxsize=256)
-def _cert(pem: str) -> tuple[str, str, object]:
+def _cert(pem: str) -> tuple[str, str, CertificatePublicKeyTypes]:
     """Return (x5t, x5t#S256, public key) of a registered PEM certificate."""
     cert = x509.load_pem_x509_certificate(pem.encode())
     der = cert.public_bytes(serialization.Encoding.DER)
@@ -63,6 +65,43 @@ def _bad_assertion(code: int, message: str) -> EntraError:
     return EntraError("invalid_client", code, message)
 
 
+def _registered_key(app: App, thumb: str, index: int) -> CertificatePublicKeyTypes | None:
+    """Return the public key of the app's certificate with thumbprint ``thumb``, or None.
+
+    ``index`` picks the SHA-1 (0) or SHA-256 (1) thumbprint.
+    """
+    for pem in app.certificates:
+        try:
+            meta = _cert(pem)
+        except ValueError:
+            continue
+        # MSAL keeps base64 padding on thumbprints; RFC 7515 omits it. Accept both.
+        if hmac.compare_digest(str(meta[index]).encode(), thumb.rstrip("=").encode()):
+            return meta[2]
+    return None
+
+
+def _signing_key(app: App, thumb: str, index: int) -> rsa.RSAPublicKey:
+    """Return the RSA key of the registered certificate ``thumb`` names, or raise 700027."""
+    key = _registered_key(app, thumb, index)
+    if key is None:
+        raise _bad_assertion(
+            700027,
+            f"The certificate with identifier used to sign the client assertion is not "
+            f"registered on application. [Reason - The key was not found., Thumbprint of key "
+            f"used by client: '{thumb[:64]}', Please visit the Azure Portal, Graph Explorer or "
+            f"directly use MS Graph to see configured keys for app Id '{app.client_id}'.]",
+        )
+    # RS256 and PS256 need an RSA key; PyJWT raises TypeError (a 500) for any other kind.
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise _bad_assertion(
+            700027,
+            "Client assertion contains an invalid signature. [Reason - The certificate's key "
+            "is not an RSA key; RS256 and PS256 assertions need one.]",
+        )
+    return key
+
+
 def _verify_assertion(app: App, assertion: str, audiences: set[str]) -> None:
     try:
         header = jwt.get_unverified_header(assertion)
@@ -79,28 +118,11 @@ def _verify_assertion(app: App, assertion: str, audiences: set[str]) -> None:
             "Client assertion contains an invalid signature. The client assertion must be "
             "signed RS256 with an 'x5t' header or PS256 with an 'x5t#S256' header.",
         )
-    key = None
-    for pem in app.certificates:
-        try:
-            meta = _cert(pem)
-        except ValueError:
-            continue
-        # MSAL keeps base64 padding on thumbprints; RFC 7515 omits it. Accept both.
-        if hmac.compare_digest(str(meta[index]).encode(), thumb.rstrip("=").encode()):
-            key = meta[2]
-            break
-    if key is None:
-        raise _bad_assertion(
-            700027,
-            f"The certificate with identifier used to sign the client assertion is not "
-            f"registered on application. [Reason - The key was not found., Thumbprint of key "
-            f"used by client: '{thumb[:64]}', Please visit the Azure Portal, Graph Explorer or "
-            f"directly use MS Graph to see configured keys for app Id '{app.client_id}'.]",
-        )
+    key = _signing_key(app, thumb, index)
     try:
         claims = jwt.decode(
             assertion,
-            key,  # type: ignore[arg-type]
+            key,
             algorithms=[alg],
             options={"verify_aud": False, "require": ["exp", "iss", "sub", "aud"]},
             leeway=300,

@@ -92,6 +92,10 @@ def missing_parameter(name: str) -> EntraError:
     )
 
 
+def invalid_grant(code: int, message: str) -> EntraError:
+    return EntraError("invalid_grant", code, message)
+
+
 def malformed(detail: str) -> EntraError:
     return EntraError("invalid_request", 9002313, f"Invalid request. {detail}")
 

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +20,17 @@ from emulators.common.context import EmulatorContext
 from emulators.common.keys import InvalidToken
 from emulators.common.tenant import User
 from emulators.entra.clientauth import ClientAuth, authenticate_client
-from emulators.entra.errors import EntraError, malformed, missing_parameter
+from emulators.entra.errors import EntraError, invalid_grant, malformed, missing_parameter
 from emulators.entra.scopes import ResourceCatalog, ScopeRequest
-from emulators.entra.store import EntraStore
+from emulators.entra.store import AuthCode, EntraStore
 from emulators.entra.tokens import TokenMinter, client_info
 
 OBO_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GRANTS = ("authorization_code", "refresh_token", "client_credentials", OBO_GRANT)
+# Grants only a confidential client (one with a secret or certificate) may use.
+CONFIDENTIAL_GRANTS = frozenset({"client_credentials", OBO_GRANT})
+
+Grant = Callable[[dict[str, str], ClientAuth], dict[str, Any]]
 
 
 def pkce_s256(verifier: str) -> str:
@@ -50,8 +55,15 @@ class TokenService:
         self.store = store
         self.catalog = catalog
         self.minter = minter
+        self._grants: dict[str, Grant] = {
+            "authorization_code": self._authorization_code,
+            "refresh_token": self._refresh_token,
+            "client_credentials": self._client_credentials,
+            OBO_GRANT: self._on_behalf_of,
+        }
 
     def handle(self, req: TokenRequest) -> dict[str, Any]:
+        """Authenticate the client and answer the grant the form names."""
         form = req.form
         if "resource" in form:
             raise EntraError(
@@ -62,7 +74,8 @@ class TokenService:
         grant = form.get("grant_type")
         if not grant:
             raise missing_parameter("grant_type")
-        if grant not in GRANTS:
+        handler = self._grants.get(grant)
+        if handler is None:
             raise EntraError(
                 "unsupported_grant_type",
                 70003,
@@ -73,15 +86,9 @@ class TokenService:
             form,
             req.authorization,
             req.token_endpoints,
-            confidential_required=grant in ("client_credentials", OBO_GRANT),
+            confidential_required=grant in CONFIDENTIAL_GRANTS,
         )
-        if grant == "authorization_code":
-            return self._authorization_code(form, client)
-        if grant == "refresh_token":
-            return self._refresh_token(form, client)
-        if grant == "client_credentials":
-            return self._client_credentials(form, client)
-        return self._on_behalf_of(form, client)
+        return handler(form, client)
 
     # -- helpers -----------------------------------------------------------------
     def _scope(self, form: dict[str, str], fallback: str | None = None) -> ScopeRequest:
@@ -93,17 +100,39 @@ class TokenService:
     def _active_user(self, oid: str) -> User:
         user = self.ctx.tenant.user_by_oid(oid)
         if user is None:
-            raise EntraError(
-                "invalid_grant", 50034, "The user account does not exist in the directory."
-            )
+            raise invalid_grant(50034, "The user account does not exist in the directory.")
         if not user.enabled:
-            raise EntraError(
-                "invalid_grant",
+            raise invalid_grant(
                 50057,
                 "The user account is disabled. The user object in Active Directory backing "
                 "this account has been disabled.",
             )
         return user
+
+    def _user_tokens(
+        self,
+        form: dict[str, str],
+        client: ClientAuth,
+        *,
+        oid: str,
+        session_id: str,
+        auth_time: float,
+        scope_fallback: str | None = None,
+        nonce: str | None = None,
+        include_auth_time: bool = False,
+    ) -> dict[str, Any]:
+        """Answer a user grant: the user must exist and be enabled, the scope name a resource."""
+        user = self._active_user(oid)
+        return self._user_response(
+            form=form,
+            client=client,
+            user=user,
+            req=self._scope(form, scope_fallback),
+            session_id=session_id,
+            auth_time=auth_time,
+            nonce=nonce,
+            include_auth_time=include_auth_time,
+        )
 
     def _user_response(
         self,
@@ -161,6 +190,22 @@ class TokenService:
 
     # -- grants -------------------------------------------------------------------
     def _authorization_code(self, form: dict[str, str], client: ClientAuth) -> dict[str, Any]:
+        rec = self._redeem_code(form, client)
+        self._check_redirect_uri(form, rec)
+        self._check_code_verifier(form, rec)
+        return self._user_tokens(
+            form,
+            client,
+            oid=rec.user_oid,
+            scope_fallback=rec.scope,
+            session_id=rec.session_id,
+            auth_time=rec.auth_time,
+            nonce=rec.nonce,
+            include_auth_time=rec.max_age_requested,
+        )
+
+    def _redeem_code(self, form: dict[str, str], client: ClientAuth) -> AuthCode:
+        """Take the form's authorization code: unused, unexpired and issued to ``client``."""
         code = form.get("code")
         if not code:
             raise missing_parameter("code")
@@ -168,24 +213,24 @@ class TokenService:
         if rec is None:
             raise malformed("The provided authorization code is invalid or malformed.")
         if reused:
-            raise EntraError(
-                "invalid_grant",
+            raise invalid_grant(
                 54005,
                 "OAuth2 Authorization code was already redeemed, please retry with a new valid "
                 "code or use an existing refresh token.",
             )
         if time.time() >= rec.expires_at:
-            raise EntraError(
-                "invalid_grant",
+            raise invalid_grant(
                 70008,
                 "The provided authorization code or refresh token has expired due to "
                 "inactivity. Send a new interactive authorization request for this user and "
                 "resource.",
             )
         if rec.client_id != client.app.client_id:
-            raise EntraError(
-                "invalid_grant", 70000, "The authorization code was issued to a different client."
-            )
+            raise invalid_grant(70000, "The authorization code was issued to a different client.")
+        return rec
+
+    @staticmethod
+    def _check_redirect_uri(form: dict[str, str], rec: AuthCode) -> None:
         redirect_uri = form.get("redirect_uri")
         if not redirect_uri:
             raise EntraError(
@@ -194,35 +239,26 @@ class TokenService:
                 "Reply address must be provided when presenting an authorization code.",
             )
         if redirect_uri != rec.redirect_uri:
-            raise EntraError(
-                "invalid_grant",
+            raise invalid_grant(
                 50011,
                 f"The redirect URI '{redirect_uri[:200]}' specified in the request does not "
                 "match the redirect URI used to obtain the authorization code.",
             )
-        if rec.code_challenge is not None:
-            verifier = form.get("code_verifier")
-            if not verifier:
-                raise missing_parameter("code_verifier")
-            if not hmac.compare_digest(pkce_s256(verifier).encode(), rec.code_challenge.encode()):
-                raise EntraError(
-                    "invalid_grant",
-                    501481,
-                    "The Code_Verifier does not match the code_challenge supplied in the "
-                    "authorization request.",
-                )
-        user = self._active_user(rec.user_oid)
-        req = self._scope(form, rec.scope)
-        return self._user_response(
-            form=form,
-            client=client,
-            user=user,
-            req=req,
-            session_id=rec.session_id,
-            auth_time=rec.auth_time,
-            nonce=rec.nonce,
-            include_auth_time=rec.max_age_requested,
-        )
+
+    @staticmethod
+    def _check_code_verifier(form: dict[str, str], rec: AuthCode) -> None:
+        """Check PKCE when the authorization request sent a code challenge."""
+        if rec.code_challenge is None:
+            return
+        verifier = form.get("code_verifier")
+        if not verifier:
+            raise missing_parameter("code_verifier")
+        if not hmac.compare_digest(pkce_s256(verifier).encode(), rec.code_challenge.encode()):
+            raise invalid_grant(
+                501481,
+                "The Code_Verifier does not match the code_challenge supplied in the "
+                "authorization request.",
+            )
 
     def _refresh_token(self, form: dict[str, str], client: ClientAuth) -> dict[str, Any]:
         token = form.get("refresh_token")
@@ -232,35 +268,25 @@ class TokenService:
         if rec is None:
             raise malformed("The provided refresh token is invalid or malformed.")
         if rec.client_id != client.app.client_id:
-            raise EntraError(
-                "invalid_grant",
+            raise invalid_grant(
                 70000,
                 "Provided grant is invalid or malformed: the refresh token was issued to a "
                 "different client.",
             )
         if rec.revoked:
-            raise EntraError(
-                "invalid_grant",
+            raise invalid_grant(
                 50173,
                 "The provided grant has expired due to it being revoked, a fresh auth token is "
                 "needed. The user might have changed or reset their password.",
             )
         if time.time() >= rec.expires_at:
-            raise EntraError(
-                "invalid_grant",
+            raise invalid_grant(
                 700082,
                 "The refresh token has expired due to inactivity. The token was issued on an "
                 "earlier date and was inactive for longer than allowed.",
             )
-        user = self._active_user(rec.user_oid)
-        req = self._scope(form)
-        return self._user_response(
-            form=form,
-            client=client,
-            user=user,
-            req=req,
-            session_id=rec.session_id,
-            auth_time=rec.auth_time,
+        return self._user_tokens(
+            form, client, oid=rec.user_oid, session_id=rec.session_id, auth_time=rec.auth_time
         )
 
     def _client_credentials(self, form: dict[str, str], client: ClientAuth) -> dict[str, Any]:
@@ -308,9 +334,7 @@ class TokenService:
         try:
             jwt.decode(assertion, options={"verify_signature": False})
         except jwt.PyJWTError:
-            raise EntraError(
-                "invalid_grant", 50027, "JWT token is invalid or is malformed."
-            ) from None
+            raise invalid_grant(50027, "JWT token is invalid or is malformed.") from None
         app = client.app
         audiences = [app.client_id, f"api://{app.client_id}"]
         if app.identifier_uri:
@@ -323,38 +347,31 @@ class TokenService:
             )
         except InvalidToken as exc:
             if "expired" in exc.reason:
-                raise EntraError(
-                    "invalid_grant",
+                raise invalid_grant(
                     500133,
                     "Assertion is not within its valid time range. Ensure that the access "
                     "token is not expired before using it for user assertion.",
                 ) from None
-            raise EntraError(
-                "invalid_grant",
+            raise invalid_grant(
                 50013,
                 f"Assertion failed signature validation. [Reason - {exc.reason}.]",
             ) from None
         if claims.get("idtyp") == "app":
-            raise EntraError(
-                "invalid_grant",
+            raise invalid_grant(
                 50013,
                 "Assertion is not a user token: the on-behalf-of flow works for user "
                 "principals only.",
             )
         if "scp" not in claims:
-            raise EntraError(
-                "invalid_grant",
+            raise invalid_grant(
                 240002,
                 "Input id_token cannot be used as 'urn:ietf:params:oauth:grant-type:jwt-bearer' "
                 "grant. Pass an access token whose audience is this application.",
             )
-        user = self._active_user(str(claims.get("oid", "")))
-        req = self._scope(form)
-        return self._user_response(
-            form=form,
-            client=client,
-            user=user,
-            req=req,
+        return self._user_tokens(
+            form,
+            client,
+            oid=str(claims.get("oid", "")),
             session_id=f"obo:{claims.get('uti', '')}",
             auth_time=float(claims.get("auth_time") or claims.get("iat") or time.time()),
         )

@@ -99,21 +99,7 @@ class ResourceCatalog:
         for s in items:
             if s.lower() in OIDC_SCOPES:
                 continue
-            if "/" not in s:
-                res, prefix, name = self.graph, GRAPH, s
-            else:
-                prefix, name = s.rsplit("/", 1)
-                found = self.by_prefix(prefix)
-                if found is None or not name:
-                    raise EntraError(
-                        "invalid_resource",
-                        500011,
-                        f"The resource principal named {prefix or s} was not found in the "
-                        f"tenant named {self.tenant.display_name}. This can happen if the "
-                        "application has not been installed by the administrator of the "
-                        "tenant or consented to by any user in the tenant.",
-                    )
-                res = found
+            res, prefix, name = self._resolve(s)
             entry = groups.setdefault(res.key, (res, prefix, []))
             entry[2].append(name)
         if len(groups) > 1 and not allow_many:
@@ -125,27 +111,28 @@ class ResourceCatalog:
             )
         out = []
         for res, prefix, names in groups.values():
-            if ".default" in names and len(names) > 1:
-                raise EntraError(
-                    "invalid_scope",
-                    70011,
-                    f"The provided request must include a 'scope' input parameter. The "
-                    f"provided value for the input parameter 'scope' is not valid. "
-                    f"The scope {scope} is not valid. .default scope can't be combined with "
-                    "resource-specific scopes.",
-                )
-            for n in names:
-                if n != ".default" and n.lower() not in {x.lower() for x in res.scopes}:
-                    raise EntraError(
-                        "invalid_scope",
-                        70011,
-                        f"The provided value for the input parameter 'scope' is not valid. "
-                        f"The scope {prefix}/{n} does not exist on the resource {res.name}.",
-                    )
+            _check_names(scope, res, prefix, names)
             out.append(ScopeRequest(oidc, res, prefix, tuple(names)))
         if not out:
             out.append(ScopeRequest(oidc, None, "", ()))
         return out
+
+    def _resolve(self, item: str) -> tuple[Resource, str, str]:
+        """Return (resource, prefix as written, scope name) for one non-OIDC scope item."""
+        if "/" not in item:
+            return self.graph, GRAPH, item
+        prefix, name = item.rsplit("/", 1)
+        found = self.by_prefix(prefix)
+        if found is None or not name:
+            raise EntraError(
+                "invalid_resource",
+                500011,
+                f"The resource principal named {prefix or item} was not found in the "
+                f"tenant named {self.tenant.display_name}. This can happen if the "
+                "application has not been installed by the administrator of the "
+                "tenant or consented to by any user in the tenant.",
+            )
+        return found, prefix, name
 
     # -- consent -----------------------------------------------------------------
     def granted(self, client: App, req: ScopeRequest, *, delegated: bool = True) -> list[str]:
@@ -184,3 +171,25 @@ class ResourceCatalog:
         # Keep the resource's own spelling of each scope name.
         canon = {s.lower(): s for s in res.scopes}
         return [canon.get(n.lower(), n) for n in wanted]
+
+
+def _check_names(scope: str, res: Resource, prefix: str, names: list[str]) -> None:
+    """Raise unless every name exists on ``res`` and ``.default`` stands alone."""
+    if ".default" in names and len(names) > 1:
+        raise EntraError(
+            "invalid_scope",
+            70011,
+            f"The provided request must include a 'scope' input parameter. The "
+            f"provided value for the input parameter 'scope' is not valid. "
+            f"The scope {scope} is not valid. .default scope can't be combined with "
+            "resource-specific scopes.",
+        )
+    known = {x.lower() for x in res.scopes}
+    for n in names:
+        if n != ".default" and n.lower() not in known:
+            raise EntraError(
+                "invalid_scope",
+                70011,
+                f"The provided value for the input parameter 'scope' is not valid. "
+                f"The scope {prefix}/{n} does not exist on the resource {res.name}.",
+            )

@@ -19,6 +19,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 from emulators.common.server import EmulatorStack
@@ -200,11 +201,11 @@ def private_entra(tmp_path: Path) -> Iterator[Entra]:
         stack.stop()
 
 
-def make_certificate(common_name: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def self_signed(common_name: str, key: CertificateIssuerPrivateKeyTypes) -> x509.Certificate:
+    """Return a 30-day self-signed certificate for ``key``."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -214,7 +215,11 @@ def make_certificate(common_name: str) -> tuple[rsa.RSAPrivateKey, x509.Certific
         .not_valid_after(now + dt.timedelta(days=30))
         .sign(key, hashes.SHA256())
     )
-    return key, cert
+
+
+def make_certificate(common_name: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key, self_signed(common_name, key)
 
 
 def pem(key: rsa.RSAPrivateKey) -> str:
