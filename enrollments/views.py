@@ -32,6 +32,7 @@ from enrollments.dps.exceptions import (
     DpsConflict,
     DpsError,
     DpsForbidden,
+    DpsHostRefused,
     DpsNotFound,
     DpsPreconditionFailed,
     DpsThrottled,
@@ -82,6 +83,7 @@ def role_needed(capability: Capability) -> str:
 
 
 _STATUS = [
+    (DpsHostRefused, 503, "This DPS instance is refused"),
     (DpsForbidden, 403, "Not allowed by DPS"),
     (DpsNotFound, 404, "Not found"),
     (DpsConflict, 409, "Conflict"),
