@@ -167,10 +167,10 @@ ARM_ENDPOINT = env_str(
 # The only hosts a user's DPS token is sent to (https, under one of these suffixes; authn/hosts.py).
 DPS_HOST_SUFFIX = env_list("DPS_HOST_SUFFIX", [".azure-devices-provisioning.net"])
 # Development only: the emulators' own DPS endpoints (host:port -> resource id) are allowed too.
+_emu_dps = _emu.get("dps") or []
+assert isinstance(_emu_dps, list)
 DPS_EMULATOR_HOSTS: dict[str, str] = (
-    {str(d["host"]).lower(): str(d["resource_id"]) for d in _emu.get("dps") or []}  # type: ignore[union-attr]
-    if DEBUG and _emu
-    else {}
+    {str(d["host"]).lower(): str(d["resource_id"]) for d in _emu_dps} if DEBUG else {}
 )
 HTTP_TIMEOUT_SECONDS = env_int("HTTP_TIMEOUT_SECONDS", 15)
 TOKEN_CACHE_KEYS = env_list("TOKEN_CACHE_KEYS")  # Fernet keys, newest first
