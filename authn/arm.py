@@ -1,4 +1,4 @@
-"""A small client of Azure Resource Manager: the caller's permissions on a resource."""
+"""A small client of Azure Resource Manager: permissions on a resource, a DPS resource."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from django.conf import settings
 from authn.http import TimeoutSession, azure_session
 
 API_VERSION = "2022-04-01"
+# Microsoft.Devices/provisioningServices (IotDpsResource - Get).
+DPS_RESOURCE_API_VERSION = "2022-02-05"
 _MAX_PAGES = 20
 
 
@@ -80,6 +82,17 @@ class ArmClient:
                 raise ArmBadResponse("ARM's nextLink points at another host.")
             url = str(next_link) if next_link else None
         raise ArmBadResponse("ARM's permissions answer has too many pages.")
+
+    def provisioning_service_get(self, resource_id: str, token: str) -> dict[str, Any]:
+        """Return the ARM resource of a DPS instance (needs provisioningServices/read).
+
+        https://learn.microsoft.com/rest/api/iot-dps/iot-dps-resource/get
+        """
+        if not resource_id.startswith("/"):
+            raise ValueError("resource_id must start with /")
+        return self._get(
+            f"{self.base_url}{resource_id}", {"api-version": DPS_RESOURCE_API_VERSION}, token
+        )
 
     def _get(self, url: str, params: dict[str, str] | None, token: str) -> dict[str, Any]:
         try:

@@ -16,6 +16,7 @@ from django.core.cache import cache
 
 from authn.arm import ArmClient, ArmError
 from authn.exceptions import TokenUnavailable
+from authn.hosts import DpsHostError, dps_host_arm_check
 from authn.models import DpsInstance
 from authn.msal_app import ARM_RESOURCE
 from authn.permissions import Capability, capabilities_describe, capabilities_from_permissions
@@ -111,12 +112,20 @@ def capabilities_resolve(
 def _resolve_from_arm(
     user: Any, instance: DpsInstance, arm: ArmClient | None, token_provider: TokenProvider
 ) -> InstanceCapabilities:
+    arm = arm or ArmClient()
     try:
         token = token_provider(user, ARM_RESOURCE)
-        blocks = (arm or ArmClient()).permissions_for(instance.resource_id, token)
+        blocks = arm.permissions_for(instance.resource_id, token)
     except (TokenUnavailable, ArmError) as exc:
         # Fail closed: no capability; not cached, so the next page view tries again.
         log.warning("permissions of user %s on %s unavailable: %s", user.pk, instance.name, exc)
+        return InstanceCapabilities(instance.name, frozenset(), error=str(exc))
+    try:
+        # With the user's ARM token at hand, tie the recorded host to the resource id (once
+        # per resource id and hour; the import command registers without a user).
+        dps_host_arm_check(instance.host, instance.resource_id, token, arm=arm)
+    except DpsHostError as exc:
+        log.error("DPS instance %s refused: %s", instance.name, exc)
         return InstanceCapabilities(instance.name, frozenset(), error=str(exc))
     return InstanceCapabilities(instance.name, capabilities_from_permissions(blocks))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -13,10 +14,14 @@ from django.shortcuts import get_object_or_404, render
 from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
 from authn.backends import app_roles_of
+from authn.capabilities import capabilities_resolve
+from authn.hosts import DpsHostError, dps_host_guard
 from authn.models import DpsInstance
 from authn.permissions import Capability
 
 View = Callable[..., HttpResponse]
+
+log = logging.getLogger(__name__)
 
 
 def deny(request: HttpRequest, *, reason: str, required: str, instance: str = "") -> HttpResponse:
@@ -38,6 +43,26 @@ def deny(request: HttpRequest, *, reason: str, required: str, instance: str = ""
     )
 
 
+def instance_refusal(request: HttpRequest, instance: DpsInstance) -> HttpResponse | None:
+    """Return the refusal page if no DPS token may be sent to ``instance``'s host, else None.
+
+    The user's capabilities are resolved first, so that ARM (with the user's token) has had
+    the chance to tell the instance's service host.
+    """
+    capabilities_resolve(request.user, instance)
+    try:
+        dps_host_guard(instance.host, instance.resource_id)
+    except DpsHostError as exc:
+        log.error("DPS instance %s refused (%s): %s", instance.name, exc.rule, exc)
+        return render(
+            request,
+            "authn/instance_refused.html",
+            {"instance": instance, "message": str(exc)},
+            status=503,
+        )
+    return None
+
+
 def capability_required(
     capability: str | Capability, *, instance_kwarg: str = "instance"
 ) -> Callable[[View], View]:
@@ -55,6 +80,9 @@ def capability_required(
                 return redirect_to_login(request.get_full_path())
             instance = get_object_or_404(DpsInstance, name=kwargs[instance_kwarg], enabled=True)
             request.dps_instance = instance  # type: ignore[attr-defined]
+            refusal = instance_refusal(request, instance)
+            if refusal is not None:
+                return refusal
             if not request.user.has_perm(cap.value, instance):
                 return deny(
                     request,

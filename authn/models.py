@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+
+from authn.hosts import DpsHostError, dps_host_validate
 
 RESOURCE_ID_RE = (
     r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
@@ -94,6 +97,16 @@ class DpsInstance(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Refuse a host a DPS token may not be sent to; store it bare (``host[:port]``)."""
+        super().clean()
+        if not self.host:
+            return
+        try:
+            self.host = dps_host_validate(self.host, resource_id=self.resource_id or None)
+        except DpsHostError as exc:
+            raise ValidationError({"host": str(exc)}) from exc
 
     @property
     def base_url(self) -> str:

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 import requests
 from django.contrib.auth import authenticate, get_user_model, login, logout
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.urls import reverse
@@ -22,6 +23,7 @@ from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
 from authn.capabilities import capabilities_invalidate_all
 from authn.exceptions import SigninError, SigninUnavailable
+from authn.hosts import DpsHostError, dps_host_register_check
 from authn.models import DpsInstance, EntraIdentity
 from authn.msal_app import MsalServiceError, api_scope, authority, build_app, new_token_cache
 from authn.oidc import id_token_verify
@@ -232,7 +234,19 @@ def signout(*, request: HttpRequest) -> str:
 def dps_instance_upsert(
     *, actor: Any, name: str, host: str, resource_id: str, enabled: bool = True
 ) -> tuple[DpsInstance, bool]:
-    """Register or update a DPS instance by name; audit what changed. Return (instance, created)."""
+    """Register or update a DPS instance by name; audit what changed. Return (instance, created).
+
+    Raises ``ValidationError`` (on ``host``) for a host a DPS token may not be sent to, and,
+    when ``actor``'s ARM token is at hand, for a host ARM does not report for ``resource_id``.
+    Switching an instance off never needs its host to pass: a refused one must be switchable.
+    """
+    current = DpsInstance.objects.filter(name=name).values_list("host", "resource_id").first()
+    switch_off_only = not enabled and current == (host, resource_id)
+    if not switch_off_only:
+        try:
+            dps_host_register_check(actor=actor, host=host, resource_id=resource_id)
+        except DpsHostError as exc:
+            raise ValidationError({"host": str(exc)}) from exc
     with transaction.atomic():
         instance = DpsInstance.objects.select_for_update().filter(name=name).first()
         before = instance.as_audit_dict() if instance else None
@@ -240,7 +254,12 @@ def dps_instance_upsert(
         if instance is None:
             instance = DpsInstance(name=name)
         instance.host, instance.resource_id, instance.enabled = host, resource_id, enabled
-        instance.full_clean()
+        unchanged = before is not None and (before["host"], before["resource_id"]) == (
+            host,
+            resource_id,
+        )
+        if enabled or not unchanged:
+            instance.full_clean()
         after = instance.as_audit_dict()
         if before == after:
             return instance, False

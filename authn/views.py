@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
@@ -74,9 +75,13 @@ def instance_list(request: HttpRequest) -> HttpResponse:
     """List the registered DPS instances and register a new one."""
     form = DpsInstanceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        services.dps_instance_upsert(actor=request.user, **form.cleaned_data)
-        messages.success(request, f"Registered {form.cleaned_data['name']}.")
-        return redirect("authn:instance_list")
+        try:
+            services.dps_instance_upsert(actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:  # the host ARM reports differs (checked with a token)
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Registered {form.cleaned_data['name']}.")
+            return redirect("authn:instance_list")
     return render(
         request,
         "authn/instance_list.html",
@@ -91,11 +96,14 @@ def instance_list(request: HttpRequest) -> HttpResponse:
 def instance_toggle(request: HttpRequest, name: str) -> HttpResponse:
     """Enable or disable an instance."""
     instance = get_object_or_404(DpsInstance, name=name)
-    services.dps_instance_upsert(
-        actor=request.user,
-        name=instance.name,
-        host=instance.host,
-        resource_id=instance.resource_id,
-        enabled=not instance.enabled,
-    )
+    try:
+        services.dps_instance_upsert(
+            actor=request.user,
+            name=instance.name,
+            host=instance.host,
+            resource_id=instance.resource_id,
+            enabled=not instance.enabled,
+        )
+    except ValidationError as exc:  # switching on an instance whose host is refused
+        messages.error(request, f"{instance.name} stays off: {' '.join(exc.messages)}")
     return redirect("authn:instance_list")

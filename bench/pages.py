@@ -133,7 +133,13 @@ def run(endpoints: dict[str, Any], tmp: Path, ids: list[str], n: int) -> None:
     import logging
 
     logging.disable(logging.WARNING)
+    from django.conf import settings
     from django.core.management import call_command
+
+    from tests.conftest import emulator_dps_hosts
+
+    # The test settings run with DEBUG off; allow the emulators' DPS hosts as development does.
+    settings.DPS_EMULATOR_HOSTS = emulator_dps_hosts(endpoints)
     from django.test import Client
 
     # No setup_test_environment(): its instrumented template rendering would be measured too.

@@ -12,6 +12,7 @@ from django.conf import settings
 
 from enrollments.dps.auth import bearer
 from enrollments.dps.client import DpsClient, build_session
+from enrollments.dps.exceptions import DpsHostRefused
 from enrollments.dps.types import DpsApi
 
 # One Session per thread: its connection pool keeps TLS connections to DPS open between
@@ -50,6 +51,24 @@ def _user_token(user: Any, *, clock: Callable[[], float] = time.monotonic) -> Ca
     return token
 
 
+def instance_host_guard(instance: Any) -> Callable[[str], None]:
+    """Return the check a client runs before attaching a token to a call to ``instance``.
+
+    It applies the host rules of :mod:`authn.hosts` to the URL the client is about to use
+    (the row as it was read, even if edited in the database since registration) and the
+    host ARM last reported for the instance's resource id.
+    """
+    from authn.hosts import DpsHostError, dps_host_guard
+
+    def guard(base_url: str) -> None:
+        try:
+            dps_host_guard(base_url, instance.resource_id)
+        except DpsHostError as exc:
+            raise DpsHostRefused(message=str(exc)) from None
+
+    return guard
+
+
 def dps_client_for(user: Any, instance: Any, *, max_retries: int = 2) -> DpsApi:
     """Return a client of ``instance`` whose every call carries ``user``'s own DPS token.
 
@@ -66,4 +85,5 @@ def dps_client_for(user: Any, instance: Any, *, max_retries: int = 2) -> DpsApi:
         session=_session(),
         max_retries=max_retries,
         max_retry_wait=5.0,
+        host_guard=instance_host_guard(instance),
     )

@@ -32,6 +32,7 @@ from enrollments.dps.exceptions import (
     DpsConflict,
     DpsError,
     DpsForbidden,
+    DpsHostRefused,
     DpsNotFound,
     DpsPreconditionFailed,
     DpsQuotaExceeded,
@@ -83,6 +84,7 @@ def role_needed(capability: Capability) -> str:
 
 
 _STATUS = [
+    (DpsHostRefused, 503, "This DPS instance is refused"),
     (DpsForbidden, 403, "Not allowed by DPS"),
     (DpsQuotaExceeded, 409, "DPS instance limit reached"),
     (DpsNotFound, 404, "Not found"),

@@ -1,4 +1,4 @@
-"""System checks: refuse emulator endpoints and missing Entra settings in production."""
+"""System checks: refuse emulator endpoints, wide DPS hosts and missing Entra settings in production."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ from django.conf import settings
 from django.core import checks
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+# The service host suffixes of DPS in Azure's clouds (public, China, US Government).
+AZURE_DPS_SUFFIXES = (
+    ".azure-devices-provisioning.net",
+    ".azure-devices-provisioning.cn",
+    ".azure-devices-provisioning.us",
+)
 
 
 def _is_local(url: str | None) -> bool:
@@ -63,3 +69,34 @@ def check_entra_configured(app_configs: Any = None, **kwargs: Any) -> list[check
         checks.Error(f"{name} is not set.", hint="See .env.example.", id="portal.E003")
         for name in missing
     ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_dps_hosts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Refuse, when DEBUG is off, any widening of the hosts a DPS token may be sent to."""
+    if settings.DEBUG:
+        return []
+    from authn.hosts import dps_host_suffixes
+
+    errors: list[checks.CheckMessage] = []
+    if getattr(settings, "DPS_EMULATOR_HOSTS", None):
+        errors.append(
+            checks.Error(
+                "DPS_EMULATOR_HOSTS allows the emulators' DPS endpoints while DEBUG is off.",
+                hint="Emulator hosts are for development only (DEBUG and "
+                "EMULATOR_ENDPOINTS_FILE); production sends DPS tokens to Azure only.",
+                id="portal.E004",
+            )
+        )
+    for suffix in dps_host_suffixes():
+        if suffix not in AZURE_DPS_SUFFIXES:
+            errors.append(
+                checks.Error(
+                    f"DPS_HOST_SUFFIX {suffix} is not an Azure DPS service domain while DEBUG "
+                    "is off: users' DPS tokens could be sent to hosts outside Azure.",
+                    hint="Use one of " + ", ".join(AZURE_DPS_SUFFIXES) + " (the default is "
+                    "the first).",
+                    id="portal.E005",
+                )
+            )
+    return errors

@@ -164,7 +164,14 @@ AZURE_CA_BUNDLE = env_str("AZURE_CA_BUNDLE", str(_emu["ca_cert"]) if _emu else N
 ARM_ENDPOINT = env_str(
     "ARM_ENDPOINT", str(_emu.get("arm_endpoint", "")) or "https://management.azure.com"
 )
-DPS_HOST_SUFFIX = env_str("DPS_HOST_SUFFIX", "azure-devices-provisioning.net")
+# The only hosts a user's DPS token is sent to (https, under one of these suffixes; authn/hosts.py).
+DPS_HOST_SUFFIX = env_list("DPS_HOST_SUFFIX", [".azure-devices-provisioning.net"])
+# Development only: the emulators' own DPS endpoints (host:port -> resource id) are allowed too.
+_emu_dps = _emu.get("dps") or []
+assert isinstance(_emu_dps, list)
+DPS_EMULATOR_HOSTS: dict[str, str] = (
+    {str(d["host"]).lower(): str(d["resource_id"]) for d in _emu_dps} if DEBUG else {}
+)
 HTTP_TIMEOUT_SECONDS = env_int("HTTP_TIMEOUT_SECONDS", 15)
 TOKEN_CACHE_KEYS = env_list("TOKEN_CACHE_KEYS")  # Fernet keys, newest first
 PERMISSIONS_CACHE_SECONDS = env_int("PERMISSIONS_CACHE_SECONDS", 300)

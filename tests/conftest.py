@@ -98,4 +98,10 @@ def azure_settings(settings: Any, endpoints: dict[str, Any]) -> Any:
     settings.ENTRA_CLIENT_SECRET = portal_app["client_secret"]
     settings.AZURE_CA_BUNDLE = endpoints["ca_cert"]
     settings.ARM_ENDPOINT = endpoints["arm_endpoint"]
+    settings.DPS_EMULATOR_HOSTS = emulator_dps_hosts(endpoints)
     return settings
+
+
+def emulator_dps_hosts(endpoints: dict[str, Any]) -> dict[str, str]:
+    """Return the emulators' DPS hosts as development settings allow them (host -> resource id)."""
+    return {str(d["host"]).lower(): str(d["resource_id"]) for d in endpoints["dps"]}

@@ -39,6 +39,7 @@ class PortalAccess:
     def client(self, *, owner: Any, instance: Any) -> DpsApi:
         from authn.msal_app import DPS_RESOURCE
         from authn.tokens import token_for_user
+        from enrollments.clients import instance_host_guard
         from enrollments.dps.auth import bearer
         from enrollments.dps.client import DpsClient
 
@@ -48,6 +49,7 @@ class PortalAccess:
             ca_bundle=settings.AZURE_CA_BUNDLE or True,
             timeout=settings.HTTP_TIMEOUT_SECONDS,
             max_retries=0,
+            host_guard=instance_host_guard(instance),
         )
 
     def capabilities(self, *, owner: Any, instance: Any) -> frozenset[str]:

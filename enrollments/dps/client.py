@@ -21,6 +21,7 @@ from urllib3.exceptions import NewConnectionError
 from enrollments.dps.auth import TokenProvider, authorization_value
 from enrollments.dps.exceptions import (
     DpsError,
+    DpsHostRefused,
     DpsInvalidResponse,
     DpsPreconditionFailed,
     DpsUnavailable,
@@ -114,6 +115,10 @@ class DpsClient:
     ``token_provider`` returns the full Authorization value (``Bearer …`` or
     ``SharedAccessSignature …``); a bare token is sent as a bearer token. It is called before
     every attempt, so a provider that renews tokens is honoured on retries.
+
+    ``host_guard``, when given, is called with the base URL right before each attempt asks
+    for its token; it raises :class:`DpsHostRefused` to stop the call with nothing sent.
+    Credentials never go over plain http, whatever the guard.
     """
 
     def __init__(
@@ -130,10 +135,12 @@ class DpsClient:
         backoff_max: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        host_guard: Callable[[str], None] | None = None,
     ) -> None:
         host = host.strip().rstrip("/")
         self.base_url = host if host.startswith(("https://", "http://")) else f"https://{host}"
         self._token_provider = token_provider
+        self._host_guard = host_guard
         self.verify = ca_bundle
         self.timeout: tuple[float, float] = (
             (float(timeout), float(timeout))
@@ -429,6 +436,7 @@ class DpsClient:
         url = f"{self.base_url}{path}"
         attempts = self.max_retries + 1
         for attempt in range(attempts):
+            self._check_host(method, path)
             auth = authorization_value(self._token_provider())
             request_headers = {"Authorization": auth, **(headers or {})}
             if if_match:
@@ -501,6 +509,18 @@ class DpsClient:
             )
             self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_host(self, method: str, path: str) -> None:
+        """Refuse, before any token is asked for, a host credentials may not be sent to."""
+        if not self.base_url.lower().startswith("https://"):
+            raise DpsHostRefused(
+                message=f"The DPS host {self.base_url} is not https: credentials go over "
+                "https only.",
+                method=method,
+                path=path,
+            )
+        if self._host_guard is not None:
+            self._host_guard(self.base_url)
 
     def _wait(self, attempt: int, error: DpsError) -> float | None:
         """Return the seconds before the next attempt, or ``None`` to give up now."""

@@ -19,6 +19,7 @@ __all__ = [
     "DpsConflict",
     "DpsError",
     "DpsForbidden",
+    "DpsHostRefused",
     "DpsInvalidResponse",
     "DpsNotFound",
     "DpsPreconditionFailed",
@@ -121,6 +122,19 @@ def _rebuild(cls: type[DpsError], state: dict[str, Any]) -> DpsError:
     error.__dict__.update(state)
     Exception.__init__(error, str(error))
     return error
+
+
+class DpsHostRefused(DpsError):
+    """The portal refused to send credentials to the instance's host; nothing was sent.
+
+    ``message`` names the host and the rule it broke (``authn.hosts``).
+    """
+
+    user_message = "The portal sends no credentials to this DPS instance's host."
+    refused_by_portal = True
+
+    def __str__(self) -> str:
+        return f"{self.user_message} {self.message}" if self.message else self.user_message
 
 
 class DpsBadRequest(DpsError):

@@ -39,6 +39,10 @@ class Command(BaseCommand):
             except (KeyError, TypeError) as exc:
                 raise CommandError(f"{path}: an entry lacks name, host or resource_id") from exc
             except ValidationError as exc:
-                raise CommandError(f"{path}: {entry.get('name')}: {exc.messages}") from exc
+                raise CommandError(
+                    f"{path}: {entry.get('name')}: {' '.join(exc.messages)}"
+                ) from exc
             verb = "registered" if created else "up to date or updated"
+            # No user, so no ARM token: the host is compared with ARM's when a user's
+            # permissions on the instance are next read.
             self.stdout.write(f"{instance.name}: {verb} ({instance.host})")

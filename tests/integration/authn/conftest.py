@@ -96,9 +96,13 @@ def entra_signin(
 
 
 @pytest.fixture
-def dps_instances(db: Any, emulators: Any) -> list[Any]:
-    """Register the emulators' DPS instances as the dev script does."""
+def dps_instances(db: Any, emulators: Any, settings: Any) -> list[Any]:
+    """Register the emulators' DPS instances as the dev script does (emulator hosts allowed)."""
     from django.core.management import call_command
+
+    from tests.conftest import emulator_dps_hosts
+
+    settings.DPS_EMULATOR_HOSTS = emulator_dps_hosts(emulators.endpoints())
 
     call_command(
         "dps_instance_import", "--from-endpoints", str(emulators.state_dir / "endpoints.json")

@@ -13,7 +13,7 @@ from django.views import View
 
 from audit.models import AuditAction, AuditEvent, AuditOutcome
 from authn import capabilities as caps_module
-from authn.arm import ArmUnavailable
+from authn.arm import ArmForbidden, ArmUnavailable
 from authn.capabilities import capabilities_invalidate, capabilities_resolve
 from authn.decorators import app_role_required, capability_required
 from authn.exceptions import ReauthRequired, TokenUnavailable
@@ -42,6 +42,10 @@ class FakeArm:
             raise ArmUnavailable("ARM answered 503.")
         return self.blocks.get(resource_id, [])
 
+    def provisioning_service_get(self, resource_id: str, token: str) -> dict[str, Any]:
+        # Data-plane roles only: ARM does not tell these users the resource (nor its host).
+        raise ArmForbidden("ARM answered 403 (AuthorizationFailed).", status=403)
+
 
 def rid(name: str) -> str:
     return f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Devices/provisioningServices/{name}"
@@ -50,10 +54,10 @@ def rid(name: str) -> str:
 @pytest.fixture
 def instances() -> tuple[DpsInstance, DpsInstance]:
     prod = DpsInstance.objects.create(
-        name="dps-prod", host="dps-prod.example", resource_id=rid("dps-prod")
+        name="dps-prod", host="dps-prod.azure-devices-provisioning.net", resource_id=rid("dps-prod")
     )
     lab = DpsInstance.objects.create(
-        name="dps-lab", host="dps-lab.example", resource_id=rid("dps-lab")
+        name="dps-lab", host="dps-lab.azure-devices-provisioning.net", resource_id=rid("dps-lab")
     )
     return prod, lab
 

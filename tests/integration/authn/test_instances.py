@@ -22,7 +22,11 @@ def _endpoints(tmp_path: Any, entries: list[dict[str, Any]]) -> str:
     return str(path)
 
 
-def test_import_is_idempotent_and_audited(tmp_path: Any) -> None:
+def test_import_is_idempotent_and_audited(tmp_path: Any, settings: Any) -> None:
+    settings.DPS_EMULATOR_HOSTS = {
+        f"127.0.0.1:{port}": RID.format(name)
+        for port, name in ((9450, "dps-a"), (9451, "dps-b"), (9999, "dps-a"))
+    }
     entries = [
         {"name": "dps-a", "host": "127.0.0.1:9450", "resource_id": RID.format("dps-a")},
         {"name": "dps-b", "host": "127.0.0.1:9451", "resource_id": RID.format("dps-b")},

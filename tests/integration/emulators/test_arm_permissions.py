@@ -242,6 +242,11 @@ def test_get_dps_resource_needs_a_control_plane_read(
     assert r.status_code == 200, r.text
     assert r.json()["properties"]["idScope"] == prod["id_scope"]
     assert r.json()["id"] == prod["resource_id"]
+    # As in Azure, the service host of the resource; the emulator adds where it really listens.
+    assert r.json()["properties"]["serviceOperationsHostName"] == (
+        "dps-fleet-prod.azure-devices-provisioning.net"
+    )
+    assert r.json()["properties"]["emulatorHost"] == prod["host"]
     denied = get(
         entra, prod["resource_id"], arm_tokens["dana.contributor"], query="api-version=2022-02-05"
     )

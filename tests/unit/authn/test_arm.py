@@ -111,3 +111,25 @@ def test_session_has_timeout_explicit_trust_and_ignores_environment(client):
 def test_relative_resource_id_is_refused(client):
     with pytest.raises(ValueError):
         client.permissions_for("subscriptions/x", TOKEN)
+
+
+@responses.activate
+def test_provisioning_service_get_reads_the_dps_resource(client):
+    """GET {resource id} with the DPS resource api-version; 403 without a control-plane read."""
+    body = {
+        "id": RID,
+        "properties": {"serviceOperationsHostName": "dps1.azure-devices-provisioning.net"},
+    }
+    responses.get(
+        f"{BASE}{RID}",
+        match=[
+            responses.matchers.query_param_matcher({"api-version": "2022-02-05"}),
+            responses.matchers.header_matcher({"Authorization": f"Bearer {TOKEN}"}),
+        ],
+        json=body,
+    )
+    assert client.provisioning_service_get(RID, TOKEN) == body
+    responses.get(f"{BASE}{RID}", status=403, json={"error": {"code": "AuthorizationFailed"}})
+    with pytest.raises(ArmForbidden) as info:
+        client.provisioning_service_get(RID, TOKEN)
+    assert TOKEN not in str(info.value)
