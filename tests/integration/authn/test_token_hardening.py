@@ -70,9 +70,7 @@ def test_refresh_in_flight_does_not_write_the_cache_back_after_sign_out(
     assert not UserTokenCache.objects.filter(user=dana).exists()
 
 
-def test_refresh_in_flight_does_not_overwrite_a_newer_sign_in(
-    dana: Any, entra_signin: Any
-) -> None:
+def test_refresh_in_flight_does_not_overwrite_a_newer_sign_in(dana: Any, entra_signin: Any) -> None:
     """A late writer holding an older version of the cache leaves a newer sign-in's cache alone."""
     stored: list[bytes | None] = []
 
@@ -83,7 +81,8 @@ def test_refresh_in_flight_does_not_overwrite_a_newer_sign_in(
         return build_app(cache)
 
     token_for_user(dana, DPS_RESOURCE, app_factory=factory)
-    assert stored and stored[0] is not None
+    assert stored
+    assert stored[0] is not None
     assert _blob(dana) == stored[0]
 
 
@@ -101,7 +100,8 @@ def test_refresh_in_flight_does_not_overwrite_a_sign_in_after_a_sign_out(
         return build_app(cache)
 
     token_for_user(dana, DPS_RESOURCE, app_factory=factory)
-    assert stored and stored[0] is not None
+    assert stored
+    assert stored[0] is not None
     assert _blob(dana) == stored[0]
 
 
@@ -165,7 +165,7 @@ def test_token_service_unreachable_in_a_view_is_a_clear_page(
     dana: Any, dps_instances: Any, settings: Any
 ) -> None:
     """A DPS page whose token cannot be had says so (503), never a server error."""
-    assert entra_signin_home_ok(dana)
+    assert _fill_capability_cache(dana)
     settings.ENTRA_AUTHORITY = f"https://127.0.0.1:{_closed_port()}/{settings.ENTRA_TENANT_ID}"
     msal_app.reset_http_cache()
     from django.test import Client
@@ -183,7 +183,7 @@ def test_token_service_unreachable_in_a_view_is_a_clear_page(
     assert b'data-testid="token-unavailable"' in htmx.content
 
 
-def entra_signin_home_ok(user: Any) -> bool:
+def _fill_capability_cache(user: Any) -> bool:
     """Fill the capability cache (ARM read with a real token) so only the DPS token is missing."""
     from authn.capabilities import capabilities_resolve
     from authn.models import DpsInstance

@@ -196,3 +196,35 @@ def test_arm_unreachable_pauses_the_job_instead_of_failing_it_as_denied(
     services.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED, job.error
+
+
+def test_purge_keeps_the_token_cache_of_a_working_jobs_owner(
+    azure_settings: Any, dps_instances: Any, endpoints: dict[str, Any]
+) -> None:
+    """A job still acting as its owner keeps the owner's tokens after the session expired."""
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from authn.models import DpsInstance, UserTokenCache
+    from authn.tasks import token_caches_purge_expired
+    from enrollments.models import JobKind
+
+    client = Client(SERVER_NAME="localhost")
+    _signin(client, endpoints)
+    owner = BulkJob._meta.get_field("owner").related_model.objects.get(
+        entra_identity__upn=PERSONAS["dana"][0]  # type: ignore[index]
+    )
+    job = BulkJob.objects.create(
+        kind=JobKind.EXPORT,
+        owner=owner,
+        instance=DpsInstance.objects.get(name=INSTANCE),
+        state=JobState.RUNNING,
+    )
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))
+    assert token_caches_purge_expired() == 0
+    assert UserTokenCache.objects.filter(user=owner).exists()
+    BulkJob.objects.filter(pk=job.pk).update(state=JobState.COMPLETED)
+    assert token_caches_purge_expired() == 1
+    assert not UserTokenCache.objects.filter(user=owner).exists()
