@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
-from authn.arm import ArmClient, ArmError
+from authn.arm import ArmClient, ArmError, ArmUnavailable
 from authn.exceptions import TokenUnavailable
 from authn.hosts import DpsHostError, dps_host_arm_check
 from authn.models import DpsInstance
@@ -35,6 +35,8 @@ class InstanceCapabilities:
     instance: str
     capabilities: frozenset[Capability]
     error: str = ""
+    # The error is an outage (ARM or Entra ID could not be reached), not an answer about rights.
+    unreachable: bool = False
 
     def __contains__(self, item: object) -> bool:
         try:
@@ -119,7 +121,20 @@ def _resolve_from_arm(
     except (TokenUnavailable, ArmError) as exc:
         # Fail closed: no capability; not cached, so the next page view tries again.
         log.warning("permissions of user %s on %s unavailable: %s", user.pk, instance.name, exc)
-        return InstanceCapabilities(instance.name, frozenset(), error=str(exc))
+        if isinstance(exc, ArmUnavailable):
+            answer = f"it answered {exc.status}" if exc.status else "no answer"
+            return InstanceCapabilities(
+                instance.name,
+                frozenset(),
+                error=f"Azure Resource Manager could not be reached ({answer}).",
+                unreachable=True,
+            )
+        return InstanceCapabilities(
+            instance.name,
+            frozenset(),
+            error=str(exc),
+            unreachable=isinstance(exc, TokenUnavailable) and not exc.error,
+        )
     try:
         # With the user's ARM token at hand, tie the recorded host to the resource id (once
         # per resource id and hour; the import command registers without a user).

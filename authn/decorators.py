@@ -63,13 +63,35 @@ def instance_refusal(request: HttpRequest, instance: DpsInstance) -> HttpRespons
     return None
 
 
+def permissions_unknown(request: HttpRequest, instance: DpsInstance) -> HttpResponse | None:
+    """Answer 503 if the user's rights on ``instance`` could not be read; else None.
+
+    A lookup that failed (ARM or Entra ID unreachable, an answer ARM should not give) says
+    nothing about the user's role: the page says what failed, and no ``denied`` event is
+    recorded, since nothing was refused.
+    """
+    from authn.capabilities import capabilities_resolve
+
+    caps = capabilities_resolve(request.user, instance)
+    if not caps.error:
+        return None
+    response = render(
+        request,
+        "authn/permissions_unavailable.html",
+        {"instance": instance, "caps": caps},
+        status=503,
+    )
+    response["Retry-After"] = "30"
+    return response
+
+
 def capability_required(
     capability: str | Capability, *, instance_kwarg: str = "instance"
 ) -> Callable[[View], View]:
     """Require a capability on the DPS instance named by the URL kwarg ``instance_kwarg``.
 
     Anonymous users are sent to sign in; a missing capability gives the 403 page and a
-    ``denied`` audit event. The instance is available to the view as ``request.dps_instance``.
+    ``denied`` audit event; rights that could not be read give a 503 page and no event. The instance is available to the view as ``request.dps_instance``.
     """
     cap = Capability(capability)
 
@@ -84,6 +106,9 @@ def capability_required(
             if refusal is not None:
                 return refusal
             if not request.user.has_perm(cap.value, instance):
+                unknown = permissions_unknown(request, instance)
+                if unknown is not None:
+                    return unknown
                 return deny(
                     request,
                     reason=f"Your Azure role on {instance.name} does not allow this: "

@@ -1,4 +1,8 @@
-"""Turn ReauthRequired, wherever a view raises it, into a "sign in again" prompt."""
+"""Turn ReauthRequired, wherever a view raises it, into a "sign in again" prompt.
+
+TokenUnavailable (Entra ID could not be reached, or refused in a way a new sign-in cannot
+fix) becomes a "try again" page with status 503 instead of a server error.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from django.urls import reverse
 
 from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
-from authn.exceptions import ReauthRequired
+from authn.exceptions import ReauthRequired, TokenUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,8 @@ class ReauthRequiredMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, TokenUnavailable):
+            return _token_unavailable(request, exception)
         if not isinstance(exception, ReauthRequired):
             return None
         audit_record(
@@ -54,3 +60,21 @@ class ReauthRequiredMiddleware:
             response["HX-Redirect"] = login_url
             return response
         return render(request, "authn/reauth.html", {"login_url": login_url}, status=401)
+
+
+def _token_unavailable(request: HttpRequest, exception: TokenUnavailable) -> HttpResponse:
+    # An outage, not a decision about the user: logged, not audited as a refusal.
+    log.warning("token unavailable for %s %s: %s", request.method, request.path, exception)
+    template = (
+        "authn/_token_unavailable.html"
+        if request.headers.get("HX-Request")
+        else "authn/token_unavailable.html"
+    )
+    response = render(
+        request,
+        template,
+        {"reason": str(exception), "unreachable": not exception.error},
+        status=503,
+    )
+    response["Retry-After"] = "30"
+    return response

@@ -54,13 +54,17 @@ class EntraIdentity(models.Model):
 class UserTokenCache(models.Model):
     """One user's MSAL token caches, Fernet-encrypted with ``TOKEN_CACHE_KEYS``.
 
-    Holds refresh and access tokens: never exposed outside :mod:`authn.tokens`.
+    Holds refresh and access tokens: never exposed outside :mod:`authn.tokens`. ``version``
+    is a new random number at every write; a writer updates the row only if it still holds
+    the version it read, so a token refresh that finishes after a sign-out (row deleted) or
+    after a newer sign-in (version moved on) changes nothing. Only a sign-in creates the row.
     """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="token_cache"
     )
     blob = models.BinaryField()
+    version = models.PositiveBigIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

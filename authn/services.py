@@ -170,9 +170,11 @@ def _redeem(request: HttpRequest, flow: dict[str, Any], params: dict[str, str]) 
         error = SigninError("Your portal account is disabled.", code="account_disabled")
         error.claims = claims  # type: ignore[attr-defined]
         raise error
-    login(request, user, backend=BACKEND_PATH)
+    # Store the new tokens before login(): its user_logged_in signal resumes the user's
+    # bulk jobs paused for sign-in, and that check must see these tokens, not the dead ones.
     token_cache_store_signin(user, cache)
     capabilities_invalidate_all(user)
+    login(request, user, backend=BACKEND_PATH)
     audit_record(actor=user, action=AuditAction.SIGNIN, outcome=AuditOutcome.SUCCESS)
     return user
 

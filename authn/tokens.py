@@ -26,15 +26,19 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import requests
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from authn import crypto
 from authn.exceptions import ReauthRequired, TokenUnavailable
@@ -57,6 +61,10 @@ RESOURCES = (DPS_RESOURCE, ARM_RESOURCE)
 REAUTH_ERRORS = frozenset(
     {"invalid_grant", "interaction_required", "login_required", "consent_required"}
 )
+# A refresh request carries nothing of the caller's but the refresh token, so Entra's
+# invalid_request there (AADSTS9002313: unknown or malformed token) means the same as an
+# expired one: only a new sign-in helps.
+REFRESH_REAUTH_ERRORS = REAUTH_ERRORS | {"invalid_request"}
 _MIN_LIFETIME_SECONDS = 300  # MSAL's own margin: never hand out a token about to expire
 _MEMO_MAX_ENTRIES = 4096
 
@@ -65,8 +73,15 @@ AppFactory = Callable[[SerializableTokenCache], Any]
 
 @dataclass
 class UserCaches:
+    """The two caches of a user and the version of the stored row they were read from.
+
+    ``version`` is None when no row was stored: such caches are never written back (only a
+    sign-in creates the row).
+    """
+
     signin: SerializableTokenCache
     obo: SerializableTokenCache
+    version: int | None = None
 
     @property
     def changed(self) -> bool:
@@ -77,17 +92,18 @@ def _user_id(user: Any) -> int:
     return int(user if isinstance(user, int) else user.pk)
 
 
-def _blob_of(user_id: int) -> bytes | None:
-    blob = UserTokenCache.objects.filter(user_id=user_id).values_list("blob", flat=True).first()
-    return bytes(blob) if blob is not None else None
+def _row_of(user_id: int) -> tuple[bytes, int] | None:
+    row = UserTokenCache.objects.filter(user_id=user_id).values_list("blob", "version").first()
+    return (bytes(row[0]), int(row[1])) if row is not None else None
 
 
 def token_caches_load(user: Any) -> UserCaches:
     """Load and decrypt the user's caches (empty when absent or unreadable with current keys)."""
-    return _caches_from_blob(_blob_of(_user_id(user)))
+    return _caches_from_row(_row_of(_user_id(user)))
 
 
-def _caches_from_blob(blob: bytes | None) -> UserCaches:
+def _caches_from_row(row: tuple[bytes, int] | None) -> UserCaches:
+    blob, version = row if row is not None else (None, None)
     plaintext = crypto.decrypt(blob) if blob else None
     data: dict[str, Any] = {}
     if plaintext:
@@ -96,31 +112,88 @@ def _caches_from_blob(blob: bytes | None) -> UserCaches:
         except ValueError:
             data = {}
     return UserCaches(
-        signin=new_token_cache(data.get("signin")), obo=new_token_cache(data.get("obo"))
+        signin=new_token_cache(data.get("signin")),
+        obo=new_token_cache(data.get("obo")),
+        version=version,
     )
 
 
-def token_caches_save(user: Any, caches: UserCaches) -> bytes:
-    """Encrypt and store the caches (last writer wins: Entra keeps older refresh tokens valid).
-
-    Return the stored ciphertext.
-    """
-    blob = crypto.encrypt(
+def _encrypt(caches: UserCaches) -> bytes:
+    return crypto.encrypt(
         json.dumps({"v": 1, "signin": caches.signin.serialize(), "obo": caches.obo.serialize()})
     )
-    UserTokenCache.objects.update_or_create(user_id=_user_id(user), defaults={"blob": blob})
+
+
+def token_caches_save(user: Any, caches: UserCaches) -> bytes | None:
+    """Store the caches over the row they were read from; return the new ciphertext.
+
+    The UPDATE only matches while the row still has the version ``caches`` were read with, and
+    never creates a row: after a sign-out (row deleted) or a newer sign-in or another process's
+    write (version moved on) nothing is written and None is returned. Losing such a write is
+    harmless: Entra keeps the older refresh tokens valid, and a token missing from the cache
+    is simply derived again.
+    """
+    if caches.version is None:
+        return None
+    blob = _encrypt(caches)
+    new_version = _new_version()
+    updated = UserTokenCache.objects.filter(user_id=_user_id(user), version=caches.version).update(
+        blob=blob, version=new_version, updated_at=timezone.now()
+    )
+    if not updated:
+        log.info("token cache of user %s changed meanwhile; not written back", _user_id(user))
+        return None
+    caches.version = new_version
     return blob
 
 
+def _new_version() -> int:
+    # Random, not a counter: a row deleted at sign-out and created again at the next sign-in
+    # must not come back with the version a late writer read from the old one.
+    return secrets.randbits(62) + 1
+
+
 def token_cache_store_signin(user: Any, signin_cache: SerializableTokenCache) -> None:
-    """Replace the user's caches after a sign-in: new sign-in tokens, no derived tokens yet."""
+    """Replace the user's caches after a sign-in: new sign-in tokens, no derived tokens yet.
+
+    The only place that creates a cache row. Any writer still holding an older version of
+    the row finds its conditional update matches nothing.
+    """
     token_memo_forget(user)
-    token_caches_save(user, UserCaches(signin=signin_cache, obo=new_token_cache()))
+    blob = _encrypt(UserCaches(signin=signin_cache, obo=new_token_cache()))
+    uid = _user_id(user)
+    for _ in range(2):
+        try:
+            with transaction.atomic():
+                if UserTokenCache.objects.filter(user_id=uid).update(
+                    blob=blob, version=_new_version(), updated_at=timezone.now()
+                ):
+                    return
+                UserTokenCache.objects.create(user_id=uid, blob=blob, version=_new_version())
+                return
+        except IntegrityError:
+            continue  # a sign-in in another tab created the row this instant: update it
+    raise IntegrityError(f"token cache of user {uid} could not be stored")
 
 
 def token_cache_delete(user: Any) -> None:
+    """Delete the user's caches (sign-out): a refresh still in flight then writes nothing."""
     token_memo_forget(user)
     UserTokenCache.objects.filter(user_id=_user_id(user)).delete()
+
+
+def token_caches_purge(*, keep_user_ids: Iterable[int], written_before: datetime) -> int:
+    """Delete the token caches of users not in ``keep_user_ids``; return how many went.
+
+    Only caches last written before ``written_before`` go: a user who signed in while the
+    caller was working out whom to keep has a fresh row and keeps it.
+    """
+    deleted, _ = (
+        UserTokenCache.objects.exclude(user_id__in=set(keep_user_ids))
+        .filter(updated_at__lt=written_before)
+        .delete()
+    )
+    return int(deleted)
 
 
 #
@@ -197,9 +270,11 @@ def _error_of(result: dict[str, Any] | None) -> str:
     return str((result or {}).get("error") or "")
 
 
-def _raise_for(result: dict[str, Any] | None, what: str) -> None:
+def _raise_for(
+    result: dict[str, Any] | None, what: str, reauth_errors: frozenset[str] = REAUTH_ERRORS
+) -> None:
     error = _error_of(result)
-    if error in REAUTH_ERRORS:
+    if error in reauth_errors:
         raise ReauthRequired(
             error,
             suberror=str((result or {}).get("suberror") or ""),
@@ -222,7 +297,8 @@ def token_for_user(user: Any, resource: str, *, app_factory: AppFactory = build_
     if resource not in RESOURCES:
         raise ValueError(f"unknown resource {resource!r}")
     uid = _user_id(user)
-    blob = _blob_of(uid)
+    row = _row_of(uid)
+    blob = row[0] if row is not None else None
     version = crypto.ciphertext_version(blob) if blob else None
     if version is not None:
         remembered = _memo_get(uid, resource, version)
@@ -231,7 +307,7 @@ def token_for_user(user: Any, resource: str, *, app_factory: AppFactory = build_
     home = _home_account_id(user)
     if home is None:
         raise ReauthRequired("no_account")
-    caches = _caches_from_blob(blob)
+    caches = _caches_from_row(row)
     client_id = str(settings.ENTRA_CLIENT_ID)
     try:
         # A cached token needs no app object, hence no discovery request.
@@ -257,8 +333,9 @@ def token_for_user(user: Any, resource: str, *, app_factory: AppFactory = build_
         ) from exc
     finally:
         if caches.changed:
-            blob = token_caches_save(user, caches)
-            version = crypto.ciphertext_version(blob)
+            # Written back only over the row read above (see token_caches_save).
+            saved = token_caches_save(user, caches)
+            version = crypto.ciphertext_version(saved) if saved is not None else None
     if version is not None and cached is not None and cached[0] == token:
         _memo_put(uid, resource, version, token, cached[1])
     return token
@@ -297,5 +374,5 @@ def _portal_api_token(signin_app: Any, home: str) -> str:
     if not result:
         raise ReauthRequired("no_refresh_token")
     if "access_token" not in result:
-        _raise_for(result, "refresh")
+        _raise_for(result, "refresh", REFRESH_REAUTH_ERRORS)
     return str(result["access_token"])

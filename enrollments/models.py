@@ -48,6 +48,8 @@ class PauseReason(models.TextChoices):
     NONE = "", "-"
     NEEDS_SIGNIN = "needs_signin", "Needs sign-in"
     FORBIDDEN = "forbidden", "Permission missing"
+    # Entra ID (tokens) or ARM (permissions) could not be reached: the sweep resumes the job.
+    SERVICE_UNAVAILABLE = "service_unavailable", "Azure could not be reached"
 
 
 class RowPlan(models.TextChoices):

@@ -25,3 +25,14 @@ def resume_jobs_on_signin(sender: Any, request: Any = None, user: Any = None, **
         return
     if resumed:
         log.info("resumed %d bulk job(s) after sign-in", resumed)
+
+
+def token_cache_holders_of_jobs(sender: Any, **_: Any) -> list[int]:
+    """Name the owners of jobs that will still call DPS as them (their caches must stay)."""
+    from django.db.models import Q
+
+    from enrollments.models import BulkJob, JobState, PauseReason
+
+    working = Q(state__in=(JobState.QUEUED, JobState.VALIDATING, JobState.RUNNING))
+    waiting = Q(state=JobState.PAUSED, pause_reason=PauseReason.SERVICE_UNAVAILABLE)
+    return list(BulkJob.objects.filter(working | waiting).values_list("owner_id", flat=True))

@@ -131,6 +131,11 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 1900)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Periodic tasks (celery beat). enrollments/tasks.py adds the bulk job sweep to these.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Token caches of users whose sessions all expired: refresh tokens nobody can use.
+    "authn-token-caches-purge": {"task": "authn.token_caches_purge", "schedule": 3600.0},
+}
 
 # -- Entra ID, ARM, DPS ----------------------------------------------------------------
 # EMULATOR_ENDPOINTS_FILE points at the emulators' endpoints.json (development and tests);

@@ -24,5 +24,9 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "portal/home.html",
-        {"instances": rows, "lookup_failed": any(r["caps"].error for r in rows)},
+        {
+            "instances": rows,
+            "lookup_failed": any(r["caps"].error for r in rows),
+            "arm_unreachable": any(r["caps"].unreachable for r in rows),
+        },
     )

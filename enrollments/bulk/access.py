@@ -25,7 +25,11 @@ class BulkAccess(Protocol):
         ...
 
     def capabilities(self, *, owner: Any, instance: Any) -> frozenset[str]:
-        """Return ``owner``'s capability names on ``instance``; raise ReauthRequired if needed."""
+        """Return ``owner``'s capability names on ``instance``.
+
+        Raise ReauthRequired if the owner must sign in again, PermissionLookupFailed if the
+        capabilities cannot be read now.
+        """
         ...
 
     def check_signin(self, *, owner: Any, instance: Any) -> None:
@@ -54,10 +58,14 @@ class PortalAccess:
 
     def capabilities(self, *, owner: Any, instance: Any) -> frozenset[str]:
         from authn.capabilities import capabilities_invalidate, capabilities_resolve
+        from authn.exceptions import PermissionLookupFailed
 
         # A run re-reads ARM rather than trusting a cache filled before the job was queued.
         capabilities_invalidate(owner, instance)
         result = capabilities_resolve(owner, instance)
+        if result.error:
+            # Unknown is not "none": the job waits rather than failing as if refused.
+            raise PermissionLookupFailed(result.error)
         return frozenset(c.value for c in result.capabilities)
 
     def check_signin(self, *, owner: Any, instance: Any) -> None:

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
-from authn.exceptions import ReauthRequired
+from authn.exceptions import PermissionLookupFailed, ReauthRequired, TokenUnavailable
 from enrollments.bulk.access import access
 from enrollments.bulk.ingest import ingest_file
 from enrollments.bulk.preview import plan_counts_store, preview_job
@@ -210,6 +210,11 @@ def _pause(job: BulkJob, reason: str, phase: str) -> None:
     job.pause_reason = reason
     job.options = {**job.options, "phase": phase}
     job.save(update_fields=["state", "pause_reason", "options"])
+    if reason == PauseReason.SERVICE_UNAVAILABLE:
+        # An outage, not a refusal or an expired sign-in: nothing for the audit trail to
+        # hold against the owner. The sweep resumes the job once Azure answers.
+        log.warning("bulk job %s paused: Entra ID or ARM could not be reached", job.pk)
+        return
     _audit(job, AuditAction.REAUTH, AuditOutcome.FAILED, message=f"job paused: {reason}")
 
 
@@ -284,6 +289,9 @@ def job_prepare(job_id: int) -> None:
             _list_registrations(job, client, bucket)
     except ReauthRequired:
         _pause(job, PauseReason.NEEDS_SIGNIN, "prepare")
+        return
+    except (TokenUnavailable, PermissionLookupFailed):
+        _pause(job, PauseReason.SERVICE_UNAVAILABLE, "prepare")
         return
     except CsvFormatError as exc:
         _fail(job, str(exc))
@@ -430,6 +438,12 @@ def job_execute(job_id: int) -> None:
         if job.state == JobState.RUNNING:
             _pause(job, PauseReason.NEEDS_SIGNIN, "run")
         return
+    except (TokenUnavailable, PermissionLookupFailed):
+        # The lanes gave their rows back (unsent ones pending, sent ones in doubt).
+        job.refresh_from_db()
+        if job.state == JobState.RUNNING:
+            _pause(job, PauseReason.SERVICE_UNAVAILABLE, "run")
+        return
     except PermissionDenied as exc:
         _abort_rows(job, str(exc))
         _fail(job, str(exc))
@@ -537,19 +551,27 @@ def _is_admin(user: Any) -> bool:
 
 
 def job_resume(job_id: int) -> bool:
-    """Resume a job paused for sign-in if the owner's token is available again."""
+    """Resume a job paused for sign-in or an outage once the owner's tokens (and rights) answer."""
     job = BulkJob.objects.select_related("owner", "instance").get(pk=job_id)
     if job.state != JobState.PAUSED:
         return False
     try:
         access().check_signin(owner=job.owner, instance=job.instance)
-    except ReauthRequired:
+        if job.pause_reason == PauseReason.SERVICE_UNAVAILABLE:
+            access().capabilities(owner=job.owner, instance=job.instance)
+    except (ReauthRequired, TokenUnavailable, PermissionLookupFailed):
         return False
     phase = job.options.get("phase")
     to_state = JobState.RUNNING if phase == "run" else JobState.VALIDATING
     if not _transition(job_id, (JobState.PAUSED,), to_state, pause_reason=""):
         return False
-    _audit(job, AuditAction.JOB_START, message="resumed after sign-in")
+    _audit(
+        job,
+        AuditAction.JOB_START,
+        message="resumed after sign-in"
+        if job.pause_reason == PauseReason.NEEDS_SIGNIN
+        else "resumed: Azure answers again",
+    )
     with transaction.atomic():
         _enqueue("bulk_job_execute_task" if phase == "run" else "bulk_job_prepare_task", job_id)
     return True
@@ -595,7 +617,8 @@ def jobs_sweep(*, stale_seconds: int | None = None) -> list[int]:
     for job in BulkJob.objects.filter(state=JobState.CANCELLING, heartbeat_at__lt=stale):
         job_cancel_finish(job.pk)
     for job_id in BulkJob.objects.filter(
-        state=JobState.PAUSED, pause_reason=PauseReason.NEEDS_SIGNIN
+        state=JobState.PAUSED,
+        pause_reason__in=(PauseReason.NEEDS_SIGNIN, PauseReason.SERVICE_UNAVAILABLE),
     ).values_list("id", flat=True):
         if job_resume(job_id):
             requeued.append(job_id)
