@@ -19,6 +19,7 @@ def _urls(event_id: int) -> list[str]:
         "/audit/",
         f"/audit/events/{event_id}/",
         "/audit/targets/dps-a/enrollment/dev-1/",
+        "/audit/targets/?target_type=view&target_id=/a/b/",
         "/audit/actors/oid-ada/",
         "/audit/chart/",
         "/audit/export.csv",
