@@ -193,7 +193,11 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 # Preloading commits the whole registered domain to HTTPS for good (hstspreload.org): an
 # operator's decision (SECURE_HSTS_PRELOAD=true), so its deploy warning is not an issue here.
 SILENCED_SYSTEM_CHECKS = ["security.W021"]
-if env_bool("PORTAL_BEHIND_PROXY", False):
+PORTAL_BEHIND_PROXY = env_bool("PORTAL_BEHIND_PROXY", False)
+# Trusted proxies in front of the portal: the audit's client address is this many entries
+# from the right of X-Forwarded-For (portal.middleware.client_address).
+PORTAL_PROXY_HOPS = env_int("PORTAL_PROXY_HOPS", 1)
+if PORTAL_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 CONTENT_SECURITY_POLICY = (
