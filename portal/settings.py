@@ -272,3 +272,6 @@ BULK_ACCESS_BACKEND = env_str("BULK_ACCESS_BACKEND", "enrollments.bulk.access.Po
 # -- audit log (audit/) ----------------------------------------------------------------------
 # manage.py audit_retention deletes events older than this many days unless --older-than says.
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 400)
+# "<key id>:<base64 key>" entries, newest first, that key the audit hash chain (audit/keys.py).
+# Required when DEBUG is off; never stored in the database.
+AUDIT_HMAC_KEYS = env_list("AUDIT_HMAC_KEYS")
