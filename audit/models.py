@@ -127,3 +127,21 @@ class AuditRetentionRun(models.Model):
 
     def __str__(self) -> str:
         return f"audit retention run {self.pk} below event {self.delete_below_id}"
+
+
+class SigninFailureWindow(models.Model):
+    """Failed sign-ins of one client address in the current window (audit.throttle).
+
+    The first ``AUDIT_SIGNIN_FAILED_BURST`` failures of a window are audit rows of their
+    own; the rest are only counted here, under this row's lock instead of the chain's, and
+    written as one summarising ``signin_failed`` row once the window is over.
+    """
+
+    client_ip = models.CharField(max_length=45, unique=True)  # "" when unknown
+    started = models.DateTimeField()
+    written = models.PositiveIntegerField(default=0)
+    suppressed = models.PositiveIntegerField(default=0)
+    last_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.client_ip or 'unknown'}: {self.written} + {self.suppressed} since {self.started}"

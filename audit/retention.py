@@ -17,6 +17,7 @@ from audit.models import (
     AuditRetentionRun,
 )
 from audit.services import audit_record
+from audit.throttle import audit_signin_failures_flush
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ def audit_retention_apply(*, older_than_days: int) -> RetentionResult:
     """
     if older_than_days < 1:
         raise ValueError("older_than_days must be at least 1")
+    # Failed sign-ins still only counted become rows first (a quiet address has no other trigger).
+    audit_signin_failures_flush()
     cutoff = timezone.now() - timedelta(days=older_than_days)
     with transaction.atomic():
         # Same lock order as audit_record: the head row first.

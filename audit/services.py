@@ -38,8 +38,7 @@ def _actor_snapshot(actor: Any) -> dict[str, str]:
     return snap
 
 
-def _client_ip() -> str | None:
-    raw = client_ip_var.get()
+def _client_ip(raw: str) -> str | None:
     try:
         return str(ipaddress.ip_address(raw)) if raw else None
     except ValueError:
@@ -70,12 +69,16 @@ def audit_record(
     actor_oid: str = "",
     actor_upn: str = "",
     actor_name: str = "",
+    client_ip: str | None = None,
+    request_id: str | None = None,
 ) -> AuditEvent:
     """Append one event to the audit chain and return it.
 
     ``actor`` is the user (or None for anonymous events such as a failed sign-in, where
     ``actor_oid``/``actor_upn``/``actor_name`` may describe who tried). Request id, task id
-    and client IP come from the current request or task context. ``before``, ``after`` and
+    and client IP come from the current request or task context unless ``client_ip`` or
+    ``request_id`` say otherwise (a summary written on behalf of another address).
+    ``before``, ``after`` and
     ``message`` go through :func:`audit.redaction.redact` first. Run inside the caller's
     transaction when there is one, so the event commits or rolls back with the change.
     """
@@ -83,14 +86,14 @@ def audit_record(
     key_id, _key = audit_current_key()
     known = _actor_snapshot(actor)
     snap = {"actor_oid": actor_oid, "actor_upn": actor_upn, "actor_name": actor_name, **known}
-    rid = request_id_var.get()
+    rid = request_id_var.get() if request_id is None else request_id
     event = AuditEvent(
         time=timezone.now(),
         actor=actor if known else None,
         actor_oid=snap["actor_oid"][:64],
         actor_upn=snap["actor_upn"][:255],
         actor_name=snap["actor_name"][:255],
-        client_ip=_client_ip(),
+        client_ip=_client_ip(client_ip_var.get() if client_ip is None else client_ip),
         request_id="" if rid == "-" else rid[:64],
         task_id=task_id_var.get()[:64],
         dps_instance=dps_instance[:128],

@@ -275,3 +275,7 @@ AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 400)
 # "<key id>:<base64 key>" entries, newest first, that key the audit hash chain (audit/keys.py).
 # Required when DEBUG is off; never stored in the database.
 AUDIT_HMAC_KEYS = env_list("AUDIT_HMAC_KEYS")
+# Failed sign-ins per client address: the first AUDIT_SIGNIN_FAILED_BURST of each window are
+# audited one by one, the rest counted and written as one summary row (audit/throttle.py).
+AUDIT_SIGNIN_FAILED_WINDOW_SECONDS = env_int("AUDIT_SIGNIN_FAILED_WINDOW_SECONDS", 60)
+AUDIT_SIGNIN_FAILED_BURST = env_int("AUDIT_SIGNIN_FAILED_BURST", 5)
