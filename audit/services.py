@@ -38,7 +38,8 @@ def _actor_snapshot(actor: Any) -> dict[str, str]:
     return snap
 
 
-def _client_ip(raw: str) -> str | None:
+def client_ip_normalise(raw: str) -> str | None:
+    """Return ``raw`` as a canonical IP address string, or None when it is not one."""
     try:
         return str(ipaddress.ip_address(raw)) if raw else None
     except ValueError:
@@ -93,7 +94,7 @@ def audit_record(
         actor_oid=snap["actor_oid"][:64],
         actor_upn=snap["actor_upn"][:255],
         actor_name=snap["actor_name"][:255],
-        client_ip=_client_ip(client_ip_var.get() if client_ip is None else client_ip),
+        client_ip=client_ip_normalise(client_ip_var.get() if client_ip is None else client_ip),
         request_id="" if rid == "-" else rid[:64],
         task_id=task_id_var.get()[:64],
         dps_instance=dps_instance[:128],

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent, AuditOutcome, SigninFailureWindow
-from audit.services import _client_ip, audit_record
+from audit.services import audit_record, client_ip_normalise
 from portal.context import client_ip_var
 
 # Ended windows summarised per flush, so one request never writes an unbounded batch.
@@ -70,7 +70,7 @@ def audit_signin_failure(
     Returns the row written, or None when the address is over its limit for this window
     and the failure was only counted (see the module docstring).
     """
-    address = _client_ip(client_ip_var.get()) or ""
+    address = client_ip_normalise(client_ip_var.get()) or ""
     now = timezone.now()
     event: AuditEvent | None = None
     with transaction.atomic():
