@@ -36,10 +36,23 @@ def client_address(request: HttpRequest) -> str:
     hops = max(int(settings.PORTAL_PROXY_HOPS), 1)
     if len(entries) < hops:
         return peer
+    return _forwarded_ip(entries[-hops]) or peer
+
+
+def _forwarded_ip(entry: str) -> str | None:
+    """Return the address of one X-Forwarded-For entry, with or without a port, or None.
+
+    Some proxies (Azure Application Gateway) append ``address:port``, or ``[v6]:port``.
+    """
+    host = entry
+    if entry.startswith("[") and "]" in entry:
+        host = entry[1 : entry.index("]")]
+    elif entry.count(":") == 1:
+        host = entry.partition(":")[0]
     try:
-        return str(ipaddress.ip_address(entries[-hops]))
+        return str(ipaddress.ip_address(host))
     except ValueError:
-        return peer
+        return None
 
 
 class RequestIdMiddleware:

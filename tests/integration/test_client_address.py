@@ -53,10 +53,18 @@ def test_behind_the_proxy_a_missing_or_bad_header_falls_back_to_the_peer(
     assert event.client_ip == "10.0.0.2"
 
 
-def test_ipv6_forwarded_address(settings: Any) -> None:
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("2001:db8::1", "2001:db8::1"),
+        ("6.6.6.6, 203.0.113.9:50123", "203.0.113.9"),  # Application Gateway adds the port
+        ("[2001:db8::1]:443", "2001:db8::1"),
+    ],
+)
+def test_forwarded_address_forms(settings: Any, header: str, expected: str) -> None:
     settings.PORTAL_BEHIND_PROXY = True
-    event, _ = _failed_signin(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="2001:db8::1")
-    assert event.client_ip == "2001:db8::1"
+    event, _ = _failed_signin(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=header)
+    assert event.client_ip == expected
 
 
 @pytest.mark.parametrize(
