@@ -50,6 +50,7 @@ check-deploy: $(STAMP)
 	DJANGO_SECRET_KEY=$$(head -c 48 /dev/urandom | base64) DJANGO_ALLOWED_HOSTS=portal.example.com \
 	ENTRA_TENANT_ID=00000000-0000-0000-0000-000000000001 ENTRA_CLIENT_ID=00000000-0000-0000-0000-000000000002 \
 	ENTRA_CLIENT_SECRET=x TOKEN_CACHE_KEYS=$$(head -c 32 /dev/urandom | base64 | tr '+/' '-_') \
+	AUDIT_HMAC_KEYS=k1:$$(head -c 32 /dev/urandom | base64) \
 	$(VENV)/bin/python manage.py check --deploy --fail-level WARNING
 
 clean:

@@ -31,6 +31,7 @@ class AuditAction(models.TextChoices):
     JOB_FINISH = "job_finish", "Job finished"
     EXPORT = "export", "Exported"
     CHECKPOINT = "checkpoint", "Retention checkpoint"
+    CHAIN_KEYED = "chain_keyed", "Audit chain keyed"
 
 
 class AuditOutcome(models.TextChoices):
@@ -43,9 +44,10 @@ class AuditEvent(models.Model):
     """One thing done (or refused) through the portal, by whom, where, with what result.
 
     Rows are append-only: only :func:`audit.services.audit_record` creates them, nothing in
-    the application updates or deletes them. Each row stores the SHA-256 ``hash`` of its own
-    canonical content together with ``prev_hash``, the hash of the row written before it, so
-    removing or editing a row breaks the chain (``manage.py audit_verify`` finds where).
+    the application updates or deletes them. Each row stores as ``hash`` the HMAC-SHA256 of its
+    own canonical content together with ``prev_hash``, the hash of the row written before it,
+    under the key ``key_id`` names (``AUDIT_HMAC_KEYS``, never stored here), so removing,
+    editing or forging a row breaks the chain (``manage.py audit_verify`` finds where).
 
     The actor is kept twice: ``actor`` links to the user while the account exists (SET_NULL
     afterwards), and the ``actor_oid``/``actor_upn``/``actor_name`` snapshot says who it was
@@ -80,6 +82,8 @@ class AuditEvent(models.Model):
     message = models.TextField(blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # Empty on rows written before the chain was keyed (plain SHA-256).
+    key_id = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         ordering = ("-id",)
@@ -100,6 +104,44 @@ class AuditChainHead(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     last_hash = models.CharField(max_length=64, default="0" * 64)
     count = models.BigIntegerField(default=0)
+    # audit.chain.head_mac(last_hash, key_id): a head moved back over deleted rows fails it.
+    key_id = models.CharField(max_length=16, blank=True, default="")
+    mac = models.CharField(max_length=64, blank=True, default="")
 
     def __str__(self) -> str:
         return f"audit chain head #{self.count}"
+
+
+class AuditRetentionRun(models.Model):
+    """One run of ``manage.py audit_retention``: the record that lets it delete.
+
+    On PostgreSQL the append-only trigger lets a DELETE of audit events through only in the
+    transaction that inserted a run (``txid`` is stamped by the database on insert, whatever
+    the insert says) and only for events below ``delete_below_id``. Runs themselves can be
+    neither changed nor deleted, so every lifting of the guard stays on record.
+    """
+
+    time = models.DateTimeField(auto_now_add=True)
+    delete_below_id = models.BigIntegerField()
+    txid = models.BigIntegerField(null=True, blank=True, editable=False)
+
+    def __str__(self) -> str:
+        return f"audit retention run {self.pk} below event {self.delete_below_id}"
+
+
+class SigninFailureWindow(models.Model):
+    """Failed sign-ins of one client address in the current window (audit.throttle).
+
+    The first ``AUDIT_SIGNIN_FAILED_BURST`` failures of a window are audit rows of their
+    own; the rest are only counted here, under this row's lock instead of the chain's, and
+    written as one summarising ``signin_failed`` row once the window is over.
+    """
+
+    client_ip = models.CharField(max_length=45, unique=True)  # "" when unknown
+    started = models.DateTimeField()
+    written = models.PositiveIntegerField(default=0)
+    suppressed = models.PositiveIntegerField(default=0)
+    last_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.client_ip or 'unknown'}: {self.written} + {self.suppressed} since {self.started}"

@@ -5,12 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import connection, transaction
-from django.db.models import F
+from django.db import transaction
+from django.db.models import F, Max
 from django.utils import timezone
 
-from audit.models import AuditAction, AuditChainHead, AuditEvent, AuditOutcome
+from audit.models import (
+    AuditAction,
+    AuditChainHead,
+    AuditEvent,
+    AuditOutcome,
+    AuditRetentionRun,
+)
 from audit.services import audit_record
+from audit.throttle import audit_signin_failures_flush
 
 
 @dataclass(frozen=True)
@@ -27,11 +34,16 @@ def audit_retention_apply(*, older_than_days: int) -> RetentionResult:
     Only a prefix of the chain (in id order) is removed: everything before the oldest row
     whose time is within the window. The checkpoint carries ``continues_from``, the
     ``prev_hash`` of the first row kept, so ``audit_verify`` knows where the chain now
-    starts. Deletion and checkpoint share one transaction, and the chain head stays locked
-    throughout so no writer slips in between.
+    starts; it is signed like every row (its HMAC covers ``continues_from``, the count and
+    the last deleted id), so nobody without the key can write one that ``audit_verify``
+    trusts. The run is recorded first: on PostgreSQL that record is what lets the DELETE
+    through, for this transaction and below its cut only. Deletion and checkpoint share one
+    transaction, and the chain head stays locked throughout so no writer slips in between.
     """
     if older_than_days < 1:
         raise ValueError("older_than_days must be at least 1")
+    # Failed sign-ins still only counted become rows first (a quiet address has no other trigger).
+    audit_signin_failures_flush()
     cutoff = timezone.now() - timedelta(days=older_than_days)
     with transaction.atomic():
         # Same lock order as audit_record: the head row first.
@@ -45,19 +57,17 @@ def audit_retention_apply(*, older_than_days: int) -> RetentionResult:
             .first()
         )
         if first_kept is None:
-            doomed = AuditEvent.objects.all()
+            newest = AuditEvent.objects.aggregate(newest=Max("id"))["newest"] or 0
+            delete_below = newest + 1
             continues_from = head.last_hash
         else:
-            doomed = AuditEvent.objects.filter(id__lt=first_kept["id"])
+            delete_below = first_kept["id"]
             continues_from = first_kept["prev_hash"]
-        if connection.vendor == "postgresql":
-            # The append-only trigger lets DELETE through only with this, for this transaction.
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL audit.retention = 'on'")
+        doomed = AuditEvent.objects.filter(id__lt=delete_below)
+        last_deleted = doomed.aggregate(last=Max("id"))["last"]
+        # The append-only trigger lets this transaction's DELETE through below the cut only.
+        run = AuditRetentionRun.objects.create(delete_below_id=delete_below)
         deleted, _ = doomed.delete()
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL audit.retention = 'off'")
         checkpoint = audit_record(
             actor=None,
             action=AuditAction.CHECKPOINT,
@@ -69,7 +79,9 @@ def audit_retention_apply(*, older_than_days: int) -> RetentionResult:
                 "cutoff": cutoff.isoformat(),
                 "deleted": deleted,
                 "first_kept_id": first_kept["id"] if first_kept else None,
+                "last_deleted_id": last_deleted,
                 "continues_from": continues_from,
+                "retention_run": run.pk,
             },
             message=f"retention removed {deleted} events older than {older_than_days} days",
         )

@@ -10,6 +10,7 @@ app_name = "audit"
 urlpatterns = [
     path("", views.event_list, name="event_list"),
     path("events/<int:pk>/", views.event_detail, name="event_detail"),
+    path("targets/", views.target_history_query, name="target_history_query"),
     path(
         "targets/<str:dps_instance>/<str:target_type>/<str:target_id>/",
         views.target_history,

@@ -10,7 +10,13 @@ from dataclasses import asdict
 from typing import Any
 from urllib.parse import quote
 
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -20,6 +26,7 @@ from django.views.decorators.http import require_GET
 from audit.diff import json_diff
 from audit.exports import csv_lines, jsonl_lines
 from audit.forms import KNOWN_TARGET_TYPES, AuditFilterForm
+from audit.links import target_history_url
 from audit.models import AuditAction, AuditEvent, AuditOutcome
 from audit.selectors import (
     AuditFilters,
@@ -76,18 +83,14 @@ _OUTCOME_LABELS = dict(AuditOutcome.choices)
 def _rows(events: list[AuditEvent]) -> list[dict[str, Any]]:
     """Prepare each table row in Python: a template tag per cell costs more than the query.
 
-    Links are built from one reversed prefix; path parts are quoted like ``reverse`` does.
+    Links are built from one reversed prefix; path parts are quoted like ``reverse`` does;
+    target links come from :func:`audit.links.target_history_url`, which takes any id.
     """
     base = reverse("audit:event_list")
     rows = []
     for e in events:
         actor_key = e.actor_oid or e.actor_upn
-        target_url = ""
-        if e.target_type and e.target_id and e.dps_instance:
-            target_url = (
-                f"{base}targets/{quote(e.dps_instance, safe='')}/"
-                f"{quote(e.target_type, safe='')}/{quote(e.target_id, safe='')}/"
-            )
+        target_url = target_history_url(e.dps_instance, e.target_type, e.target_id)
         rows.append(
             {
                 "pk": e.pk,
@@ -139,7 +142,13 @@ def event_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "audit/event_detail.html",
-        {"event": event, "diff": json_diff(event.before, event.after)},
+        {
+            "event": event,
+            "diff": json_diff(event.before, event.after),
+            "history_url": target_history_url(
+                event.dps_instance, event.target_type, event.target_id
+            ),
+        },
     )
 
 
@@ -147,11 +156,32 @@ def event_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def target_history(
     request: HttpRequest, dps_instance: str, target_type: str, target_id: str
 ) -> HttpResponse:
+    return _target_history(request, dps_instance, target_type, target_id)
+
+
+@_audit_view
+def target_history_query(request: HttpRequest) -> HttpResponse:
+    """The same history for ids a path cannot carry (slashes, dot segments, no instance)."""
+    target_type = request.GET.get("target_type", "")
+    target_id = request.GET.get("target_id", "")
+    if not target_type or not target_id:
+        return HttpResponseBadRequest(
+            "A target history needs the target_type and target_id query parameters "
+            "(dps_instance is optional).",
+            content_type="text/plain; charset=utf-8",
+        )
+    return _target_history(request, request.GET.get("dps_instance", ""), target_type, target_id)
+
+
+def _target_history(
+    request: HttpRequest, dps_instance: str, target_type: str, target_id: str
+) -> HttpResponse:
+    # Taken as given (no strip): the ids are matched exactly as audit_record stored them.
     fixed = AuditFilters(dps_instance=dps_instance, target_type=target_type, target_id=target_id)
     context = _page_context(request, fixed)
     context.update(
         heading=f"History of {target_type} {target_id}",
-        subheading=f"on {dps_instance}",
+        subheading=f"on {dps_instance}" if dps_instance else "on any DPS instance",
         scope="target",
         fixed_filters=fixed,
     )

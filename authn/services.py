@@ -21,6 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
+from audit.throttle import audit_signin_failure
 from authn.capabilities import capabilities_invalidate_all
 from authn.exceptions import SigninError, SigninUnavailable
 from authn.hosts import DpsHostError, dps_host_register_check
@@ -100,10 +101,8 @@ def _pop_flow(request: HttpRequest, state: str | None) -> dict[str, Any] | None:
 
 def _audit_failure(code: str, message: str, claims: dict[str, Any] | None = None) -> None:
     claims = claims or {}
-    audit_record(
-        actor=None,
-        action=AuditAction.SIGNIN_FAILED,
-        outcome=AuditOutcome.FAILED,
+    # Per-address limit: a flood of failures is counted, not chained row by row (audit.throttle).
+    audit_signin_failure(
         message=f"{code}: {message}",
         actor_oid=str(claims.get("oid") or ""),
         actor_upn=str(claims.get("preferred_username") or claims.get("upn") or ""),

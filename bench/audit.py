@@ -15,7 +15,6 @@ Goals (issue 7): p95 under 50 ms for list pages, export RSS under 150 MB.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import json
 import os
@@ -149,7 +148,7 @@ def _rows(count: int, start: datetime, span: timedelta) -> Iterator[dict[str, An
 COLUMNS = (
     "time", "actor_oid", "actor_upn", "actor_name", "client_ip", "request_id", "task_id",
     "dps_instance", "action", "target_type", "target_id", "outcome", "dps_status",
-    "dps_error_code", "tracking_id", "before", "after", "message", "prev_hash", "hash",
+    "dps_error_code", "tracking_id", "before", "after", "message", "prev_hash", "hash", "key_id",
 )  # fmt: skip
 
 
@@ -157,7 +156,8 @@ def seed(count: int) -> None:
     """COPY ``count`` events with a valid chain, then rebuild the indexes and ANALYZE."""
     from django.db import connection
 
-    from audit.chain import GENESIS_HASH, canonical_json
+    from audit.chain import GENESIS_HASH, head_mac, payload_hash
+    from audit.keys import audit_current_key
     from audit.models import AuditChainHead
 
     migration = importlib.import_module("audit.migrations.0002_append_only_and_indexes")
@@ -168,6 +168,7 @@ def seed(count: int) -> None:
             cursor.execute(f"DROP INDEX IF EXISTS {name}")
     now = datetime.now(UTC).replace(microsecond=0)
     prev = GENESIS_HASH
+    key_id = audit_current_key()[0]
     copy_sql = f"COPY audit_auditevent ({', '.join(COLUMNS)}) FROM STDIN"
     with connection.cursor() as cursor:
         pg = cursor.cursor
@@ -177,7 +178,8 @@ def seed(count: int) -> None:
                 payload = dict(row)
                 payload["time"] = row["time"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
                 payload["prev_hash"] = prev
-                digest = hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+                payload["key_id"] = key_id
+                digest = payload_hash(payload, key_id)
                 copy.write_row(
                     (
                         *(row[c] if c not in ("before", "after") else None for c in COLUMNS[:15]),
@@ -186,10 +188,19 @@ def seed(count: int) -> None:
                         row["message"],
                         prev,
                         digest,
+                        key_id,
                     )
                 )
                 prev = digest
-    AuditChainHead.objects.update_or_create(pk=1, defaults={"last_hash": prev, "count": count})
+    AuditChainHead.objects.update_or_create(
+        pk=1,
+        defaults={
+            "last_hash": prev,
+            "count": count,
+            "key_id": key_id,
+            "mac": head_mac(prev, key_id),
+        },
+    )
     copied = time.perf_counter()
     with connection.schema_editor() as editor:
         migration.forwards(None, editor)

@@ -205,7 +205,11 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 # Preloading commits the whole registered domain to HTTPS for good (hstspreload.org): an
 # operator's decision (SECURE_HSTS_PRELOAD=true), so its deploy warning is not an issue here.
 SILENCED_SYSTEM_CHECKS = ["security.W021"]
-if env_bool("PORTAL_BEHIND_PROXY", False):
+PORTAL_BEHIND_PROXY = env_bool("PORTAL_BEHIND_PROXY", False)
+# Trusted proxies in front of the portal: the audit's client address is this many entries
+# from the right of X-Forwarded-For (portal.middleware.client_address).
+PORTAL_PROXY_HOPS = env_int("PORTAL_PROXY_HOPS", 1)
+if PORTAL_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 # form-action: portal/middleware.py adds the Entra authority's origin (sign-out redirects there).
@@ -281,3 +285,10 @@ BULK_ACCESS_BACKEND = env_str("BULK_ACCESS_BACKEND", "enrollments.bulk.access.Po
 # -- audit log (audit/) ----------------------------------------------------------------------
 # manage.py audit_retention deletes events older than this many days unless --older-than says.
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 400)
+# "<key id>:<base64 key>" entries, newest first, that key the audit hash chain (audit/keys.py).
+# Required when DEBUG is off; never stored in the database.
+AUDIT_HMAC_KEYS = env_list("AUDIT_HMAC_KEYS")
+# Failed sign-ins per client address: the first AUDIT_SIGNIN_FAILED_BURST of each window are
+# audited one by one, the rest counted and written as one summary row (audit/throttle.py).
+AUDIT_SIGNIN_FAILED_WINDOW_SECONDS = env_int("AUDIT_SIGNIN_FAILED_WINDOW_SECONDS", 60)
+AUDIT_SIGNIN_FAILED_BURST = env_int("AUDIT_SIGNIN_FAILED_BURST", 5)

@@ -40,6 +40,28 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
     return _real_connect_ex(self, address)
 
 
+def _flush_past_the_audit_guards() -> None:
+    """Let Django's test flush TRUNCATE the append-only audit tables on PostgreSQL.
+
+    Migration audit 0003 refuses TRUNCATE of the audit tables, which is what the flush after
+    a transactional test issues; triggers do not fire for a session in the replica role (the
+    tests connect as a superuser), so the flush runs in that role and production stays guarded.
+    """
+    try:
+        from django.db.backends.postgresql.operations import DatabaseOperations
+    except ImportError:  # no PostgreSQL driver: SQLite runs, nothing to guard
+        return
+    real = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self: Any, sql_list: list[str]) -> None:
+        real(self, ["SET LOCAL session_replication_role = replica", *sql_list])
+
+    DatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
+
+
+_flush_past_the_audit_guards()
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the browser tests last: Playwright's sync API keeps an event loop running in the

@@ -12,6 +12,7 @@ os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 # others); the real-worker tests set their workers' value themselves.
 os.environ.setdefault("BULK_CALLS_IN_FLIGHT", "1")
 os.environ.setdefault("TOKEN_CACHE_KEYS", "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdC0=")
+os.environ.setdefault("AUDIT_HMAC_KEYS", "test:dGVzdC1hdWRpdC1rZXktdGVzdC1hdWRpdC1rZXktMzI=")
 
 from portal.settings import *  # noqa: F403
 

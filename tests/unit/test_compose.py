@@ -26,7 +26,12 @@ def _config(*extra: str) -> subprocess.CompletedProcess[str]:
     command = _compose_command()
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed (make system-deps)")
-    env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 50, "TOKEN_CACHE_KEYS": "k"}
+    env = {
+        **os.environ,
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "TOKEN_CACHE_KEYS": "k",
+        "AUDIT_HMAC_KEYS": "k1:a",
+    }
     return subprocess.run(
         [*command, "-f", str(ROOT / "docker-compose.yml"), "config", *extra],
         capture_output=True,

@@ -7,13 +7,15 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.chain import GENESIS_HASH
+from audit.models import AuditChainHead
 from audit.verification import audit_chain_verify
 
 
 class Command(BaseCommand):
     help = (
-        "Verify the audit log's hash chain (from genesis or the newest retention checkpoint); "
-        "exit 1 at the first broken link: an edited, deleted or inserted row."
+        "Verify the audit log's keyed hash chain (from genesis or the newest signed retention "
+        "checkpoint) and its signed head; exit 1 at the first broken link: an edited, deleted, "
+        "inserted or unsigned row, a forged checkpoint or a moved head."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -24,6 +26,11 @@ class Command(BaseCommand):
                 f"{result.reason}; {result.checked} events verified before it"
             )
         start = "genesis" if result.anchor == GENESIS_HASH else f"checkpoint {result.anchor[:16]}…"
+        # The head hash is what to keep outside the database: a later run must reach it.
+        head = AuditChainHead.objects.filter(pk=1).values_list("last_hash", flat=True).first()
         self.stdout.write(
-            self.style.SUCCESS(f"audit chain intact ({result.checked} events, from {start})")
+            self.style.SUCCESS(
+                f"audit chain intact ({result.checked} events, from {start}); "
+                f"head {head or GENESIS_HASH}"
+            )
         )
