@@ -90,21 +90,26 @@ def ingest_file(
             )
             _insert_rows(job.pk, rows, result, batch, should_stop)
     else:
-        fmt = _line_format(job.pk)
-        if helpers is None:
-            helpers = default_helpers()
-        parallel = helpers > 1 and path.stat().st_size >= PARALLEL_MIN_BYTES
-        chunks = _plan_chunks(path, helpers, default_operation, fmt, limits) if parallel else None
-        if chunks is None or not _copy_chunks(chunks, result, batch, max_rows, should_stop):
-            if chunks is not None:
-                # A range ended inside a quoted cell: start over in one process.
-                BulkRow.objects.filter(job=job).delete()
-                result = IngestResult()
-            with path.open("rb") as handle:
-                rows = read_rows(
-                    handle, default_operation=default_operation, max_rows=max_rows, **limits
-                )
-                _copy_rows(fmt, rows, result, batch, should_stop)
+        # COPY runs on psycopg's own objects, outside Django's cursor: wrap its errors as
+        # Django's (DataError, ...), which the job's preparation turns into a failed job.
+        with connection.wrap_database_errors:
+            fmt = _line_format(job.pk)
+            if helpers is None:
+                helpers = default_helpers()
+            parallel = helpers > 1 and path.stat().st_size >= PARALLEL_MIN_BYTES
+            chunks = (
+                _plan_chunks(path, helpers, default_operation, fmt, limits) if parallel else None
+            )
+            if chunks is None or not _copy_chunks(chunks, result, batch, max_rows, should_stop):
+                if chunks is not None:
+                    # A range ended inside a quoted cell: start over in one process.
+                    BulkRow.objects.filter(job=job).delete()
+                    result = IngestResult()
+                with path.open("rb") as handle:
+                    rows = read_rows(
+                        handle, default_operation=default_operation, max_rows=max_rows, **limits
+                    )
+                    _copy_rows(fmt, rows, result, batch, should_stop)
     if result.rows == 0:
         raise CsvFormatError("The file has a header but no rows.")
     if result.stopped:
