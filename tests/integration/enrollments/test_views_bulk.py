@@ -459,3 +459,34 @@ def test_a_row_copy_refuses_fails_the_job_with_postgresql_s_reason(
         "The database refused the job's data (DataError: invalid byte sequence for encoding "
         '"UTF8": 0x00)'
     )
+
+
+def test_an_oversized_upload_is_refused_while_it_streams(
+    signed_in: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit stops the upload at the first chunk past it: no temporary file of the whole
+    size is written, and the form names the limit."""
+    from django.core.files.uploadhandler import TemporaryFileUploadHandler
+
+    settings.BULK_UPLOAD_MAX_BYTES = 100_000
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1000  # to disk from the first byte, as a big file
+    stored: list[int] = []
+    real = TemporaryFileUploadHandler.receive_data_chunk
+
+    def spy(self: Any, raw_data: bytes, start: int) -> Any:
+        stored.append(len(raw_data))
+        return real(self, raw_data, start)
+
+    monkeypatch.setattr(TemporaryFileUploadHandler, "receive_data_chunk", spy)
+    dana = signed_in("dana")
+    line = f"create,dev-1,symmetricKey,{KEY},enabled,"
+    big = _upload([line] * 100_000)  # about 6 MB
+    response = dana.post(f"{BASE}/import", {"file": big})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "The file is larger than the limit of 100,000 bytes; split it." in html
+    assert 0 < sum(stored) <= 100_000
+    assert not BulkJob.objects.exists()
+    # Under the limit the same form takes the file.
+    ok = dana.post(f"{BASE}/import", {"file": _upload([line])})
+    assert ok.status_code == 302
