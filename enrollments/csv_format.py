@@ -209,8 +209,10 @@ class CsvSource:
                     yield parse_row(start, cells, columns, default_operation=default_operation)
                 return
             except UnicodeDecodeError as exc:
+                # A text stream fails in readline, before the line is counted.
                 raise CsvFormatError(
-                    f"Line {line} is not valid {self.encoding.upper()} text ({exc.reason}); "
+                    f"Line {line + text} is not valid {self.encoding.upper()} text "
+                    f"({exc.reason}); "
                     "save the file as UTF-8 or UTF-16 with a byte order mark."
                 ) from None
             except csv.Error as exc:
