@@ -3,6 +3,8 @@
 Reading streams: :func:`open_csv` detects the encoding (UTF-8 with or without BOM, UTF-16 with
 BOM) and the delimiter (comma or semicolon) from the first bytes, maps header names case- and
 space-insensitively and raises :class:`CsvFormatError` with one sentence for anything else.
+:meth:`CsvSource.rows` reads the records; a row over the length or field limit, a NUL byte
+and a quote left open are row errors naming their lines, and reading goes on.
 :func:`parse_row` turns one record into DPS enrollment JSON plus a list of per-column errors,
 using the field validators of :mod:`enrollments.validation`. Writing (:func:`enrollment_to_row`,
 :func:`write_rows`) produces exactly what reading accepts, so export → import round-trips.
