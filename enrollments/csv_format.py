@@ -3,6 +3,8 @@
 Reading streams: :func:`open_csv` detects the encoding (UTF-8 with or without BOM, UTF-16 with
 BOM) and the delimiter (comma or semicolon) from the first bytes, maps header names case- and
 space-insensitively and raises :class:`CsvFormatError` with one sentence for anything else.
+:meth:`CsvSource.rows` reads the records; a row over the length or field limit, a NUL byte
+and a quote left open are row errors naming their lines, and reading goes on.
 :func:`parse_row` turns one record into DPS enrollment JSON plus a list of per-column errors,
 using the field validators of :mod:`enrollments.validation`. Writing (:func:`enrollment_to_row`,
 :func:`write_rows`) produces exactly what reading accepts, so export → import round-trips.
@@ -66,6 +68,15 @@ CERT_COLUMNS = ("x509CertificatePrimary", "x509CertificateSecondary")
 MAX_CELL_CHARS = 64 * 1024
 #: The csv module's own ceiling; above MAX_CELL_CHARS so a long cell is a row error, not a crash.
 FIELD_SIZE_LIMIT = 32 * 1024 * 1024
+#: A row longer than this (all its lines: a quoted cell may span several) is refused, the rest
+#: of its line unread (settings.BULK_MAX_ROW_BYTES). Above what DPS takes in one request
+#: (96 KB), with the quotes of JSON cells written twice, so no row DPS could accept is
+#: refused; and a line of a million commas never reaches the CSV reader, whose list of
+#: cells would take eight bytes a comma.
+MAX_ROW_BYTES = 256 * 1024
+#: A row or header with more fields than this is refused (settings.BULK_MAX_COLUMNS): the
+#: template's columns and room for the empty columns a spreadsheet may add.
+MAX_COLUMNS = 64
 
 _FORMULA_START = frozenset("=+-@\t\r")
 _NEUTRALISED = re.compile(r"^'+[=+\-@\t\r]")
@@ -117,49 +128,170 @@ def unneutralise(value: str) -> str:
 #
 
 
+class _Refused(Exception):
+    """The line reader refused a line: ``why`` is "long" (past the row limit) or "nul"."""
+
+    def __init__(self, why: str, raw: bytes | str) -> None:
+        super().__init__(why)
+        self.why = why
+        self.raw = raw
+
+
 @dataclass
 class CsvSource:
-    """An open CSV file: its text reader, detected encoding and delimiter, and column map."""
+    """An open CSV file: the stream after its header, detected encoding and delimiter, columns.
 
-    reader: Any
+    ``handle`` is the binary stream of a UTF-8 file, or the text stream of a UTF-16 file.
+    """
+
+    handle: Any
     encoding: str
     delimiter: str
     columns: list[str | None]  # canonical name per position; None for an ignored column
-    header_line: int = 1
-    _last_line: int = 1
+    header_line: int = 1  # number of the last line before the first record
+    max_row_bytes: int = MAX_ROW_BYTES
+    max_columns: int = MAX_COLUMNS
+    stop_line: int | None = None  # the last line to read (a byte range's); None: to the end
 
-    def records(
-        self, past_end: Callable[[], bool] | None = None
-    ) -> Iterator[tuple[int, list[str]]]:
-        """Yield ``(line number where the record starts, cells)`` for each non-empty record.
+    def rows(self, default_operation: str = "upsert") -> Iterator[ParsedRow]:
+        """Yield each non-empty record parsed, from the line after ``header_line`` on.
 
-        ``past_end`` tells whether the reader has asked for a line past the lines it was
-        given (a byte range of the file): a record read after that was cut short, and
-        :class:`RecordSplit` is raised.
+        A row past ``max_row_bytes`` or ``max_columns``, a line with a NUL byte and a quote
+        left open are row errors of the row's first line, and reading goes on. A record that
+        runs past ``stop_line`` raises :class:`RecordSplit`; an undecodable line raises
+        :class:`CsvFormatError`.
         """
-        # Locals rather than attributes in the loop: it runs once per row of a million.
-        reader, offset, last = self.reader, self.header_line, self._last_line
-        try:
-            for cells in reader:
-                if past_end is not None and past_end():
-                    raise RecordSplit
+        # Locals rather than attributes in the loops: they run once per line of a million.
+        text = self.encoding == "utf-16"
+        readline = self.handle.readline
+        decode: Callable[[Any], str] = str if text else bytes.decode
+        nul: Any = "\x00" if text else b"\x00"
+        limit, stop, columns = self.max_row_bytes, self.stop_line, self.columns
+        max_columns = self.max_columns
+        line = last = self.header_line
+        used = 0  # bytes (UTF-16: characters) of the record being read
+        past = False
+
+        def lines() -> Iterator[str]:
+            # Each line is read at most up to what is left of the row limit, so a line far
+            # too long is never held whole, and refused before the CSV reader splits it.
+            nonlocal line, used, past
+            while stop is None or line < stop:
+                raw = readline(limit - used + 1)
+                if not raw:
+                    return
+                line += 1
+                used += len(raw)
+                if used > limit:
+                    raise _Refused("long", raw)
+                if nul in raw:
+                    raise _Refused("nul", raw)
+                yield decode(raw)
+            past = True
+
+        while True:
+            # strict: a quote followed by text, or open at the end, raises instead of
+            # silently running on; the reader resumes at the next line after an error.
+            reader = csv.reader(lines(), delimiter=self.delimiter, strict=True)
+            try:
+                for cells in reader:
+                    if past:
+                        raise RecordSplit
+                    start, last, used = last + 1, line, 0
+                    if not cells or (len(cells) == 1 and not cells[0].strip()):
+                        continue
+                    if len(cells) > max_columns:
+                        yield _refused_row(
+                            start,
+                            f"Line {start} has {len(cells)} fields; the limit is "
+                            f"{max_columns} (the header has {len(columns)}).",
+                            default_operation,
+                        )
+                        continue
+                    yield parse_row(start, cells, columns, default_operation=default_operation)
+                return
+            except UnicodeDecodeError as exc:
+                # A text stream fails in readline, before the line is counted.
+                raise CsvFormatError(
+                    f"Line {line + text} is not valid {self.encoding.upper()} text "
+                    f"({exc.reason}); "
+                    "save the file as UTF-8 or UTF-16 with a byte order mark."
+                ) from None
+            except csv.Error as exc:
+                if past:
+                    raise RecordSplit from None
                 start = last + 1
-                last = offset + reader.line_num
-                if not cells or (len(cells) == 1 and not cells[0].strip()):
-                    continue
-                yield start, cells
-        except UnicodeDecodeError as exc:
-            self._last_line = last
-            raise CsvFormatError(
-                f"Line {self._last_line + 1} is not valid {self.encoding.upper()} text "
-                f"({exc.reason}); save the file as UTF-8 or UTF-16 with a byte order mark."
-            ) from None
-        except csv.Error as exc:
-            self._last_line = last
-            raise CsvFormatError(
-                f"Line {self._last_line + 1} cannot be read as CSV ({exc}); "
-                "a quote is probably not closed."
-            ) from None
+                message = self._quote_message(start, line, str(exc))
+                rewind = self._can_rewind(line, start)
+            except _Refused as refused:
+                start = last + 1
+                message = self._refused_message(start, line, refused)
+                # A NUL inside a multi-line cell: the lines before it were the cell's.
+                rewind = refused.why == "long" and self._can_rewind(line, start)
+                if not rewind:
+                    self._skip_rest(refused.raw)
+            if rewind:
+                # The record ran on from an open quote: read its other lines again as rows
+                # of their own, so that one missing quote loses no row.
+                self.handle.seek(self.handle.tell() - used)
+                readline(limit + 1)
+                line = start
+            yield _refused_row(start, message, default_operation)
+            last, used = line, 0
+
+    def _can_rewind(self, line: int, start: int) -> bool:
+        # A UTF-16 text stream's positions are opaque: its lines are not read again.
+        return line > start and self.encoding != "utf-16"
+
+    def _skip_rest(self, raw: bytes | str) -> None:
+        """Read past the rest of a line cut at the row limit, in small pieces."""
+        while raw and not raw.endswith(("\n", "\r") if isinstance(raw, str) else b"\n"):
+            raw = self.handle.readline(1 << 16)
+
+    def _quote_message(self, start: int, line: int, error: str) -> str:
+        if "expected after" in error and line == start:
+            return (
+                f"Line {start} has text after the closing quote of a cell; write a quote "
+                'inside a quoted cell twice ("").'
+            )
+        if "expected after" in error:
+            message = f"The quote opened on line {start} is not closed; it ran into line {line}."
+        elif "unexpected end of data" in error:
+            message = (
+                f"The quote opened on line {start} is not closed; it ran to the end of the "
+                f"file (line {line})."
+            )
+        else:
+            return f"Line {line} cannot be read as CSV ({error})."
+        return message + self._unread(start, line)
+
+    def _refused_message(self, start: int, line: int, refused: _Refused) -> str:
+        raw = refused.raw
+        if refused.why == "nul":
+            at = raw.index("\x00" if isinstance(raw, str) else b"\x00")
+            before = raw[:at] if isinstance(raw, str) else raw[:at].decode(errors="replace")
+            return (
+                f"Line {line} contains a NUL byte (\\x00) at character {len(before) + 1}; "
+                "the file is probably not plain text there."
+            )
+        if line == start:
+            return (
+                f"Line {start} is longer than {self.max_row_bytes:,} bytes, the limit of one "
+                "row; the rest of it is not read."
+            )
+        return (
+            f"The quote opened on line {start} is not closed; it ran into line {line} and "
+            f"past {self.max_row_bytes:,} bytes." + self._unread(start, line)
+        )
+
+    def _unread(self, start: int, line: int) -> str:
+        if line == start or self._can_rewind(line, start):
+            return ""
+        return f" Lines {start + 1} to {line} were read as part of it, not as rows."
+
+
+def _refused_row(line_no: int, message: str, default_operation: str) -> ParsedRow:
+    return ParsedRow(line_no, "", default_operation, None, [{"column": "", "message": message}])
 
 
 def _detect_encoding(head: bytes) -> str:
@@ -204,36 +336,30 @@ def _split_header(line: str) -> tuple[str, list[str]]:
     return best
 
 
-class _Utf8Lines:
-    """Decode a UTF-8 stream line by line, so a decoding error names its own line."""
+def open_csv(
+    binary: IO[bytes], *, max_row_bytes: int = MAX_ROW_BYTES, max_columns: int = MAX_COLUMNS
+) -> CsvSource:
+    """Open a binary CSV stream for reading; raise :class:`CsvFormatError` on a bad file.
 
-    def __init__(self, binary: IO[bytes], *, skip_bom: bool) -> None:
-        self._binary = binary
-        if skip_bom:
-            binary.read(3)
-
-    def readline(self) -> str:
-        return self._binary.readline().decode("utf-8")
-
-    def __iter__(self) -> Iterator[str]:
-        # map() decodes in C, without a Python frame per line; strict UTF-8 as readline().
-        return map(bytes.decode, self._binary)
-
-
-def open_csv(binary: IO[bytes]) -> CsvSource:
-    """Open a binary CSV stream for reading; raise :class:`CsvFormatError` on a bad file."""
+    The stream must be seekable: a row that ran on from an unclosed quote is read again.
+    """
     head = binary.read(4096)
     if not head:
         raise CsvFormatError("The file is empty.")
     encoding = _detect_encoding(head)
     binary.seek(0)
-    text: Any
+    handle: Any = binary
     if encoding == "utf-16":
-        text = io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")
-    else:
-        text = _Utf8Lines(binary, skip_bom=encoding == "utf-8-sig")
+        handle = io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")
+    elif encoding == "utf-8-sig":
+        binary.read(3)
     try:
-        header_line = text.readline()
+        raw = handle.readline(max_row_bytes + 1)
+        if len(raw) > max_row_bytes:
+            raise CsvFormatError(
+                f"The header line is longer than {max_row_bytes:,} bytes, the limit of one row."
+            )
+        header_line = raw if isinstance(raw, str) else raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CsvFormatError(
             f"The header is not valid {encoding.upper()} text ({exc.reason}); "
@@ -242,6 +368,8 @@ def open_csv(binary: IO[bytes]) -> CsvSource:
     if "\x00" in header_line:
         raise CsvFormatError("The file is not text: it contains binary data (NUL bytes).")
     delimiter, names = _split_header(header_line)
+    if len(names) > max_columns:
+        raise CsvFormatError(f"The header has {len(names)} columns; the limit is {max_columns}.")
     columns: list[str | None] = []
     unknown: list[str] = []
     seen: set[str] = set()
@@ -263,8 +391,14 @@ def open_csv(binary: IO[bytes]) -> CsvSource:
             "the columns are listed in the format help."
         )
     csv.field_size_limit(FIELD_SIZE_LIMIT)
-    reader = csv.reader(text, delimiter=delimiter, strict=False)
-    return CsvSource(reader=reader, encoding=encoding, delimiter=delimiter, columns=columns)
+    return CsvSource(
+        handle=handle,
+        encoding=encoding,
+        delimiter=delimiter,
+        columns=columns,
+        max_row_bytes=max_row_bytes,
+        max_columns=max_columns,
+    )
 
 
 #
@@ -784,18 +918,23 @@ def _attestation(c: Mapping[str, str], err: Any, check: Any) -> dict[str, Any] |
 
 
 def read_rows(
-    binary: IO[bytes], *, default_operation: str = "upsert", max_rows: int | None = None
+    binary: IO[bytes],
+    *,
+    default_operation: str = "upsert",
+    max_rows: int | None = None,
+    max_row_bytes: int = MAX_ROW_BYTES,
+    max_columns: int = MAX_COLUMNS,
 ) -> Iterator[ParsedRow]:
     """Yield each record of a CSV stream parsed; raise :class:`CsvFormatError` on a bad file."""
-    source = open_csv(binary)
+    source = open_csv(binary, max_row_bytes=max_row_bytes, max_columns=max_columns)
     count = 0
-    for line_no, cells in source.records():
+    for row in source.rows(default_operation):
         count += 1
         if max_rows is not None and count > max_rows:
             raise CsvFormatError(
                 f"The file has more than {max_rows:,} rows, the limit of one import; split it."
             )
-        yield parse_row(line_no, cells, source.columns, default_operation=default_operation)
+        yield row
 
 
 #

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
 from enrollments.csv_format import OPERATIONS
 from enrollments.models import JobState, RowPlan, RowStatus
@@ -14,8 +15,49 @@ from enrollments.models import JobState, RowPlan, RowStatus
 MAX_SELECTED = 10_000
 
 
+def size_text(size: int) -> str:
+    """Return a byte count as the limit messages write it: whole MB, or bytes below one MB."""
+    mb = 1024 * 1024
+    return f"{size // mb:,} MB" if size >= mb and size % mb == 0 else f"{size:,} bytes"
+
+
+def too_large_message(limit: int) -> str:
+    """Return the form error of a file over ``limit`` bytes."""
+    return f"The file is larger than the limit of {size_text(limit)}; split it."
+
+
+class UploadLimit(FileUploadHandler):
+    """Stop a request's file uploads once their bytes pass ``limit``, while they stream.
+
+    Installed first for the import page only: the handlers after it (memory, temporary file)
+    never receive the chunk that passes the limit, so an oversized file is not written to
+    disk whole. The rest of the request body is read and discarded (``connection_reset``
+    False), so that the browser receives the page with the form error.
+    """
+
+    def __init__(self, request: Any = None, *, limit: int) -> None:
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+        self.exceeded = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            raise StopUpload(connection_reset=False)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None  # the next handler builds the file
+
+
 class ImportForm(forms.Form):
-    """Upload a CSV file; rows without an ``operation`` cell get ``default_operation``."""
+    """Upload a CSV file; rows without an ``operation`` cell get ``default_operation``.
+
+    ``too_large``: the upload was stopped at the limit (:class:`UploadLimit`), so the file is
+    missing and the error names the limit.
+    """
 
     file = forms.FileField(
         label="CSV file",
@@ -30,16 +72,20 @@ class ImportForm(forms.Form):
         widget=forms.Select(attrs={"class": "form-select"}),
     )
 
+    def __init__(self, *args: Any, too_large: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.too_large = too_large
+        if too_large:
+            self.fields["file"].required = False  # so that the error names the limit
+
     def clean_default_operation(self) -> str:
         return self.cleaned_data.get("default_operation") or "upsert"
 
     def clean_file(self) -> Any:
         upload = self.cleaned_data["file"]
         limit = settings.BULK_UPLOAD_MAX_BYTES
-        if upload.size is not None and upload.size > limit:
-            raise forms.ValidationError(
-                f"The file is larger than the limit of {limit // (1024 * 1024):,} MB; split it."
-            )
+        if self.too_large or (upload.size is not None and upload.size > limit):
+            raise forms.ValidationError(too_large_message(limit))
         if upload.size == 0:
             raise forms.ValidationError("The file is empty.")
         return upload

@@ -266,6 +266,9 @@ LOGGING = {
 BULK_DIR = Path(env_str("BULK_DIR", str(MEDIA_ROOT / "bulk")) or MEDIA_ROOT / "bulk")
 BULK_UPLOAD_MAX_BYTES = env_int("BULK_UPLOAD_MAX_BYTES", 512 * 1024 * 1024)
 BULK_MAX_ROWS = env_int("BULK_MAX_ROWS", 1_000_000)
+# A CSV row longer than this (bytes, all its lines) or with more fields is a row error.
+BULK_MAX_ROW_BYTES = env_int("BULK_MAX_ROW_BYTES", 256 * 1024)
+BULK_MAX_COLUMNS = env_int("BULK_MAX_COLUMNS", 64)
 # Operations per minute allowed per DPS instance; overrides as "name=ops,name2=ops".
 DPS_OPS_PER_MINUTE = env_int("DPS_OPS_PER_MINUTE", 1000)
 DPS_OPS_PER_MINUTE_OVERRIDES = {

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import itertools
 import json
 import json.encoder
 import os
@@ -32,11 +31,12 @@ from typing import Any
 
 from enrollments.csv_format import (
     FIELD_SIZE_LIMIT,
+    MAX_COLUMNS,
+    MAX_ROW_BYTES,
     CsvFormatError,
     CsvSource,
     ParsedRow,
     RecordSplit,
-    parse_row,
 )
 
 #: Rows a helper sends at a time: big enough that sending costs little per row, small enough
@@ -116,6 +116,8 @@ class Chunk:
     columns: list[str | None]
     default_operation: str
     fmt: LineFormat
+    max_row_bytes: int = MAX_ROW_BYTES
+    max_columns: int = MAX_COLUMNS
 
     def to_json(self) -> str:
         """Return the chunk as JSON, as a helper reads it on its standard input."""
@@ -127,44 +129,30 @@ class Chunk:
         return cls(**{**data, "fmt": LineFormat(**data["fmt"])})
 
 
-class _EndMarker:
-    """The iterable after a range's last line: records that the CSV reader asked past it."""
-
-    def __init__(self) -> None:
-        self.asked = False
-
-    def __iter__(self) -> Iterator[str]:
-        self.asked = True
-        return iter(())
-
-
 def chunk_blocks(chunk: Chunk) -> Iterator[tuple[bytes, int, int]]:
     """Yield ``(COPY lines, rows, invalid rows)`` blocks of one range.
 
     Raise :class:`CsvFormatError` for an unreadable line, and :class:`RecordSplit` when the
-    range ends inside a quoted cell.
+    range ends inside a quoted cell. The rows are read by the same
+    :meth:`CsvSource.rows <enrollments.csv_format.CsvSource.rows>` as in one process, so
+    every check and message is the same.
     """
     with open(chunk.path, "rb") as handle:
         handle.seek(chunk.start)
-        end = _EndMarker()
-        # islice and map keep the per-line work in C; the marker costs one call per range.
-        # chain() asks for the marker's iterator only once the range's lines are used up.
-        lines = itertools.chain(map(bytes.decode, itertools.islice(handle, chunk.lines)), end)
         csv.field_size_limit(FIELD_SIZE_LIMIT)
         source = CsvSource(
-            reader=csv.reader(lines, delimiter=chunk.delimiter, strict=False),
+            handle=handle,
             encoding="utf-8",
             delimiter=chunk.delimiter,
             columns=chunk.columns,
             header_line=chunk.lines_before,
-            _last_line=chunk.lines_before,
+            max_row_bytes=chunk.max_row_bytes,
+            max_columns=chunk.max_columns,
+            stop_line=None if chunk.lines is None else chunk.lines_before + chunk.lines,
         )
         out: list[str] = []
         invalid = 0
-        for line_no, cells in source.records(past_end=lambda: end.asked):
-            parsed = parse_row(
-                line_no, cells, chunk.columns, default_operation=chunk.default_operation
-            )
+        for parsed in source.rows(chunk.default_operation):
             if parsed.errors:
                 invalid += 1
             out.append(copy_line(chunk.fmt, parsed))

@@ -18,12 +18,18 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import IO
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Min
 
 from enrollments.bulk.chunks import Chunk, LineFormat, copy_line, dumps, helper_start
 from enrollments.bulk.store import CopyLineWriter, RowTuple, RowWriter, rows_analyze
-from enrollments.csv_format import CsvFormatError, ParsedRow, open_csv, read_rows
+from enrollments.csv_format import (
+    CsvFormatError,
+    ParsedRow,
+    open_csv,
+    read_rows,
+)
 from enrollments.models import BulkJob, BulkRow, RowPlan, RowStatus
 
 log = logging.getLogger(__name__)
@@ -76,24 +82,34 @@ def ingest_file(
     """
     BulkRow.objects.filter(job=job).delete()
     result = IngestResult()
+    limits = _limits()
     if connection.vendor != "postgresql":
         with path.open("rb") as handle:
-            rows = read_rows(handle, default_operation=default_operation, max_rows=max_rows)
+            rows = read_rows(
+                handle, default_operation=default_operation, max_rows=max_rows, **limits
+            )
             _insert_rows(job.pk, rows, result, batch, should_stop)
     else:
-        fmt = _line_format(job.pk)
-        if helpers is None:
-            helpers = default_helpers()
-        parallel = helpers > 1 and path.stat().st_size >= PARALLEL_MIN_BYTES
-        chunks = _plan_chunks(path, helpers, default_operation, fmt) if parallel else None
-        if chunks is None or not _copy_chunks(chunks, result, batch, max_rows, should_stop):
-            if chunks is not None:
-                # A range ended inside a quoted cell: start over in one process.
-                BulkRow.objects.filter(job=job).delete()
-                result = IngestResult()
-            with path.open("rb") as handle:
-                rows = read_rows(handle, default_operation=default_operation, max_rows=max_rows)
-                _copy_rows(fmt, rows, result, batch, should_stop)
+        # COPY runs on psycopg's own objects, outside Django's cursor: wrap its errors as
+        # Django's (DataError, ...), which the job's preparation turns into a failed job.
+        with connection.wrap_database_errors:
+            fmt = _line_format(job.pk)
+            if helpers is None:
+                helpers = default_helpers()
+            parallel = helpers > 1 and path.stat().st_size >= PARALLEL_MIN_BYTES
+            chunks = (
+                _plan_chunks(path, helpers, default_operation, fmt, limits) if parallel else None
+            )
+            if chunks is None or not _copy_chunks(chunks, result, batch, max_rows, should_stop):
+                if chunks is not None:
+                    # A range ended inside a quoted cell: start over in one process.
+                    BulkRow.objects.filter(job=job).delete()
+                    result = IngestResult()
+                with path.open("rb") as handle:
+                    rows = read_rows(
+                        handle, default_operation=default_operation, max_rows=max_rows, **limits
+                    )
+                    _copy_rows(fmt, rows, result, batch, should_stop)
     if result.rows == 0:
         raise CsvFormatError("The file has a header but no rows.")
     if result.stopped:
@@ -103,6 +119,14 @@ def ingest_file(
     # rows to send and every claim of ten rows scans the rows already done (seen at 100,000).
     rows_analyze()
     return result
+
+
+def _limits() -> dict[str, int]:
+    """Return the row limits of the settings, as read_rows and the helpers take them."""
+    return {
+        "max_row_bytes": settings.BULK_MAX_ROW_BYTES,
+        "max_columns": settings.BULK_MAX_COLUMNS,
+    }
 
 
 def _line_format(job_id: int) -> LineFormat:
@@ -137,11 +161,16 @@ def _copy_rows(
 
 
 def _plan_chunks(
-    path: Path, helpers: int, default_operation: str, fmt: LineFormat
+    path: Path,
+    helpers: int,
+    default_operation: str,
+    fmt: LineFormat,
+    limits: dict[str, int] | None = None,
 ) -> list[Chunk] | None:
     """Split the file after its header into ranges that end at line ends (None: UTF-16)."""
+    limits = limits or {}
     with path.open("rb") as handle:
-        source = open_csv(handle)  # a bad header fails here, as in one process
+        source = open_csv(handle, **limits)  # a bad header fails here, as in one process
         if source.encoding == "utf-16":
             return None
         start, size = handle.tell(), path.stat().st_size
@@ -167,6 +196,8 @@ def _plan_chunks(
                     columns=source.columns,
                     default_operation=default_operation,
                     fmt=fmt,
+                    max_row_bytes=source.max_row_bytes,
+                    max_columns=source.max_columns,
                 )
             )
             before += lines

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -302,10 +302,34 @@ def job_prepare(job_id: int) -> None:
     except (DpsForbidden, DpsUnauthorized) as exc:
         _fail(job, str(exc))
         return
+    except DatabaseError as exc:
+        # Left uncaught, the job stayed validating and the sweep requeued it every few
+        # minutes, failing the same way each time (COPY refusing a NUL byte, say).
+        _fail_database_error(job, exc)
+        return
     if _stop_requested(job_id):
         job_cancel_finish(job_id)
         return
     _transition(job_id, (JobState.VALIDATING,), JobState.AWAITING_CONFIRMATION)
+
+
+def _fail_database_error(job: BulkJob, exc: DatabaseError) -> None:
+    """Fail ``job`` after a database error, naming the error without its detail.
+
+    Only PostgreSQL's primary message is shown and logged: the detail and context of an error
+    may quote the row being stored, keys included.
+    """
+    diag = getattr(exc.__cause__, "diag", None)
+    primary = getattr(diag, "message_primary", None) or str(exc).split("\n", 1)[0]
+    reason = f"{type(exc).__name__}: {primary[:300]}"
+    log.error("Bulk job %s failed while being prepared: %s", job.pk, reason)
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()  # a lost connection: open a new one
+    _fail(
+        job,
+        f"The database refused the job's data ({reason}); the job is stopped. Check the "
+        "file, or ask an administrator to look at the worker log.",
+    )
 
 
 def _list_registrations(job: BulkJob, client: Any, bucket: Any) -> None:

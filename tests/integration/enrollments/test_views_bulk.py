@@ -396,3 +396,97 @@ def test_sign_in_resumes_jobs_paused_for_sign_in(
     job.refresh_from_db()
     assert (job.state, job.pause_reason) == (JobState.RUNNING, "")
     assert len(queued) == 1
+
+
+def test_a_database_error_in_prepare_fails_the_job_and_the_sweep_leaves_it(
+    signed_in: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database error while validating (COPY refusing a row, say) fails the job with the
+    reason on its page, rather than leaving it to the sweep to requeue every few minutes;
+    the error's detail, which may quote the row, is not shown."""
+    from datetime import timedelta
+
+    from django.db import DataError
+    from django.utils import timezone
+
+    dana = signed_in("dana")
+    job = _job(dana.post(f"{BASE}/import", {"file": _upload([f"create,x,symmetricKey,{KEY},,"])}))
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise DataError(
+            'invalid byte sequence for encoding "UTF8": 0x00\n'
+            f'CONTEXT:  COPY enrollments_bulkrow, line 1: "{job.pk}\tsecret-key-{KEY}"'
+        )
+
+    monkeypatch.setattr(services, "ingest_file", refuse)
+    services.job_prepare(job.pk)  # does not raise
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+    assert job.error == (
+        "The database refused the job's data (DataError: invalid byte sequence for encoding "
+        '"UTF8": 0x00); the job is stopped. Check the file, or ask an administrator to look '
+        "at the worker log."
+    )
+    html = dana.get(f"{BASE}/jobs/{job.pk}/").content.decode()
+    assert 'data-testid="job-error"' in html
+    assert "invalid byte sequence" in html
+    assert "secret-key" not in html
+    assert not AuditEvent.objects.filter(message__contains="secret-key").exists()
+    BulkJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert job.pk not in services.jobs_sweep(stale_seconds=1)
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+
+
+def test_a_row_copy_refuses_fails_the_job_with_postgresql_s_reason(
+    signed_in: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real error path: PostgreSQL's COPY refuses a NUL byte that got past the checks."""
+    from django.db import connection
+
+    from enrollments.bulk import ingest
+
+    if connection.vendor != "postgresql":
+        pytest.skip("COPY is PostgreSQL's (DATABASE_URL is not PostgreSQL)")
+    real = ingest.copy_line
+    monkeypatch.setattr(ingest, "copy_line", lambda fmt, row: real(fmt, row).replace("x", "\0"))
+    dana = signed_in("dana")
+    job = _job(dana.post(f"{BASE}/import", {"file": _upload([f"create,x,symmetricKey,{KEY},,"])}))
+    services.job_prepare(job.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+    assert job.error.startswith(
+        "The database refused the job's data (DataError: invalid byte sequence for encoding "
+        '"UTF8": 0x00)'
+    )
+
+
+def test_an_oversized_upload_is_refused_while_it_streams(
+    signed_in: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit stops the upload at the first chunk past it: no temporary file of the whole
+    size is written, and the form names the limit."""
+    from django.core.files.uploadhandler import TemporaryFileUploadHandler
+
+    settings.BULK_UPLOAD_MAX_BYTES = 100_000
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1000  # to disk from the first byte, as a big file
+    stored: list[int] = []
+    real = TemporaryFileUploadHandler.receive_data_chunk
+
+    def spy(self: Any, raw_data: bytes, start: int) -> Any:
+        stored.append(len(raw_data))
+        return real(self, raw_data, start)
+
+    monkeypatch.setattr(TemporaryFileUploadHandler, "receive_data_chunk", spy)
+    dana = signed_in("dana")
+    line = f"create,dev-1,symmetricKey,{KEY},enabled,"
+    big = _upload([line] * 100_000)  # about 6 MB
+    response = dana.post(f"{BASE}/import", {"file": big})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "The file is larger than the limit of 100,000 bytes; split it." in html
+    assert 0 < sum(stored) <= 100_000
+    assert not BulkJob.objects.exists()
+    # Under the limit the same form takes the file.
+    ok = dana.post(f"{BASE}/import", {"file": _upload([line])})
+    assert ok.status_code == 302

@@ -109,6 +109,16 @@ def test_ten_megabyte_cell_is_a_row_error_not_a_crash():
         f"registrationId,twinTags,attestationType\ndev-6,{big},symmetricKey\ndev-7,,symmetricKey\n"
     )
     rows = rows_of(data.encode())
+    assert "longer than 262,144 bytes" in rows[0].errors[0]["message"]
+    assert rows[1].errors == []
+
+
+def test_a_cell_over_the_cell_limit_is_a_row_error():
+    big = "a" * 100_000  # over the 64 K characters of a cell, under the row limit
+    data = (
+        f"registrationId,twinTags,attestationType\ndev-6,{big},symmetricKey\ndev-7,,symmetricKey\n"
+    )
+    rows = rows_of(data.encode())
     assert "characters" in rows[0].errors[0]["message"]
     assert rows[1].errors == []
 
