@@ -35,7 +35,7 @@ from enrollments.forms_bulk import (
     ImportForm,
     JobFilterForm,
     RowFilterForm,
-    selected_ids,
+    selected_items,
 )
 from enrollments.models import BulkJob, JobKind, JobState, RowPlan
 
@@ -85,6 +85,15 @@ def _job_or_deny(request: HttpRequest, job_id: int) -> BulkJob | HttpResponse:
             request,
             reason="This job belongs to someone else; only its owner and portal admins see it.",
             required="job owner or Portal.Admin",
+            instance=_instance(request).name,
+        )
+    if job.kind not in bulk.job_visible_kinds(c.value for c in _caps(request)):
+        needs = ", ".join(bulk.VIEW_REQUIRED[job.kind])
+        return deny(
+            request,
+            reason=f"Seeing a job of this kind ({job.get_kind_display()}) needs {needs}, "
+            "which your role on this DPS instance lacks.",
+            required=needs,
             instance=_instance(request).name,
         )
     return job
@@ -193,7 +202,9 @@ def delete_selected(request: HttpRequest, instance: str) -> HttpResponse:
     The first POST (from a list page: ``selected`` or ``registration_ids``) shows what will be
     deleted; the second, with ``confirm``, queues the job.
     """
-    ids = selected_ids(request.POST)
+    items = selected_items(request.POST)
+    ids = [rid for rid, _etag in items]
+    etags = {rid: etag for rid, etag in items if etag}
     confirming = "confirm" in request.POST
     form = DeleteSelectedForm(request.POST if confirming else None, ids=ids)
     if confirming and form.is_valid():
@@ -203,7 +214,7 @@ def delete_selected(request: HttpRequest, instance: str) -> HttpResponse:
                 instance=_instance(request),
                 kind=JobKind.DELETE_SELECTED,
                 capabilities=[c.value for c in _caps(request)],
-                options={"registration_ids": ids},
+                options={"registration_ids": ids, "etags": etags},
             )
         except PermissionDenied as exc:
             return _service_denied(request, exc, C.ENROLLMENTS_DELETE.value)
@@ -219,7 +230,13 @@ def delete_selected(request: HttpRequest, instance: str) -> HttpResponse:
     return render(
         request,
         "enrollments/bulk/delete_selected.html",
-        _ctx(request, form=form, ids=ids[:500], id_count=len(ids), all_ids=ids),
+        _ctx(
+            request,
+            form=form,
+            ids=ids[:500],
+            id_count=len(ids),
+            all_items=[f"{rid}|{etag}" if etag else rid for rid, etag in items],
+        ),
         status=status,
     )
 
@@ -274,7 +291,10 @@ def job_list(request: HttpRequest, instance: str) -> HttpResponse:
         state = form.cleaned_data["state"]
         everyone = form.cleaned_data["everyone"] and _is_admin(request)
     jobs = selectors.job_list(
-        instance=_instance(request), owner=None if everyone else request.user, state=state
+        instance=_instance(request),
+        owner=None if everyone else request.user,
+        state=state,
+        kinds=bulk.job_visible_kinds(c.value for c in _caps(request)),
     )
     page = Paginator(jobs, 25).get_page(request.GET.get("page"))
     return render(
@@ -313,6 +333,7 @@ def job_detail(request: HttpRequest, instance: str, job_id: int) -> HttpResponse
     if isinstance(job, HttpResponse):
         return job
     ctx = _ctx(request, job=job, progress=selectors.job_progress(job), tab="jobs")
+    ctx["missing"] = bulk.job_missing(job, (c.value for c in ctx["caps"]))
     if job.kind != JobKind.EXPORT:
         ctx.update(_row_table(request, job))
     if request.headers.get("HX-Request") == "true" and request.headers.get("HX-Target") == "rows":

@@ -52,6 +52,15 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     JobKind.DELETE_SELECTED: ("enrollments.delete",),
     JobKind.DELETE_REGISTRATIONS: ("registrations.read", "registrations.delete"),
 }
+#: What seeing a job (list, detail, progress, report, download) takes: reading what it touched.
+#: A registration-deletion job lists registration records, so enrollments.read is not enough.
+VIEW_REQUIRED: dict[str, tuple[str, ...]] = {
+    JobKind.IMPORT: ("enrollments.read",),
+    JobKind.EXPORT: ("enrollments.read",),
+    JobKind.DELETE_SELECTED: ("enrollments.read",),
+    JobKind.DELETE_REGISTRATIONS: ("registrations.read",),
+}
+DELETE_CAPABILITY = "enrollments.delete"
 
 
 def _enqueue(task_name: str, job_id: int) -> None:
@@ -78,6 +87,38 @@ def _require(job_kind: str, caps: Iterable[str], *, include_keys: bool = False) 
     missing = [c for c in REQUIRED[job_kind] if c not in have]
     if include_keys and "attestation.reveal" not in have:
         missing.append("attestation.reveal")
+    if missing:
+        raise PermissionDenied("Your role on this DPS instance lacks: " + ", ".join(missing) + ".")
+
+
+def job_required(job: BulkJob) -> tuple[str, ...]:
+    """Return the capabilities running ``job`` takes: an import that deletes needs delete too."""
+    needs = REQUIRED[job.kind]
+    if job.kind == JobKind.IMPORT and job.count_delete:
+        needs = (*needs, DELETE_CAPABILITY)
+    return needs
+
+
+def job_missing(job: BulkJob, caps: Iterable[str]) -> list[str]:
+    """Return the capabilities ``job`` needs to run that ``caps`` lack, in a stable order."""
+    have = {str(c) for c in caps}
+    return [c for c in job_required(job) if c not in have]
+
+
+def job_visible_kinds(caps: Iterable[str]) -> list[str]:
+    """Return the job kinds whose jobs a holder of ``caps`` may see."""
+    have = {str(c) for c in caps}
+    return [kind for kind, needs in VIEW_REQUIRED.items() if all(c in have for c in needs)]
+
+
+def _require_job(job: BulkJob, caps: Iterable[str]) -> None:
+    missing = job_missing(job, caps)
+    if missing == [DELETE_CAPABILITY]:
+        raise PermissionDenied(
+            f"This file deletes {job.count_delete:,} enrollment"
+            f"{'s' if job.count_delete != 1 else ''}, and your role on this DPS instance "
+            f"lacks {DELETE_CAPABILITY}."
+        )
     if missing:
         raise PermissionDenied("Your role on this DPS instance lacks: " + ", ".join(missing) + ".")
 
@@ -157,6 +198,9 @@ def job_create(
         )
         if kind == JobKind.DELETE_SELECTED:
             ids = [i.strip() for i in options.get("registration_ids", []) if i.strip()]
+            # The etag each record had on the list page: the deletion applies to that version
+            # only, so a record changed since ends as a conflict instead of being deleted.
+            etags: dict[str, str] = dict(options.get("etags") or {})
             if not ids:
                 raise ValidationError("Select at least one enrollment to delete.")
             writer = RowWriter()
@@ -171,7 +215,7 @@ def job_create(
                         json.dumps({"registrationId": rid, "attestation": {"type": "none"}}),
                         "",
                         RowPlan.DELETE,
-                        "",
+                        str(etags.get(rid) or "")[:256],
                         "",
                         RowStatus.PENDING,
                         0,
@@ -181,7 +225,9 @@ def job_create(
                     )
                 )
             writer.flush()
-            job.options = {k: v for k, v in options.items() if k != "registration_ids"}
+            job.options = {
+                k: v for k, v in options.items() if k not in ("registration_ids", "etags")
+            }
             job.save(update_fields=["options"])
         _audit(
             job,
@@ -348,7 +394,8 @@ def job_confirm(*, job: BulkJob, actor: Any, capabilities: Iterable[str]) -> Non
     """Start a previewed job (the operator said go)."""
     if job.owner_id != actor.pk:
         raise PermissionDenied("Only the job's owner can confirm it.")
-    _require(job.kind, capabilities)
+    job.refresh_from_db()  # the counts the preview stored decide what the job needs
+    _require_job(job, capabilities)
     with transaction.atomic():
         if not _transition(
             job.pk,
@@ -402,6 +449,8 @@ def job_execute(job_id: int) -> None:
     try:
         caps = access().capabilities(owner=job.owner, instance=job.instance)
         _require(job.kind, caps, include_keys=bool(job.options.get("include_keys")))
+        if job.kind == JobKind.IMPORT and DELETE_CAPABILITY not in caps:
+            _refuse_deletes(job)
         client = access().client(owner=job.owner, instance=job.instance)
         bucket = bucket_for(job.instance.name)
         if job.kind == JobKind.EXPORT:
@@ -444,6 +493,35 @@ def job_execute(job_id: int) -> None:
     if job.kind != JobKind.EXPORT and rows_in_flight(job):
         return  # another worker finishes the last chunk and the job
     job_finish(job_id)
+
+
+def _refuse_deletes(job: BulkJob) -> None:
+    """Fail the import's unsent delete rows: the owner lost the delete capability since the preview.
+
+    Capabilities are read again when the job runs. Without this, the first bulk delete
+    would meet DPS's 403 and fail the whole job, rows that were allowed included; instead
+    the deletes fail each with the reason and the other rows are applied.
+    """
+    message = (
+        f"Not deleted: your role on this DPS instance no longer has {DELETE_CAPABILITY}, "
+        "checked when the job ran. Ask for the permission and import the delete rows again."
+    )
+    with transaction.atomic():
+        n = BulkRow.objects.filter(
+            job=job, plan=RowPlan.DELETE, status=RowStatus.PENDING, lease=""
+        ).update(
+            status=RowStatus.FAILED,
+            error_code="403",
+            message=message,
+            finished_at=timezone.now(),
+        )
+        if n:
+            BulkJob.objects.filter(pk=job.pk).update(
+                count_failed=F("count_failed") + n, progress_done=F("progress_done") + n
+            )
+    if n:
+        _audit(job, AuditAction.DENIED, AuditOutcome.DENIED, message=message)
+        job.refresh_from_db()
 
 
 def _abort_rows(job: BulkJob, message: str) -> None:
