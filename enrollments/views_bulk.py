@@ -27,7 +27,7 @@ from authn.backends import app_roles_of
 from authn.capabilities import capabilities_resolve
 from authn.decorators import capability_required, deny
 from authn.permissions import Capability
-from enrollments.bulk import selectors
+from enrollments.bulk import retention, selectors
 from enrollments.bulk import services as bulk
 from enrollments.forms_bulk import (
     DeleteSelectedForm,
@@ -334,6 +334,11 @@ def job_detail(request: HttpRequest, instance: str, job_id: int) -> HttpResponse
         return job
     ctx = _ctx(request, job=job, progress=selectors.job_progress(job), tab="jobs")
     ctx["missing"] = bulk.job_missing(job, (c.value for c in ctx["caps"]))
+    ctx["file_gone"] = (
+        retention.file_gone_reason(job)
+        if job.kind == JobKind.EXPORT and job.state == JobState.COMPLETED and not job.result_path
+        else ""
+    )
     if job.kind != JobKind.EXPORT:
         ctx.update(_row_table(request, job))
     if request.headers.get("HX-Request") == "true" and request.headers.get("HX-Target") == "rows":
@@ -424,7 +429,7 @@ def job_download(request: HttpRequest, instance: str, job_id: int) -> HttpRespon
     job = _job_or_deny(request, job_id)
     if isinstance(job, HttpResponse):
         return job
-    if job.kind != JobKind.EXPORT or job.state != JobState.COMPLETED or not job.result_path:
+    if job.kind != JobKind.EXPORT or job.state != JobState.COMPLETED:
         raise Http404("No export file to download.")
     if job.owner_id != request.user.pk:
         return deny(
@@ -441,9 +446,9 @@ def job_download(request: HttpRequest, instance: str, job_id: int) -> HttpRespon
             required=C.ATTESTATION_REVEAL.value,
             instance=job.instance.name,
         )
-    path = Path(job.result_path)
-    if not path.exists():
-        raise Http404("The export file is no longer kept.")
+    handle = retention.export_open(job, request.user)
+    if handle is None:
+        return _file_gone(request, job)
     audit_record(
         actor=request.user,
         action=AuditAction.EXPORT,
@@ -454,10 +459,20 @@ def job_download(request: HttpRequest, instance: str, job_id: int) -> HttpRespon
         message="export downloaded" + (" with keys" if with_keys else ""),
     )
     return FileResponse(
-        path.open("rb"),
+        handle,
         as_attachment=True,
         filename=f"{job.instance.name}-enrollments-{job.pk}.csv",
         content_type="text/csv",
+    )
+
+
+def _file_gone(request: HttpRequest, job: BulkJob) -> HttpResponse:
+    """Answer 410 Gone: the export's file was deleted (downloaded once, or expired)."""
+    return render(
+        request,
+        "enrollments/bulk/file_gone.html",
+        _ctx(request, job=job, reason=retention.file_gone_reason(job), tab="jobs"),
+        status=410,
     )
 
 

@@ -264,6 +264,9 @@ BULK_LEASE_SECONDS = env_int("BULK_LEASE_SECONDS", 120)
 # trip to DPS would otherwise cap a job below the quota. The rate limiter paces them all.
 BULK_CALLS_IN_FLIGHT = env_int("BULK_CALLS_IN_FLIGHT", 4)
 BULK_ACCESS_BACKEND = env_str("BULK_ACCESS_BACKEND", "enrollments.bulk.access.PortalAccess")
+# Export files are deleted this many hours after their job ended (an export with keys at once
+# after its first download); the beat task bulk-files-expire does it.
+BULK_FILE_RETENTION_HOURS = env_int("BULK_FILE_RETENTION_HOURS", 24)
 
 # -- audit log (audit/) ----------------------------------------------------------------------
 # manage.py audit_retention deletes events older than this many days unless --older-than says.

@@ -29,6 +29,7 @@ from authn.exceptions import ReauthRequired
 from enrollments.bulk.access import access
 from enrollments.bulk.ingest import ingest_file
 from enrollments.bulk.preview import plan_counts_store, preview_job
+from enrollments.bulk.retention import rows_scrub
 from enrollments.bulk.runner import rows_in_flight, run_rows
 from enrollments.bulk.store import RowWriter
 from enrollments.csv_format import CsvFormatError
@@ -269,9 +270,12 @@ def _fail(job: BulkJob, message: str) -> None:
 
 
 def _discard_source(job: BulkJob) -> None:
+    """Drop what a job that just ended kept of its input: the upload and the rows' keys."""
     # The upload may hold keys: keep it no longer than the job needs it.
     if job.source_path:
         Path(job.source_path).unlink(missing_ok=True)
+    # So may the rows' payloads; the report never shows them (the beat task retries this).
+    rows_scrub(job)
 
 
 def _transition(job_id: int, from_states: Iterable[str], to_state: str, **fields: Any) -> bool:

@@ -172,3 +172,43 @@ def test_registration_deletion_jobs_need_the_registration_capabilities(
         assert _denied(path) == before + 1
     assert dana.post(f"{BASE}/jobs/{job.pk}/cancel").status_code == 403
     assert dana.get(f"{BASE}/jobs/{export.pk}/").status_code == 200
+
+
+def test_export_with_keys_is_deleted_after_its_first_download(signed_in: Any, seed: Any) -> None:
+    """The file streams once; a second download explains it is gone and how to export again."""
+    from pathlib import Path
+
+    rid = f"x{uuid.uuid4().hex[:6]}"
+    seed.enrollment(rid)
+    dana = signed_in("dana")
+    job = _job(dana.post(f"{BASE}/export", {"include_keys": "on"}))
+    services.job_prepare(job.pk)
+    services.job_execute(job.pk)
+    job.refresh_from_db()
+    path = Path(job.result_path)
+    assert path.exists()
+    first = dana.get(f"{BASE}/jobs/{job.pk}/download")
+    assert first.status_code == 200
+    body = b"".join(first.streaming_content).decode()
+    assert rid in body
+    assert not path.exists()
+    assert AuditEvent.objects.filter(
+        action=AuditAction.EXPORT, target_id=str(job.pk), message__contains="deleted"
+    ).exists()
+    second = dana.get(f"{BASE}/jobs/{job.pk}/download")
+    assert second.status_code == 410
+    html = second.content.decode()
+    assert 'data-testid="export-file-gone"' in html
+    assert "deleted once downloaded" in html
+    assert f'href="{BASE}/export" data-testid="export-again"' in html
+    detail = dana.get(f"{BASE}/jobs/{job.pk}/").content.decode()
+    assert 'data-testid="download-export"' not in detail
+    assert 'data-testid="export-file-gone"' in detail
+    # An export without keys stays downloadable until it expires.
+    plain = _job(dana.post(f"{BASE}/export", {}))
+    services.job_prepare(plain.pk)
+    services.job_execute(plain.pk)
+    for _ in range(2):
+        response = dana.get(f"{BASE}/jobs/{plain.pk}/download")
+        assert response.status_code == 200
+        b"".join(response.streaming_content)
