@@ -274,8 +274,12 @@ def _discard_source(job: BulkJob) -> None:
     # The upload may hold keys: keep it no longer than the job needs it.
     if job.source_path:
         Path(job.source_path).unlink(missing_ok=True)
-    # So may the rows' payloads; the report never shows them (the beat task retries this).
-    rows_scrub(job)
+    # So may the rows' payloads; the report never shows them. The job has ended whatever
+    # happens here: a failure is logged and the beat task (files_expire) scrubs it later.
+    try:
+        rows_scrub(job)
+    except Exception:  # retried by the beat task
+        log.exception("could not clear the keys of job %s's rows; the beat task retries", job.pk)
 
 
 def _transition(job_id: int, from_states: Iterable[str], to_state: str, **fields: Any) -> bool:
