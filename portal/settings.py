@@ -131,6 +131,11 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 1900)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# A job's task keeps working through a broker outage (its state is in PostgreSQL; a Redis
+# restarted without persistence has lost the message anyway, so cancelling the task would
+# leave the job to the sweep). Explicit because Celery 6 turns the default to True.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # -- Entra ID, ARM, DPS ----------------------------------------------------------------
 # EMULATOR_ENDPOINTS_FILE points at the emulators' endpoints.json (development and tests);
