@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from audit.models import AuditAction, AuditEvent
 from enrollments import tasks
 from enrollments.bulk import selectors, services
 from enrollments.models import BulkJob, BulkRow, JobKind, JobState, RowStatus
@@ -191,6 +192,9 @@ def test_result_files_are_deleted_after_the_retention_time(
     assert not stray.exists()
     old.refresh_from_db()
     assert (old.result_path, old.options.get("file_deleted")) == ("", "expired")
+    assert AuditEvent.objects.filter(
+        action=AuditAction.EXPORT, target_id=str(old.pk), message__contains="deleted 24 h"
+    ).exists()
     settings.BULK_FILE_RETENTION_HOURS = 0
     tasks.bulk_files_expire_task()
     assert not fresh_path.exists()
