@@ -30,7 +30,7 @@ from enrollments.bulk.access import access
 from enrollments.bulk.ingest import ingest_file
 from enrollments.bulk.preview import plan_counts_store, preview_job
 from enrollments.bulk.retention import rows_scrub
-from enrollments.bulk.runner import rows_in_flight, run_rows
+from enrollments.bulk.runner import fail_pending_deletes, rows_in_flight, run_rows
 from enrollments.bulk.store import RowWriter
 from enrollments.csv_format import CsvFormatError
 from enrollments.dps.exceptions import DpsError, DpsForbidden, DpsUnauthorized
@@ -514,20 +514,7 @@ def _refuse_deletes(job: BulkJob) -> None:
         f"Not deleted: your role on this DPS instance no longer has {DELETE_CAPABILITY}, "
         "checked when the job ran. Ask for the permission and import the delete rows again."
     )
-    with transaction.atomic():
-        n = BulkRow.objects.filter(
-            job=job, plan=RowPlan.DELETE, status=RowStatus.PENDING, lease=""
-        ).update(
-            status=RowStatus.FAILED,
-            error_code="403",
-            message=message,
-            finished_at=timezone.now(),
-        )
-        if n:
-            BulkJob.objects.filter(pk=job.pk).update(
-                count_failed=F("count_failed") + n, progress_done=F("progress_done") + n
-            )
-    if n:
+    if fail_pending_deletes(job, message):
         _audit(job, AuditAction.DENIED, AuditOutcome.DENIED, message=message)
         job.refresh_from_db()
 
