@@ -75,11 +75,6 @@ def selected_items(data: Any) -> list[tuple[str, str]]:
     return list(items.items())
 
 
-def selected_ids(data: Any) -> list[str]:
-    """Return the registration ids of a "delete selected" POST, in order, without repeats."""
-    return [rid for rid, _etag in selected_items(data)]
-
-
 class DeleteSelectedForm(forms.Form):
     """Confirm the deletion of a list of individual enrollments."""
 

@@ -378,7 +378,10 @@ def job_confirm(request: HttpRequest, instance: str, job_id: int) -> HttpRespons
             job=job, actor=request.user, capabilities=[c.value for c in _caps(request)]
         )
     except PermissionDenied as exc:
-        return _service_denied(request, exc, "job owner with the job's capabilities")
+        owner = job.owner_id == request.user.pk
+        return _service_denied(
+            request, exc, ", ".join(bulk.job_required(job)) if owner else "job owner"
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
