@@ -101,18 +101,24 @@ class ExportForm(forms.Form):
     )
 
 
-def selected_ids(data: Any) -> list[str]:
-    """Return the registration ids of a "delete selected" POST, in order, without repeats.
+def selected_items(data: Any) -> list[tuple[str, str]]:
+    """Return ``(registration id, etag)`` of a "delete selected" POST, in order, without repeats.
 
-    Accepts ``selected`` values as the enrollment lists send them (``id`` or ``id|etag``) and
-    ``registration_ids`` as repeated values or one text with an id per line.
+    Accepts ``selected`` values as the enrollment lists send them (``id|etag``, or ``id``) and
+    ``registration_ids`` as repeated values or one text with an id per line (no etag: those
+    are deleted whatever their version). A repeated id keeps its first etag.
     """
-    raw: list[str] = []
+    raw: list[tuple[str, str]] = []
     for value in data.getlist("selected"):
-        raw.append(value.split("|", 1)[0])
+        rid, _, etag = value.partition("|")
+        raw.append((rid.strip(), etag.strip()))
     for value in data.getlist("registration_ids"):
-        raw.extend(value.splitlines())
-    return list(dict.fromkeys(v.strip() for v in raw if v.strip()))
+        raw.extend((line.strip(), "") for line in value.splitlines())
+    items: dict[str, str] = {}
+    for rid, etag in raw:
+        if rid and rid not in items:
+            items[rid] = etag
+    return list(items.items())
 
 
 class DeleteSelectedForm(forms.Form):

@@ -117,25 +117,66 @@ class _BucketBase:
             self._reserve(0, seconds)
 
 
-class RedisTokenBucket(_BucketBase):
-    """A token bucket kept in one Redis hash, updated by a Lua script."""
+#: How long a bucket call keeps trying while Redis is unreachable (a restart, a failover)
+#: before it gives up and lets the job's task fail (the sweep re-queues the job later).
+REDIS_RETRY_SECONDS = 60.0
 
-    def __init__(self, client: Any, key: str, per_minute: float, **kwargs: Any) -> None:
+
+class RedisTokenBucket(_BucketBase):
+    """A token bucket kept in one Redis hash, updated by a Lua script.
+
+    A Redis restart must not end the job that asked for a turn: a call that cannot reach
+    Redis is tried again, with backoff, for up to ``retry_seconds``. Redis restarted without
+    persistence has forgotten the bucket, which then starts afresh (at most one token of
+    burst) and forgets any 429 hold, which the next 429 sets again.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        key: str,
+        per_minute: float,
+        *,
+        retry_seconds: float = REDIS_RETRY_SECONDS,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(per_minute, **kwargs)
         self.key = key
         self.holds_key = f"{key}:holds"
+        self.retry_seconds = retry_seconds
         self._client = client
         self._script = client.register_script(_LUA)
 
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        import redis
+
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                return fn()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                log.warning(
+                    "Redis unreachable for the DPS rate limit %s (%s); trying again", self.key, exc
+                )
+                self._sleep(min(delay, left))
+                delay = min(delay * 2, 2.0)
+
     def _reserve(self, tokens: int, hold: float) -> tuple[float, int]:
-        micros, holds = self._script(
-            keys=[self.key, self.holds_key],
-            args=[repr(self.interval), repr(self.tolerance), tokens, repr(hold)],
+        # The script object loads itself again when a restarted Redis no longer knows it.
+        micros, holds = self._call(
+            lambda: self._script(
+                keys=[self.key, self.holds_key],
+                args=[repr(self.interval), repr(self.tolerance), tokens, repr(hold)],
+            )
         )
         return int(micros) / 1_000_000, int(holds)
 
     def _holds(self) -> int:
-        return int(self._client.get(self.holds_key) or 0)
+        return int(self._call(lambda: self._client.get(self.holds_key)) or 0)
 
 
 class LocalTokenBucket(_BucketBase):

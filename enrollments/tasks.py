@@ -35,12 +35,21 @@ def bulk_jobs_sweep_task() -> list[int]:
     return jobs_sweep()
 
 
+@shared_task(name="enrollments.bulk_files_expire", ignore_result=True)
+def bulk_files_expire_task() -> list[int]:
+    """Delete export files older than BULK_FILE_RETENTION_HOURS; clear keys left in rows."""
+    from enrollments.bulk.retention import files_expire
+
+    return files_expire()
+
+
 def _schedule() -> None:
     from portal.celery import app
 
     app.conf.beat_schedule = {
         **(app.conf.beat_schedule or {}),
         "bulk-jobs-sweep": {"task": "enrollments.bulk_jobs_sweep", "schedule": 30.0},
+        "bulk-files-expire": {"task": "enrollments.bulk_files_expire", "schedule": 900.0},
     }
 
 

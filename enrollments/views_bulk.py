@@ -28,7 +28,7 @@ from authn.backends import app_roles_of
 from authn.capabilities import capabilities_resolve
 from authn.decorators import capability_required, deny
 from authn.permissions import Capability
-from enrollments.bulk import selectors
+from enrollments.bulk import retention, selectors
 from enrollments.bulk import services as bulk
 from enrollments.forms_bulk import (
     DeleteSelectedForm,
@@ -37,7 +37,7 @@ from enrollments.forms_bulk import (
     JobFilterForm,
     RowFilterForm,
     UploadLimit,
-    selected_ids,
+    selected_items,
 )
 from enrollments.models import BulkJob, JobKind, JobState, RowPlan
 
@@ -87,6 +87,15 @@ def _job_or_deny(request: HttpRequest, job_id: int) -> BulkJob | HttpResponse:
             request,
             reason="This job belongs to someone else; only its owner and portal admins see it.",
             required="job owner or Portal.Admin",
+            instance=_instance(request).name,
+        )
+    if job.kind not in bulk.job_visible_kinds(c.value for c in _caps(request)):
+        needs = ", ".join(bulk.VIEW_REQUIRED[job.kind])
+        return deny(
+            request,
+            reason=f"Seeing a job of this kind ({job.get_kind_display()}) needs {needs}, "
+            "which your role on this DPS instance lacks.",
+            required=needs,
             instance=_instance(request).name,
         )
     return job
@@ -211,7 +220,9 @@ def delete_selected(request: HttpRequest, instance: str) -> HttpResponse:
     The first POST (from a list page: ``selected`` or ``registration_ids``) shows what will be
     deleted; the second, with ``confirm``, queues the job.
     """
-    ids = selected_ids(request.POST)
+    items = selected_items(request.POST)
+    ids = [rid for rid, _etag in items]
+    etags = {rid: etag for rid, etag in items if etag}
     confirming = "confirm" in request.POST
     form = DeleteSelectedForm(request.POST if confirming else None, ids=ids)
     if confirming and form.is_valid():
@@ -221,7 +232,7 @@ def delete_selected(request: HttpRequest, instance: str) -> HttpResponse:
                 instance=_instance(request),
                 kind=JobKind.DELETE_SELECTED,
                 capabilities=[c.value for c in _caps(request)],
-                options={"registration_ids": ids},
+                options={"registration_ids": ids, "etags": etags},
             )
         except PermissionDenied as exc:
             return _service_denied(request, exc, C.ENROLLMENTS_DELETE.value)
@@ -237,7 +248,13 @@ def delete_selected(request: HttpRequest, instance: str) -> HttpResponse:
     return render(
         request,
         "enrollments/bulk/delete_selected.html",
-        _ctx(request, form=form, ids=ids[:500], id_count=len(ids), all_ids=ids),
+        _ctx(
+            request,
+            form=form,
+            ids=ids[:500],
+            id_count=len(ids),
+            all_items=[f"{rid}|{etag}" if etag else rid for rid, etag in items],
+        ),
         status=status,
     )
 
@@ -292,7 +309,10 @@ def job_list(request: HttpRequest, instance: str) -> HttpResponse:
         state = form.cleaned_data["state"]
         everyone = form.cleaned_data["everyone"] and _is_admin(request)
     jobs = selectors.job_list(
-        instance=_instance(request), owner=None if everyone else request.user, state=state
+        instance=_instance(request),
+        owner=None if everyone else request.user,
+        state=state,
+        kinds=bulk.job_visible_kinds(c.value for c in _caps(request)),
     )
     page = Paginator(jobs, 25).get_page(request.GET.get("page"))
     return render(
@@ -331,6 +351,12 @@ def job_detail(request: HttpRequest, instance: str, job_id: int) -> HttpResponse
     if isinstance(job, HttpResponse):
         return job
     ctx = _ctx(request, job=job, progress=selectors.job_progress(job), tab="jobs")
+    ctx["missing"] = bulk.job_missing(job, (c.value for c in ctx["caps"]))
+    ctx["file_gone"] = (
+        retention.file_gone_reason(job)
+        if job.kind == JobKind.EXPORT and job.state == JobState.COMPLETED and not job.result_path
+        else ""
+    )
     if job.kind != JobKind.EXPORT:
         ctx.update(_row_table(request, job))
     if request.headers.get("HX-Request") == "true" and request.headers.get("HX-Target") == "rows":
@@ -370,7 +396,10 @@ def job_confirm(request: HttpRequest, instance: str, job_id: int) -> HttpRespons
             job=job, actor=request.user, capabilities=[c.value for c in _caps(request)]
         )
     except PermissionDenied as exc:
-        return _service_denied(request, exc, "job owner with the job's capabilities")
+        owner = job.owner_id == request.user.pk
+        return _service_denied(
+            request, exc, ", ".join(bulk.job_required(job)) if owner else "job owner"
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
@@ -421,7 +450,7 @@ def job_download(request: HttpRequest, instance: str, job_id: int) -> HttpRespon
     job = _job_or_deny(request, job_id)
     if isinstance(job, HttpResponse):
         return job
-    if job.kind != JobKind.EXPORT or job.state != JobState.COMPLETED or not job.result_path:
+    if job.kind != JobKind.EXPORT or job.state != JobState.COMPLETED:
         raise Http404("No export file to download.")
     if job.owner_id != request.user.pk:
         return deny(
@@ -438,9 +467,9 @@ def job_download(request: HttpRequest, instance: str, job_id: int) -> HttpRespon
             required=C.ATTESTATION_REVEAL.value,
             instance=job.instance.name,
         )
-    path = Path(job.result_path)
-    if not path.exists():
-        raise Http404("The export file is no longer kept.")
+    handle = retention.export_open(job, request.user)
+    if handle is None:
+        return _file_gone(request, job)
     audit_record(
         actor=request.user,
         action=AuditAction.EXPORT,
@@ -451,10 +480,20 @@ def job_download(request: HttpRequest, instance: str, job_id: int) -> HttpRespon
         message="export downloaded" + (" with keys" if with_keys else ""),
     )
     return FileResponse(
-        path.open("rb"),
+        handle,
         as_attachment=True,
         filename=f"{job.instance.name}-enrollments-{job.pk}.csv",
         content_type="text/csv",
+    )
+
+
+def _file_gone(request: HttpRequest, job: BulkJob) -> HttpResponse:
+    """Answer 410 Gone: the export's file was deleted (downloaded once, or expired)."""
+    return render(
+        request,
+        "enrollments/bulk/file_gone.html",
+        _ctx(request, job=job, reason=retention.file_gone_reason(job), tab="jobs"),
+        status=410,
     )
 
 

@@ -136,6 +136,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Token caches of users whose sessions all expired: refresh tokens nobody can use.
     "authn-token-caches-purge": {"task": "authn.token_caches_purge", "schedule": 3600.0},
 }
+# A job's task keeps working through a broker outage (its state is in PostgreSQL; a Redis
+# restarted without persistence has lost the message anyway, so cancelling the task would
+# leave the job to the sweep). Explicit because Celery 6 turns the default to True.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # -- Entra ID, ARM, DPS ----------------------------------------------------------------
 # EMULATOR_ENDPOINTS_FILE points at the emulators' endpoints.json (development and tests);
@@ -284,6 +289,9 @@ BULK_LEASE_SECONDS = env_int("BULK_LEASE_SECONDS", 120)
 # trip to DPS would otherwise cap a job below the quota. The rate limiter paces them all.
 BULK_CALLS_IN_FLIGHT = env_int("BULK_CALLS_IN_FLIGHT", 4)
 BULK_ACCESS_BACKEND = env_str("BULK_ACCESS_BACKEND", "enrollments.bulk.access.PortalAccess")
+# Export files are deleted this many hours after their job ended (an export with keys at once
+# after its first download); the beat task bulk-files-expire does it.
+BULK_FILE_RETENTION_HOURS = env_int("BULK_FILE_RETENTION_HOURS", 24)
 
 # -- audit log (audit/) ----------------------------------------------------------------------
 # manage.py audit_retention deletes events older than this many days unless --older-than says.

@@ -147,6 +147,37 @@ def _finish_rows(job: BulkJob, outcomes: list[tuple[BulkRow, str, str, str]]) ->
             )
 
 
+#: The reason on an import's delete rows when DPS refuses deletes (403) to the job's owner.
+DELETE_FORBIDDEN = (
+    "Not deleted: DPS refused the deletion (403): your role on this DPS instance lacks the "
+    "delete permission (enrollments.delete). Ask for it and import the delete rows again."
+)
+
+
+def fail_pending_deletes(job: BulkJob, message: str) -> int:
+    """Fail every unclaimed pending delete row of ``job`` with ``message``; return how many.
+
+    An import whose owner may write but not delete still applies its other rows: only the
+    deletes fail, each with the reason, instead of the whole job failing on DPS's 403.
+    """
+    with transaction.atomic():
+        n = BulkRow.objects.filter(
+            job=job, plan=RowPlan.DELETE, status=RowStatus.PENDING, lease=""
+        ).update(
+            status=RowStatus.FAILED,
+            error_code="403",
+            message=message[:2000],
+            finished_at=timezone.now(),
+        )
+        if n:
+            BulkJob.objects.filter(pk=job.pk).update(
+                count_failed=F("count_failed") + n,
+                progress_done=F("progress_done") + n,
+                heartbeat_at=timezone.now(),
+            )
+    return n
+
+
 def _release(rows: list[BulkRow], *, in_doubt: bool, throttled: bool = False) -> None:
     """Give claimed rows back: in doubt (DPS may have applied them) or pending again.
 
@@ -295,7 +326,16 @@ def run_chunk(
         _release(to_send, in_doubt=True)
         sleep(backoff(min(r.attempts for r in to_send)))
         return
-    except (DpsForbidden, DpsUnauthorized):
+    except DpsForbidden:
+        if job.kind == JobKind.IMPORT and mode == "delete":
+            # DPS did nothing (403). The role may write but not delete: these rows and the
+            # import's other delete rows fail with the reason; creates and updates go on.
+            _finish_rows(job, [(row, RowStatus.FAILED, "403", DELETE_FORBIDDEN) for row in to_send])
+            fail_pending_deletes(job, DELETE_FORBIDDEN)
+            return
+        _release(to_send, in_doubt=False)
+        raise
+    except DpsUnauthorized:
         _release(to_send, in_doubt=False)
         raise
     except DpsError as exc:

@@ -17,9 +17,16 @@ PROBLEM_STATUSES = (RowStatus.FAILED, RowStatus.CONFLICT, RowStatus.SKIPPED)
 REPORT_COLUMNS = ("line", *COLUMNS, "plan", "outcome", "errorCode", "message")
 
 
-def job_list(*, instance: Any, owner: Any | None, state: str = "") -> QuerySet[BulkJob]:
-    """Return the jobs of ``instance``, newest first; only ``owner``'s unless None."""
+def job_list(
+    *, instance: Any, owner: Any | None, state: str = "", kinds: list[str] | None = None
+) -> QuerySet[BulkJob]:
+    """Return the jobs of ``instance``, newest first; only ``owner``'s unless None.
+
+    ``kinds`` (when given) keeps only jobs of those kinds: the ones the viewer may see.
+    """
     qs = BulkJob.objects.filter(instance=instance).select_related("owner", "owner__entra_identity")
+    if kinds is not None:
+        qs = qs.filter(kind__in=kinds)
     if owner is not None:
         qs = qs.filter(owner=owner)
     if state:

@@ -29,7 +29,8 @@ from authn.exceptions import PermissionLookupFailed, ReauthRequired, TokenUnavai
 from enrollments.bulk.access import access
 from enrollments.bulk.ingest import ingest_file
 from enrollments.bulk.preview import plan_counts_store, preview_job
-from enrollments.bulk.runner import rows_in_flight, run_rows
+from enrollments.bulk.retention import rows_scrub
+from enrollments.bulk.runner import fail_pending_deletes, rows_in_flight, run_rows
 from enrollments.bulk.store import RowWriter
 from enrollments.csv_format import CsvFormatError
 from enrollments.dps.exceptions import DpsError, DpsForbidden, DpsUnauthorized
@@ -52,6 +53,15 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     JobKind.DELETE_SELECTED: ("enrollments.delete",),
     JobKind.DELETE_REGISTRATIONS: ("registrations.read", "registrations.delete"),
 }
+#: What seeing a job (list, detail, progress, report, download) takes: reading what it touched.
+#: A registration-deletion job lists registration records, so enrollments.read is not enough.
+VIEW_REQUIRED: dict[str, tuple[str, ...]] = {
+    JobKind.IMPORT: ("enrollments.read",),
+    JobKind.EXPORT: ("enrollments.read",),
+    JobKind.DELETE_SELECTED: ("enrollments.read",),
+    JobKind.DELETE_REGISTRATIONS: ("registrations.read",),
+}
+DELETE_CAPABILITY = "enrollments.delete"
 
 
 def _enqueue(task_name: str, job_id: int) -> None:
@@ -78,6 +88,38 @@ def _require(job_kind: str, caps: Iterable[str], *, include_keys: bool = False) 
     missing = [c for c in REQUIRED[job_kind] if c not in have]
     if include_keys and "attestation.reveal" not in have:
         missing.append("attestation.reveal")
+    if missing:
+        raise PermissionDenied("Your role on this DPS instance lacks: " + ", ".join(missing) + ".")
+
+
+def job_required(job: BulkJob) -> tuple[str, ...]:
+    """Return the capabilities running ``job`` takes: an import that deletes needs delete too."""
+    needs = REQUIRED[job.kind]
+    if job.kind == JobKind.IMPORT and job.count_delete:
+        needs = (*needs, DELETE_CAPABILITY)
+    return needs
+
+
+def job_missing(job: BulkJob, caps: Iterable[str]) -> list[str]:
+    """Return the capabilities ``job`` needs to run that ``caps`` lack, in a stable order."""
+    have = {str(c) for c in caps}
+    return [c for c in job_required(job) if c not in have]
+
+
+def job_visible_kinds(caps: Iterable[str]) -> list[str]:
+    """Return the job kinds whose jobs a holder of ``caps`` may see."""
+    have = {str(c) for c in caps}
+    return [kind for kind, needs in VIEW_REQUIRED.items() if all(c in have for c in needs)]
+
+
+def _require_job(job: BulkJob, caps: Iterable[str]) -> None:
+    missing = job_missing(job, caps)
+    if missing == [DELETE_CAPABILITY]:
+        raise PermissionDenied(
+            f"This file deletes {job.count_delete:,} enrollment"
+            f"{'s' if job.count_delete != 1 else ''}, and your role on this DPS instance "
+            f"lacks {DELETE_CAPABILITY}."
+        )
     if missing:
         raise PermissionDenied("Your role on this DPS instance lacks: " + ", ".join(missing) + ".")
 
@@ -157,6 +199,9 @@ def job_create(
         )
         if kind == JobKind.DELETE_SELECTED:
             ids = [i.strip() for i in options.get("registration_ids", []) if i.strip()]
+            # The etag each record had on the list page: the deletion applies to that version
+            # only, so a record changed since ends as a conflict instead of being deleted.
+            etags: dict[str, str] = dict(options.get("etags") or {})
             if not ids:
                 raise ValidationError("Select at least one enrollment to delete.")
             writer = RowWriter()
@@ -171,7 +216,7 @@ def job_create(
                         json.dumps({"registrationId": rid, "attestation": {"type": "none"}}),
                         "",
                         RowPlan.DELETE,
-                        "",
+                        str(etags.get(rid) or "")[:256],
                         "",
                         RowStatus.PENDING,
                         0,
@@ -181,7 +226,9 @@ def job_create(
                     )
                 )
             writer.flush()
-            job.options = {k: v for k, v in options.items() if k != "registration_ids"}
+            job.options = {
+                k: v for k, v in options.items() if k not in ("registration_ids", "etags")
+            }
             job.save(update_fields=["options"])
         _audit(
             job,
@@ -228,9 +275,16 @@ def _fail(job: BulkJob, message: str) -> None:
 
 
 def _discard_source(job: BulkJob) -> None:
+    """Drop what a job that just ended kept of its input: the upload and the rows' keys."""
     # The upload may hold keys: keep it no longer than the job needs it.
     if job.source_path:
         Path(job.source_path).unlink(missing_ok=True)
+    # So may the rows' payloads; the report never shows them. The job has ended whatever
+    # happens here: a failure is logged and the beat task (files_expire) scrubs it later.
+    try:
+        rows_scrub(job)
+    except Exception:  # retried by the beat task
+        log.exception("could not clear the keys of job %s's rows; the beat task retries", job.pk)
 
 
 def _transition(job_id: int, from_states: Iterable[str], to_state: str, **fields: Any) -> bool:
@@ -380,7 +434,8 @@ def job_confirm(*, job: BulkJob, actor: Any, capabilities: Iterable[str]) -> Non
     """Start a previewed job (the operator said go)."""
     if job.owner_id != actor.pk:
         raise PermissionDenied("Only the job's owner can confirm it.")
-    _require(job.kind, capabilities)
+    job.refresh_from_db()  # the counts the preview stored decide what the job needs
+    _require_job(job, capabilities)
     with transaction.atomic():
         if not _transition(
             job.pk,
@@ -434,6 +489,8 @@ def job_execute(job_id: int) -> None:
     try:
         caps = access().capabilities(owner=job.owner, instance=job.instance)
         _require(job.kind, caps, include_keys=bool(job.options.get("include_keys")))
+        if job.kind == JobKind.IMPORT and DELETE_CAPABILITY not in caps:
+            _refuse_deletes(job)
         client = access().client(owner=job.owner, instance=job.instance)
         bucket = bucket_for(job.instance.name)
         if job.kind == JobKind.EXPORT:
@@ -482,6 +539,22 @@ def job_execute(job_id: int) -> None:
     if job.kind != JobKind.EXPORT and rows_in_flight(job):
         return  # another worker finishes the last chunk and the job
     job_finish(job_id)
+
+
+def _refuse_deletes(job: BulkJob) -> None:
+    """Fail the import's unsent delete rows: the owner lost the delete capability since the preview.
+
+    Capabilities are read again when the job runs. Without this, the first bulk delete
+    would meet DPS's 403 and fail the whole job, rows that were allowed included; instead
+    the deletes fail each with the reason and the other rows are applied.
+    """
+    message = (
+        f"Not deleted: your role on this DPS instance no longer has {DELETE_CAPABILITY}, "
+        "checked when the job ran. Ask for the permission and import the delete rows again."
+    )
+    if fail_pending_deletes(job, message):
+        _audit(job, AuditAction.DENIED, AuditOutcome.DENIED, message=message)
+        job.refresh_from_db()
 
 
 def _abort_rows(job: BulkJob, message: str) -> None:

@@ -98,7 +98,10 @@ def _import(env, upload, *, confirm=True, default_operation="upsert") -> BulkJob
     job.refresh_from_db()
     if confirm and job.state == JobState.AWAITING_CONFIRMATION:
         services.job_confirm(
-            job=job, actor=env["user"], capabilities=["enrollments.read", "enrollments.write"]
+            job=job,
+            actor=env["user"],
+            # Files with delete rows need the delete capability too (issue 11).
+            capabilities=["enrollments.read", "enrollments.write", "enrollments.delete"],
         )
         services.job_execute(job.pk)
         job.refresh_from_db()
@@ -159,7 +162,9 @@ def test_import_every_mode_with_preview_diff(bulk_env):
     assert not _exists(client, f"{p}-new-3")
 
     services.job_confirm(
-        job=job, actor=env["user"], capabilities=["enrollments.read", "enrollments.write"]
+        job=job,
+        actor=env["user"],
+        capabilities=["enrollments.read", "enrollments.write", "enrollments.delete"],
     )
     services.job_execute(job.pk)
     job.refresh_from_db()

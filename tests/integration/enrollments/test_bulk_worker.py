@@ -247,7 +247,10 @@ def _import(env: dict[str, Any], lines: list[str]) -> BulkJob:
 
 def _confirm(env: dict[str, Any], job: BulkJob) -> None:
     services.job_confirm(
-        job=job, actor=env["user"], capabilities=["enrollments.read", "enrollments.write"]
+        job=job,
+        actor=env["user"],
+        # Files with delete rows need the delete capability too (issue 11).
+        capabilities=["enrollments.read", "enrollments.write", "enrollments.delete"],
     )
 
 
