@@ -9,8 +9,8 @@ from django.contrib.auth.backends import BaseBackend
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest
 
-from authn.models import DpsInstance
 from authn.permissions import Capability
+from instances.models import DpsInstance
 
 # Portal-level permissions and the app roles that grant them.
 APP_ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

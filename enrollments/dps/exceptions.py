@@ -127,7 +127,7 @@ def _rebuild(cls: type[DpsError], state: dict[str, Any]) -> DpsError:
 class DpsHostRefused(DpsError):
     """The portal refused to send credentials to the instance's host; nothing was sent.
 
-    ``message`` names the host and the rule it broke (``authn.hosts``).
+    ``message`` names the host and the rule it broke (``instances.hosts``).
     """
 
     user_message = "The portal sends no credentials to this DPS instance's host."
