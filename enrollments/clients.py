@@ -23,7 +23,7 @@ _local = threading.local()
 def _session() -> requests.Session:
     session = getattr(_local, "session", None)
     if session is None:
-        session = build_session()
+        session = build_session(settings.HTTP_TIMEOUT_SECONDS)
         _local.session = session
     return session
 
