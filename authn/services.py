@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 FLOWS_SESSION_KEY = "authn.pending_flows"
 MAX_PENDING_FLOWS = 5
 FLOW_MAX_AGE_SECONDS = 15 * 60
-KNOWN_APP_ROLES = ("Portal.Admin", "Portal.Auditor")
 BACKEND_PATH = "authn.backends.EntraBackend"
 
 

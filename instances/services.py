@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from audit.models import AuditAction, AuditOutcome
+from audit.models import AuditAction, AuditOutcome, AuditTargetType
 from audit.services import audit_record
 from instances.hosts import DpsHostError, dps_host_register_check
 from instances.models import DpsInstance
@@ -50,7 +50,7 @@ def dps_instance_upsert(
             actor=actor,
             action=AuditAction.INSTANCE_CREATE if created else AuditAction.INSTANCE_UPDATE,
             outcome=AuditOutcome.SUCCESS,
-            target_type="dps_instance",
+            target_type=AuditTargetType.DPS_INSTANCE,
             target_id=instance.name,
             dps_instance=instance.name,
             before=before,
