@@ -34,7 +34,7 @@ class EntraBackend(BaseBackend):
     whether the user may write enrollments on that DPS instance.
     """
 
-    def authenticate(  # type: ignore[override]
+    def authenticate(
         self, request: HttpRequest | None, entra_claims: dict[str, Any] | None = None, **kw: Any
     ) -> Any:
         if not entra_claims:

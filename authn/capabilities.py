@@ -39,6 +39,8 @@ class InstanceCapabilities:
     unreachable: bool = False
 
     def __contains__(self, item: object) -> bool:
+        if not isinstance(item, str):
+            return False
         try:
             return Capability(item) in self.capabilities
         except ValueError:

@@ -115,7 +115,7 @@ def _federated_assertion() -> str:
         credential = WorkloadIdentityCredential()
     else:
         credential = ManagedIdentityCredential(client_id=os.environ.get("AZURE_CLIENT_ID") or None)
-    return credential.get_token(FEDERATION_SCOPE).token
+    return str(credential.get_token(FEDERATION_SCOPE).token)
 
 
 @lru_cache(maxsize=1)

@@ -90,7 +90,7 @@ _DECODE_FAILURES: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
 )
 
 
-def _expected_issuer(meta: dict[str, Any], tenant: str) -> str:
+def _expected_issuer(meta: dict[str, Any], tenant: str | None) -> str:
     """Return the issuer of the metadata, with a multi-tenant ``{tenantid}`` filled in."""
     issuer = str(meta["issuer"])
     if "{tenantid}" in issuer and tenant:

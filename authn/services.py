@@ -114,7 +114,7 @@ def signin_complete(*, request: HttpRequest) -> SigninResult:
     reused ``state``, an error from Entra, a refused code, an ID token that fails
     validation, a disabled account.
     """
-    params = {k: v for k, v in request.GET.items()}
+    params = {k: str(v) for k, v in request.GET.items()}
     entry = _pop_flow(request, params.get("state"))
     try:
         if entry is None:

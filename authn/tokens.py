@@ -39,6 +39,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from msal import SerializableTokenCache
 
 from authn import crypto
 from authn.exceptions import ReauthRequired, TokenUnavailable
@@ -47,7 +48,6 @@ from authn.msal_app import (
     ARM_RESOURCE,
     DPS_RESOURCE,
     MsalServiceError,
-    SerializableTokenCache,
     api_scope,
     build_app,
     new_token_cache,

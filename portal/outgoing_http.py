@@ -57,7 +57,7 @@ class OutgoingSession(requests.Session):
         self.mount("https://", adapter)
         self.mount("http://", adapter)
 
-    def request(  # type: ignore[override]
+    def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
         """Send the request with the session's timeout unless the caller gives one."""
@@ -83,5 +83,5 @@ def backoff(
     rng = rng or _rng
     if retry_after is not None:
         return retry_after + rng.uniform(0, min(1.0, 0.1 * retry_after + 0.1))
-    ceiling = min(cap, base * 2**attempt)
+    ceiling = min(cap, base * 2.0 ** min(attempt, 64))  # a float power overflows past 1023
     return ceiling / 2 + rng.uniform(0, ceiling / 2)

@@ -514,11 +514,11 @@ class DpsClient:
                 **body,
             )
         except requests.RequestException as exc:
-            error = DpsUnavailable(
+            unavailable = DpsUnavailable(
                 message=_describe(exc, self.timeout), method=call.method, path=call.path
             )
-            self._log(call, None, time.monotonic() - started, None, attempt, error.message)
-            return error, _transport_retryable(exc, call.policy)
+            self._log(call, None, time.monotonic() - started, None, attempt, unavailable.message)
+            return unavailable, _transport_retryable(exc, call.policy)
         elapsed = time.monotonic() - started
         status = response.status_code
         if status < 300:
