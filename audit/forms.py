@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from django import forms
 
-from audit.models import AuditAction, AuditOutcome
+from audit.models import AuditAction, AuditOutcome, AuditTargetType
 from audit.selectors import AuditFilters
 
-KNOWN_TARGET_TYPES = (
-    "enrollment",
-    "enrollment_group",
-    "registration",
-    "bulk_job",
-    "dps_instance",
-    "view",
-    "audit_log",
-)
+KNOWN_TARGET_TYPES: tuple[str, ...] = tuple(AuditTargetType.values)
 
 
 class AuditFilterForm(forms.Form):

@@ -34,6 +34,18 @@ class AuditAction(models.TextChoices):
     CHAIN_KEYED = "chain_keyed", "Audit chain keyed"
 
 
+class AuditTargetType(models.TextChoices):
+    """What an audit row is about (``AuditEvent.target_type``); the filter offers these."""
+
+    ENROLLMENT = "enrollment", "Enrollment"
+    ENROLLMENT_GROUP = "enrollment_group", "Enrollment group"
+    REGISTRATION = "registration", "Registration record"
+    BULK_JOB = "bulk_job", "Bulk job"
+    DPS_INSTANCE = "dps_instance", "DPS instance"
+    VIEW = "view", "Page"
+    AUDIT_LOG = "audit_log", "Audit log"
+
+
 class AuditOutcome(models.TextChoices):
     SUCCESS = "success", "Success"
     DENIED = "denied", "Denied"

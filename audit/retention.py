@@ -15,6 +15,7 @@ from audit.models import (
     AuditEvent,
     AuditOutcome,
     AuditRetentionRun,
+    AuditTargetType,
 )
 from audit.services import audit_record
 from audit.throttle import audit_signin_failures_flush
@@ -72,7 +73,7 @@ def audit_retention_apply(*, older_than_days: int) -> RetentionResult:
             actor=None,
             action=AuditAction.CHECKPOINT,
             outcome=AuditOutcome.SUCCESS,
-            target_type="audit_log",
+            target_type=AuditTargetType.AUDIT_LOG,
             target_id="retention",
             after={
                 "older_than_days": older_than_days,

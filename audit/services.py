@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from audit.chain import event_hash, head_mac
 from audit.keys import audit_current_key
-from audit.models import AuditAction, AuditChainHead, AuditEvent, AuditOutcome
+from audit.models import AuditAction, AuditChainHead, AuditEvent, AuditOutcome, AuditTargetType
 from audit.redaction import redact, redact_text
 from portal.context import client_ip_var, request_id_var, task_id_var
 
@@ -165,7 +165,7 @@ def audit_chain_seal(*, event_model: Any = None, head_model: Any = None) -> Any:
             time=timezone.now(),
             action=AuditAction.CHAIN_KEYED.value,
             outcome=AuditOutcome.SUCCESS.value,
-            target_type="audit_log",
+            target_type=AuditTargetType.AUDIT_LOG,
             target_id="hmac",
             after={"unkeyed_rows": unkeyed, "unkeyed_head": head.last_hash, "key_id": key_id},
             message=(

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
-from authn.http import TimeoutSession, azure_session
+from portal.outgoing_http import OutgoingSession
 
 API_VERSION = "2022-04-01"
 # Microsoft.Devices/provisioningServices (IotDpsResource - Get).
@@ -48,11 +48,16 @@ class ArmBadResponse(ArmError):
 class ArmClient:
     """Call ARM as the user whose token is passed in; never touches models or requests."""
 
-    def __init__(self, base_url: str | None = None, session: TimeoutSession | None = None) -> None:
+    def __init__(self, base_url: str | None = None, session: OutgoingSession | None = None) -> None:
         self.base_url = (
             base_url or settings.ARM_ENDPOINT or "https://management.azure.com"
         ).rstrip("/")
-        self.session = session or azure_session()
+        self.session = session or OutgoingSession(
+            "arm",
+            float(settings.HTTP_TIMEOUT_SECONDS),
+            max_retries=0,
+            verify=settings.AZURE_CA_BUNDLE or True,
+        )
 
     def permissions_for(self, resource_id: str, token: str) -> list[dict[str, Any]]:
         """Return the caller's permission blocks on ``resource_id``, all pages.

@@ -9,8 +9,8 @@ from django.contrib.auth.backends import BaseBackend
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest
 
-from authn.models import DpsInstance
 from authn.permissions import Capability
+from instances.models import DpsInstance
 
 # Portal-level permissions and the app roles that grant them.
 APP_ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -34,7 +34,7 @@ class EntraBackend(BaseBackend):
     whether the user may write enrollments on that DPS instance.
     """
 
-    def authenticate(  # type: ignore[override]
+    def authenticate(
         self, request: HttpRequest | None, entra_claims: dict[str, Any] | None = None, **kw: Any
     ) -> Any:
         if not entra_claims:

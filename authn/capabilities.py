@@ -16,10 +16,10 @@ from django.core.cache import cache
 
 from authn.arm import ArmClient, ArmError, ArmUnavailable
 from authn.exceptions import TokenUnavailable
-from authn.hosts import DpsHostError, dps_host_arm_check
-from authn.models import DpsInstance
 from authn.msal_app import ARM_RESOURCE
 from authn.permissions import Capability, capabilities_describe, capabilities_from_permissions
+from instances.hosts import DpsHostError, dps_host_arm_check
+from instances.models import DpsInstance
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ class InstanceCapabilities:
     unreachable: bool = False
 
     def __contains__(self, item: object) -> bool:
+        if not isinstance(item, str):
+            return False
         try:
             return Capability(item) in self.capabilities
         except ValueError:

@@ -15,9 +15,9 @@ from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
 from authn.backends import app_roles_of
 from authn.capabilities import capabilities_resolve
-from authn.hosts import DpsHostError, dps_host_guard
-from authn.models import DpsInstance
 from authn.permissions import Capability
+from instances.hosts import DpsHostError, dps_host_guard
+from instances.models import DpsInstance
 
 View = Callable[..., HttpResponse]
 

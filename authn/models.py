@@ -1,18 +1,9 @@
-"""Entra identities, their encrypted token caches, and the registry of DPS instances."""
+"""Entra identities and their encrypted token caches."""
 
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
 from django.db import models
-
-from authn.hosts import DpsHostError, dps_host_validate
-
-RESOURCE_ID_RE = (
-    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
-    r"Microsoft\.Devices/provisioningServices/[^/]+$"
-)
 
 
 class EntraIdentity(models.Model):
@@ -69,57 +60,3 @@ class UserTokenCache(models.Model):
 
     def __str__(self) -> str:
         return f"token cache of user {self.user_id}"
-
-
-class DpsInstance(models.Model):
-    """A DPS instance the portal works with: where its service API is and its ARM id."""
-
-    name = models.CharField(
-        max_length=64,
-        unique=True,
-        validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9-]{1,62}[A-Za-z0-9]$")],
-        help_text="The DPS resource name, e.g. dps-fleet-prod.",
-    )
-    host = models.CharField(
-        "service host",
-        max_length=255,
-        help_text="Host (and port) of the service API, e.g. "
-        "dps-fleet-prod.azure-devices-provisioning.net.",
-    )
-    resource_id = models.CharField(
-        "ARM resource id",
-        max_length=512,
-        validators=[RegexValidator(RESOURCE_ID_RE, "Not a DPS resource id.")],
-    )
-    enabled = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ("name",)
-        verbose_name = "DPS instance"
-
-    def __str__(self) -> str:
-        return self.name
-
-    def clean(self) -> None:
-        """Refuse a host a DPS token may not be sent to; store it bare (``host[:port]``)."""
-        super().clean()
-        if not self.host:
-            return
-        try:
-            self.host = dps_host_validate(self.host, resource_id=self.resource_id or None)
-        except DpsHostError as exc:
-            raise ValidationError({"host": str(exc)}) from exc
-
-    @property
-    def base_url(self) -> str:
-        return f"https://{self.host}"
-
-    def as_audit_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "host": self.host,
-            "resource_id": self.resource_id,
-            "enabled": self.enabled,
-        }

@@ -18,7 +18,7 @@ import msal
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from authn.http import TimeoutSession
+from portal.outgoing_http import OutgoingSession
 
 MsalServiceError = msal.exceptions.MsalServiceError
 SerializableTokenCache = msal.SerializableTokenCache
@@ -79,13 +79,11 @@ def resource_scope(resource: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _session(ca_bundle: str | None, timeout: float) -> TimeoutSession:
-    session = TimeoutSession(timeout)
-    session.verify = ca_bundle or True
-    return session
+def _session(ca_bundle: str | None, timeout: float) -> OutgoingSession:
+    return OutgoingSession("entra", timeout, max_retries=0, verify=ca_bundle or True)
 
 
-def http_session() -> TimeoutSession:
+def http_session() -> OutgoingSession:
     """Return the process-wide session for MSAL (connection reuse, explicit CA, timeouts)."""
     return _session(settings.AZURE_CA_BUNDLE or None, float(settings.HTTP_TIMEOUT_SECONDS))
 
@@ -117,7 +115,7 @@ def _federated_assertion() -> str:
         credential = WorkloadIdentityCredential()
     else:
         credential = ManagedIdentityCredential(client_id=os.environ.get("AZURE_CLIENT_ID") or None)
-    return credential.get_token(FEDERATION_SCOPE).token
+    return str(credential.get_token(FEDERATION_SCOPE).token)
 
 
 @lru_cache(maxsize=1)

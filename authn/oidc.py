@@ -81,26 +81,38 @@ def _signing_key(kid: str, jwks_uri: str) -> Any:
     raise SigninError("The ID token was signed with an unknown key.", code="unknown_key")
 
 
-def id_token_verify(id_token: str, *, nonce: str) -> dict[str, Any]:
-    """Verify signature, issuer, audience, lifetime, ``nonce`` and tenant; return the claims.
+# What a failed check of ``jwt.decode`` means, most specific first.
+_DECODE_FAILURES: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
+    (jwt.InvalidSignatureError, "The ID token's signature is invalid.", "bad_signature"),
+    (jwt.InvalidAudienceError, "The ID token is meant for another application.", "bad_aud"),
+    (jwt.InvalidIssuerError, "The ID token comes from another issuer.", "bad_iss"),
+    (jwt.ExpiredSignatureError, "The ID token has expired.", "expired"),
+)
 
-    ``nonce`` is the value expected in the token (MSAL sends and compares the SHA-256 hex
-    of its internal nonce).
-    """
-    meta = openid_metadata()
+
+def _expected_issuer(meta: dict[str, Any], tenant: str | None) -> str:
+    """Return the issuer of the metadata, with a multi-tenant ``{tenantid}`` filled in."""
+    issuer = str(meta["issuer"])
+    if "{tenantid}" in issuer and tenant:
+        issuer = issuer.replace("{tenantid}", tenant)
+    return issuer
+
+
+def _signed_key(id_token: str, meta: dict[str, Any]) -> Any:
+    """Return the key the token's header names, refusing anything but RS256 with a ``kid``."""
     try:
         header = jwt.get_unverified_header(id_token)
     except jwt.PyJWTError as exc:
         raise SigninError("The ID token is malformed.", code="malformed") from exc
     if header.get("alg") != "RS256" or not header.get("kid"):
         raise SigninError("The ID token is not signed with RS256.", code="bad_alg")
-    key = _signing_key(str(header["kid"]), str(meta["jwks_uri"]))
-    issuer = str(meta["issuer"])
-    tenant = settings.ENTRA_TENANT_ID
-    if "{tenantid}" in issuer and tenant:
-        issuer = issuer.replace("{tenantid}", tenant)
+    return _signing_key(str(header["kid"]), str(meta["jwks_uri"]))
+
+
+def _decode(id_token: str, key: Any, issuer: str) -> dict[str, Any]:
+    """Check signature, audience, issuer and lifetime; return the claims."""
     try:
-        claims = jwt.decode(
+        claims: dict[str, Any] = jwt.decode(
             id_token,
             key,
             algorithms=["RS256"],
@@ -109,18 +121,26 @@ def id_token_verify(id_token: str, *, nonce: str) -> dict[str, Any]:
             leeway=_LEEWAY_SECONDS,
             options={"require": ["exp", "iat", "iss", "aud", "oid", "tid"]},
         )
-    except jwt.InvalidSignatureError as exc:
-        raise SigninError("The ID token's signature is invalid.", code="bad_signature") from exc
-    except jwt.InvalidAudienceError as exc:
-        raise SigninError("The ID token is meant for another application.", code="bad_aud") from exc
-    except jwt.InvalidIssuerError as exc:
-        raise SigninError("The ID token comes from another issuer.", code="bad_iss") from exc
-    except jwt.ExpiredSignatureError as exc:
-        raise SigninError("The ID token has expired.", code="expired") from exc
     except jwt.PyJWTError as exc:
+        for kind, message, code in _DECODE_FAILURES:
+            if isinstance(exc, kind):
+                raise SigninError(message, code=code) from exc
         raise SigninError(
             f"The ID token is invalid ({type(exc).__name__}).", code="invalid"
         ) from exc
+    return claims
+
+
+def id_token_verify(id_token: str, *, nonce: str) -> dict[str, Any]:
+    """Verify signature, issuer, audience, lifetime, ``nonce`` and tenant; return the claims.
+
+    ``nonce`` is the value expected in the token (MSAL sends and compares the SHA-256 hex
+    of its internal nonce).
+    """
+    meta = openid_metadata()
+    key = _signed_key(id_token, meta)
+    tenant = settings.ENTRA_TENANT_ID
+    claims = _decode(id_token, key, _expected_issuer(meta, tenant))
     if claims.get("nonce") != nonce:
         raise SigninError("The ID token's nonce does not match this sign-in.", code="bad_nonce")
     if tenant and claims.get("tid") != tenant:

@@ -1,4 +1,4 @@
-"""Sign-in, sign-out, Entra users and the DPS instance registry."""
+"""Sign-in, sign-out and Entra users."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from urllib.parse import urlencode
 
 import requests
 from django.contrib.auth import authenticate, get_user_model, login, logout
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.urls import reverse
@@ -24,8 +23,7 @@ from audit.services import audit_record
 from audit.throttle import audit_signin_failure
 from authn.capabilities import capabilities_invalidate_all
 from authn.exceptions import SigninError, SigninUnavailable
-from authn.hosts import DpsHostError, dps_host_register_check
-from authn.models import DpsInstance, EntraIdentity
+from authn.models import EntraIdentity
 from authn.msal_app import MsalServiceError, api_scope, authority, build_app, new_token_cache
 from authn.oidc import id_token_verify
 from authn.tokens import token_cache_delete, token_cache_store_signin
@@ -35,7 +33,6 @@ log = logging.getLogger(__name__)
 FLOWS_SESSION_KEY = "authn.pending_flows"
 MAX_PENDING_FLOWS = 5
 FLOW_MAX_AGE_SECONDS = 15 * 60
-KNOWN_APP_ROLES = ("Portal.Admin", "Portal.Auditor")
 BACKEND_PATH = "authn.backends.EntraBackend"
 
 
@@ -117,7 +114,7 @@ def signin_complete(*, request: HttpRequest) -> SigninResult:
     reused ``state``, an error from Entra, a refused code, an ID token that fails
     validation, a disabled account.
     """
-    params = {k: v for k, v in request.GET.items()}
+    params = {k: str(v) for k, v in request.GET.items()}
     entry = _pop_flow(request, params.get("state"))
     try:
         if entry is None:
@@ -229,50 +226,3 @@ def signout(*, request: HttpRequest) -> str:
     logout(request)  # flushes the session
     query = urlencode({"post_logout_redirect_uri": request.build_absolute_uri("/")})
     return f"{authority()}/oauth2/v2.0/logout?{query}"
-
-
-# -- DPS instances -------------------------------------------------------------------------------
-def dps_instance_upsert(
-    *, actor: Any, name: str, host: str, resource_id: str, enabled: bool = True
-) -> tuple[DpsInstance, bool]:
-    """Register or update a DPS instance by name; audit what changed. Return (instance, created).
-
-    Raises ``ValidationError`` (on ``host``) for a host a DPS token may not be sent to, and,
-    when ``actor``'s ARM token is at hand, for a host ARM does not report for ``resource_id``.
-    Switching an instance off never needs its host to pass: a refused one must be switchable.
-    """
-    current = DpsInstance.objects.filter(name=name).values_list("host", "resource_id").first()
-    switch_off_only = not enabled and current == (host, resource_id)
-    if not switch_off_only:
-        try:
-            dps_host_register_check(actor=actor, host=host, resource_id=resource_id)
-        except DpsHostError as exc:
-            raise ValidationError({"host": str(exc)}) from exc
-    with transaction.atomic():
-        instance = DpsInstance.objects.select_for_update().filter(name=name).first()
-        before = instance.as_audit_dict() if instance else None
-        created = instance is None
-        if instance is None:
-            instance = DpsInstance(name=name)
-        instance.host, instance.resource_id, instance.enabled = host, resource_id, enabled
-        unchanged = before is not None and (before["host"], before["resource_id"]) == (
-            host,
-            resource_id,
-        )
-        if enabled or not unchanged:
-            instance.full_clean()
-        after = instance.as_audit_dict()
-        if before == after:
-            return instance, False
-        instance.save()
-        audit_record(
-            actor=actor,
-            action=AuditAction.INSTANCE_CREATE if created else AuditAction.INSTANCE_UPDATE,
-            outcome=AuditOutcome.SUCCESS,
-            target_type="dps_instance",
-            target_id=instance.name,
-            dps_instance=instance.name,
-            before=before,
-            after=after,
-        )
-    return instance, created

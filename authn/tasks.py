@@ -58,7 +58,8 @@ def _ids(values: Any) -> Iterable[int]:
     return (int(v) for v in values or ())
 
 
-@shared_task(name="authn.token_caches_purge", ignore_result=True)
+# Celery ships no type hints: its decorators are untyped.
+@shared_task(name="authn.token_caches_purge", ignore_result=True)  # type: ignore[untyped-decorator]
 def token_caches_purge_task() -> int:
     """Delete the token caches of users whose sessions all expired (beat, hourly)."""
     return token_caches_purge_expired()

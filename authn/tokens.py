@@ -39,6 +39,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from msal import SerializableTokenCache
 
 from authn import crypto
 from authn.exceptions import ReauthRequired, TokenUnavailable
@@ -47,7 +48,6 @@ from authn.msal_app import (
     ARM_RESOURCE,
     DPS_RESOURCE,
     MsalServiceError,
-    SerializableTokenCache,
     api_scope,
     build_app,
     new_token_cache,
@@ -298,8 +298,7 @@ def token_for_user(user: Any, resource: str, *, app_factory: AppFactory = build_
         raise ValueError(f"unknown resource {resource!r}")
     uid = _user_id(user)
     row = _row_of(uid)
-    blob = row[0] if row is not None else None
-    version = crypto.ciphertext_version(blob) if blob else None
+    version = _row_version(row)
     if version is not None:
         remembered = _memo_get(uid, resource, version)
         if remembered is not None:
@@ -315,16 +314,7 @@ def token_for_user(user: Any, resource: str, *, app_factory: AppFactory = build_
         if cached:
             token = cached[0]
         else:
-            scope = resource_scope(resource)
-            obo_app = app_factory(caches.obo)
-            token = _silent_from_obo_cache(obo_app, home, scope)
-            if token is None:
-                assertion = _portal_api_token(app_factory(caches.signin), home)
-                result = obo_app.acquire_token_on_behalf_of(assertion, [scope])
-                if not result or "access_token" not in result:
-                    _raise_for(result, "on-behalf-of")
-                token = str(result["access_token"])
-                log.info("obtained a %s token on behalf of user %s", resource, uid)
+            token = _token_from_entra(caches, home, resource, app_factory, uid)
             cached = _cached_access_token(caches.obo, home, client_id, resource)
     except (requests.RequestException, MsalServiceError, ValueError) as exc:
         # ValueError: MSAL could not read the authority's discovery document.
@@ -339,6 +329,29 @@ def token_for_user(user: Any, resource: str, *, app_factory: AppFactory = build_
     if version is not None and cached is not None and cached[0] == token:
         _memo_put(uid, resource, version, token, cached[1])
     return token
+
+
+def _row_version(row: tuple[bytes, int] | None) -> bytes | None:
+    """Return the version of the encrypted caches in ``row`` (None: no row, or no caches)."""
+    blob = row[0] if row is not None else None
+    return crypto.ciphertext_version(blob) if blob else None
+
+
+def _token_from_entra(
+    caches: UserCaches, home: str, resource: str, app_factory: AppFactory, uid: int
+) -> str:
+    """Ask Entra: refresh with the OBO refresh token, else exchange the portal-API token."""
+    scope = resource_scope(resource)
+    obo_app = app_factory(caches.obo)
+    token = _silent_from_obo_cache(obo_app, home, scope)
+    if token is not None:
+        return token
+    assertion = _portal_api_token(app_factory(caches.signin), home)
+    result = obo_app.acquire_token_on_behalf_of(assertion, [scope])
+    if not result or "access_token" not in result:
+        _raise_for(result, "on-behalf-of")
+    log.info("obtained a %s token on behalf of user %s", resource, uid)
+    return str(result["access_token"])
 
 
 def _home_account_id(user: Any) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from authn import views
 
@@ -12,6 +12,5 @@ urlpatterns = [
     path("callback", views.callback, name="callback"),
     path("logout", views.logout, name="logout"),
     path("permissions/refresh", views.permissions_refresh, name="permissions_refresh"),
-    path("instances/", views.instance_list, name="instance_list"),
-    path("instances/<str:name>/toggle", views.instance_toggle, name="instance_toggle"),
+    path("instances/", include("instances.urls")),
 ]

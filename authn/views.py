@@ -1,23 +1,19 @@
-"""Sign-in, sign-out, permission refresh and the DPS instance registry page."""
+"""Sign-in, sign-out and permission refresh."""
 
 from __future__ import annotations
 
 import logging
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from authn import services
 from authn.capabilities import capabilities_invalidate_all
-from authn.decorators import app_role_required
 from authn.exceptions import SigninError, SigninUnavailable
-from authn.forms import DpsInstanceForm
-from authn.models import DpsInstance
 
 log = logging.getLogger(__name__)
 
@@ -66,44 +62,3 @@ def permissions_refresh(request: HttpRequest) -> HttpResponse:
     capabilities_invalidate_all(request.user)
     messages.info(request, "Your permissions were read again from Azure.")
     return HttpResponseRedirect(services.safe_next_url(request, request.POST.get("next")))
-
-
-# -- DPS instance registry (Portal.Admin) ---------------------------------------------------------
-@never_cache
-@app_role_required("Portal.Admin")
-def instance_list(request: HttpRequest) -> HttpResponse:
-    """List the registered DPS instances and register a new one."""
-    form = DpsInstanceForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.dps_instance_upsert(actor=request.user, **form.cleaned_data)
-        except ValidationError as exc:  # the host ARM reports differs (checked with a token)
-            form.add_error(None, exc)
-        else:
-            messages.success(request, f"Registered {form.cleaned_data['name']}.")
-            return redirect("authn:instance_list")
-    return render(
-        request,
-        "authn/instance_list.html",
-        {"instances": DpsInstance.objects.all(), "form": form},
-        status=400 if form.errors else 200,
-    )
-
-
-@never_cache
-@require_POST
-@app_role_required("Portal.Admin")
-def instance_toggle(request: HttpRequest, name: str) -> HttpResponse:
-    """Enable or disable an instance."""
-    instance = get_object_or_404(DpsInstance, name=name)
-    try:
-        services.dps_instance_upsert(
-            actor=request.user,
-            name=instance.name,
-            host=instance.host,
-            resource_id=instance.resource_id,
-            enabled=not instance.enabled,
-        )
-    except ValidationError as exc:  # switching on an instance whose host is refused
-        messages.error(request, f"{instance.name} stays off: {' '.join(exc.messages)}")
-    return redirect("authn:instance_list")

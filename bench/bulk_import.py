@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         from django.contrib.auth import get_user_model
         from django.core.management import call_command
 
-        from authn.models import DpsInstance
+        from instances.models import DpsInstance
 
         redis.Redis.from_url(REDIS_URL).flushdb()
         call_command("migrate", verbosity=0)

@@ -85,9 +85,9 @@ def _run() -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
-    from authn.models import DpsInstance
     from enrollments.bulk.ingest import default_helpers
     from enrollments.models import BulkJob, BulkRow
+    from instances.models import DpsInstance
 
     call_command("migrate", verbosity=0)
     user, _ = get_user_model().objects.get_or_create(username="bench")

@@ -153,12 +153,12 @@ def run(endpoints: dict[str, Any], tmp: Path, ids: list[str], n: int) -> None:
     )
     import requests
 
-    from authn.models import DpsInstance
     from authn.msal_app import DPS_RESOURCE
     from authn.tokens import token_for_user
     from enrollments.dps.auth import bearer
     from enrollments.dps.client import DpsClient, build_session
     from enrollments.dps.types import AttestationMechanism, IndividualEnrollment
+    from instances.models import DpsInstance
     from tests.integration.authn.conftest import EntraSignin
 
     client = Client(SERVER_NAME="localhost")

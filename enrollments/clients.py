@@ -23,7 +23,7 @@ _local = threading.local()
 def _session() -> requests.Session:
     session = getattr(_local, "session", None)
     if session is None:
-        session = build_session()
+        session = build_session(settings.HTTP_TIMEOUT_SECONDS)
         _local.session = session
     return session
 
@@ -54,11 +54,11 @@ def _user_token(user: Any, *, clock: Callable[[], float] = time.monotonic) -> Ca
 def instance_host_guard(instance: Any) -> Callable[[str], None]:
     """Return the check a client runs before attaching a token to a call to ``instance``.
 
-    It applies the host rules of :mod:`authn.hosts` to the URL the client is about to use
+    It applies the host rules of :mod:`instances.hosts` to the URL the client is about to use
     (the row as it was read, even if edited in the database since registration) and the
     host ARM last reported for the instance's resource id.
     """
-    from authn.hosts import DpsHostError, dps_host_guard
+    from instances.hosts import DpsHostError, dps_host_guard
 
     def guard(base_url: str) -> None:
         try:

@@ -94,7 +94,7 @@ class BulkJob(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bulk_jobs"
     )
     instance = models.ForeignKey(
-        "authn.DpsInstance", on_delete=models.CASCADE, related_name="bulk_jobs"
+        "instances.DpsInstance", on_delete=models.CASCADE, related_name="bulk_jobs"
     )
     options = models.JSONField(default=dict, blank=True)
     source_name = models.CharField(max_length=255, blank=True)

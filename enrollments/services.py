@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 
-from audit.models import AuditAction, AuditOutcome
+from audit.models import AuditAction, AuditOutcome, AuditTargetType
 from audit.services import audit_record
 from authn.capabilities import capabilities_invalidate
 from enrollments.dps.exceptions import DpsError, DpsForbidden
@@ -31,9 +31,9 @@ from enrollments.keys import derive_device_key
 T = TypeVar("T")
 M = TypeVar("M", IndividualEnrollment, EnrollmentGroup)
 
-ENROLLMENT = "enrollment"
-GROUP = "enrollment_group"
-REGISTRATION = "registration"
+ENROLLMENT = AuditTargetType.ENROLLMENT
+GROUP = AuditTargetType.ENROLLMENT_GROUP
+REGISTRATION = AuditTargetType.REGISTRATION
 
 
 def snapshot(model: Any) -> dict[str, Any] | None:

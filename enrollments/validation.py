@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from django.core.exceptions import ValidationError
 
+from enrollments.dps.client import API_VERSION
 from enrollments.dps.types import (
     ALLOCATION_POLICIES,
     ATTESTATION_TYPES,
@@ -31,7 +32,6 @@ from enrollments.dps.types import (
     ReprovisionPolicy,
 )
 
-API_VERSION = "2021-10-01"
 MIN_WEBHOOK_API_VERSION = "2018-09-01-preview"
 MAX_ID_LENGTH = 128
 MAX_TWIN_DEPTH = 10

@@ -76,7 +76,7 @@ def check_dps_hosts(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     """Refuse, when DEBUG is off, any widening of the hosts a DPS token may be sent to."""
     if settings.DEBUG:
         return []
-    from authn.hosts import dps_host_suffixes
+    from instances.hosts import dps_host_suffixes
 
     errors: list[checks.CheckMessage] = []
     if getattr(settings, "DPS_EMULATOR_HOSTS", None):

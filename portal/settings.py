@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "portal",
     "audit",
     "authn",
+    "instances",
     "enrollments",
 ]
 
@@ -174,7 +175,7 @@ AZURE_CA_BUNDLE = env_str("AZURE_CA_BUNDLE", str(_emu["ca_cert"]) if _emu else N
 ARM_ENDPOINT = env_str(
     "ARM_ENDPOINT", str(_emu.get("arm_endpoint", "")) or "https://management.azure.com"
 )
-# The only hosts a user's DPS token is sent to (https, under one of these suffixes; authn/hosts.py).
+# The only hosts a user's DPS token is sent to (https, under one of these suffixes; instances/hosts.py).
 DPS_HOST_SUFFIX = env_list("DPS_HOST_SUFFIX", [".azure-devices-provisioning.net"])
 # Development only: the emulators' own DPS endpoints (host:port -> resource id) are allowed too.
 _emu_dps = _emu.get("dps") or []

@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
 from authn.capabilities import capabilities_resolve
-from authn.models import DpsInstance
+from instances.models import DpsInstance
 
 
 @never_cache

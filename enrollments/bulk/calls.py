@@ -7,29 +7,22 @@ takes a token and honours ``Retry-After`` by holding the bucket for every worker
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from enrollments.dps.exceptions import DpsThrottled, DpsUnavailable
 from enrollments.ratelimit import TokenBucket
+from portal.outgoing_http import backoff
+
+__all__ = ["READ_ATTEMPTS", "backoff", "paced"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_rng = random.Random()  # noqa: S311 - jitter, not cryptography
 
 #: Attempts of one read before it is reported as failed.
 READ_ATTEMPTS = 8
-
-
-def backoff(attempt: int, retry_after: float | None = None) -> float:
-    """Return the seconds before attempt ``attempt + 1``: Retry-After or exponential, jittered."""
-    if retry_after is not None:
-        return retry_after + _rng.uniform(0, min(1.0, 0.1 * retry_after + 0.1))
-    ceiling = min(30.0, 0.5 * 2**attempt)
-    return ceiling / 2 + _rng.uniform(0, ceiling / 2)
 
 
 def paced(

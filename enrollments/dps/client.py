@@ -13,6 +13,7 @@ import random
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
@@ -38,11 +39,12 @@ from enrollments.dps.types import (
     IndividualEnrollment,
     QueryPage,
 )
+from portal.outgoing_http import OutgoingSession, backoff
 
 API_VERSION = "2021-10-01"
 MAX_BULK_ITEMS = 10
 DEFAULT_QUERY = "SELECT *"
-USER_AGENT = "dps-enrollment-portal/0.1"
+DEFAULT_TIMEOUT = 15.0
 DOCS = "https://learn.microsoft.com/rest/api/iot-dps/service"
 
 log = logging.getLogger("enrollments.dps")
@@ -88,6 +90,32 @@ def _never_sent(exc: requests.RequestException) -> bool:
     return False
 
 
+def _transport_retryable(exc: requests.RequestException, policy: RetryPolicy) -> bool:
+    """Return whether a failed send may be repeated: never sent, or a timeout a repeat can't harm."""
+    if _never_sent(exc):
+        return True
+    return (
+        policy is not RetryPolicy.UNSAFE
+        and not isinstance(exc, requests.exceptions.SSLError)
+        and isinstance(exc, requests.exceptions.Timeout | requests.ConnectionError)
+    )
+
+
+def _status_retryable(status: int, policy: RetryPolicy) -> bool:
+    """Return whether an error status may be retried: 429 always, 5xx and 408 if safe."""
+    return status == 429 or (policy is not RetryPolicy.UNSAFE and (status >= 500 or status == 408))
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One operation being sent: what, where, how it may be retried, how often."""
+
+    method: str
+    path: str
+    policy: RetryPolicy
+    attempts: int
+
+
 def _describe(exc: requests.RequestException, timeout: tuple[float, float]) -> str:
     # Own words only: a transport exception's text can carry a proxy URL with credentials.
     if isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -101,12 +129,13 @@ def _describe(exc: requests.RequestException, timeout: tuple[float, float]) -> s
     return f"the request to DPS failed ({type(exc).__name__})"
 
 
-def build_session() -> requests.Session:
-    """Return a Session that ignores environment settings (REQUESTS_CA_BUNDLE, proxies, netrc)."""
-    session = requests.Session()
-    session.trust_env = False
-    session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-    return session
+def build_session(timeout: float = DEFAULT_TIMEOUT) -> OutgoingSession:
+    """Return a session for DPS calls: no transport retries (the client retries by policy).
+
+    Like every outgoing session it ignores environment settings (REQUESTS_CA_BUNDLE,
+    proxies, netrc).
+    """
+    return OutgoingSession("dps", timeout, max_retries=0, headers={"Accept": "application/json"})
 
 
 class DpsClient:
@@ -127,7 +156,7 @@ class DpsClient:
         token_provider: TokenProvider,
         *,
         ca_bundle: str | bool = True,
-        timeout: float | tuple[float, float] = 15,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
         max_retries: int = 3,
         max_retry_wait: float = 10.0,
@@ -433,70 +462,18 @@ class DpsClient:
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """Send one operation, retrying as ``policy`` allows; return the 2xx response."""
-        url = f"{self.base_url}{path}"
-        attempts = self.max_retries + 1
-        for attempt in range(attempts):
-            self._check_host(method, path)
-            auth = authorization_value(self._token_provider())
-            request_headers = {"Authorization": auth, **(headers or {})}
-            if if_match:
-                request_headers["If-Match"] = if_match
-            kwargs: dict[str, Any] = {}
-            if json_body is not None:
-                kwargs["json"] = json_body
-            elif empty_body:
-                kwargs["data"] = b""  # Content-Length: 0, as the SDKs send
-            started = time.monotonic()
-            try:
-                response = self.session.request(
-                    method,
-                    url,
-                    params={"api-version": API_VERSION},
-                    headers=request_headers,
-                    timeout=self.timeout,
-                    verify=self.verify,
-                    allow_redirects=False,
-                    **kwargs,
-                )
-            except requests.RequestException as exc:
-                elapsed = time.monotonic() - started
-                error: DpsError = DpsUnavailable(
-                    message=_describe(exc, self.timeout), method=method, path=path
-                )
-                retryable = _never_sent(exc) or (
-                    policy is not RetryPolicy.UNSAFE
-                    and not isinstance(exc, requests.exceptions.SSLError)
-                    and isinstance(exc, requests.exceptions.Timeout | requests.ConnectionError)
-                )
-                self._log(method, path, None, elapsed, None, attempt, error.message)
-            else:
-                elapsed = time.monotonic() - started
-                status = response.status_code
-                if status < 300:
-                    self._log(method, path, status, elapsed, None, attempt)
-                    return response
-                error = error_for_status(
-                    status,
-                    body=response.content,
-                    headers=response.headers,
-                    method=method,
-                    path=path,
-                    secrets=(auth, auth.partition(" ")[2]),
-                )
-                self._log(method, path, status, elapsed, error.tracking_id, attempt)
-                if attempt and policy is RetryPolicy.CONDITIONAL_WRITE:
-                    if status == 404 and method == "DELETE":
-                        # The earlier attempt most likely deleted it; the caller's goal holds.
-                        log.info("DPS %s %s: already gone after a retry", method, path)
-                        return response
-                    if isinstance(error, DpsPreconditionFailed):
-                        error.after_retry = True
-                retryable = status == 429 or (
-                    policy is not RetryPolicy.UNSAFE and (status >= 500 or status == 408)
-                )
-            if not retryable or attempt == attempts - 1:
-                raise error
-            wait = self._wait(attempt, error)
+        call = _Call(method, path, policy, attempts=self.max_retries + 1)
+        body: dict[str, Any] = {}
+        if json_body is not None:
+            body["json"] = json_body
+        elif empty_body:
+            body["data"] = b""  # Content-Length: 0, as the SDKs send
+        for attempt in range(call.attempts):
+            outcome = self._attempt(call, attempt, body, if_match, headers)
+            if isinstance(outcome, requests.Response):
+                return outcome
+            error, retryable = outcome
+            wait = self._wait(attempt, error) if retryable and attempt < call.attempts - 1 else None
             if wait is None:
                 raise error
             log.warning(
@@ -505,10 +482,65 @@ class DpsClient:
                 path,
                 wait,
                 attempt + 2,
-                attempts,
+                call.attempts,
             )
             self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(
+        self,
+        call: _Call,
+        attempt: int,
+        body: Mapping[str, Any],
+        if_match: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> requests.Response | tuple[DpsError, bool]:
+        """Make one attempt; return the response to keep, or the error and whether to retry."""
+        self._check_host(call.method, call.path)
+        auth = authorization_value(self._token_provider())
+        request_headers = {"Authorization": auth, **(headers or {})}
+        if if_match:
+            request_headers["If-Match"] = if_match
+        started = time.monotonic()
+        try:
+            response = self.session.request(
+                call.method,
+                f"{self.base_url}{call.path}",
+                params={"api-version": API_VERSION},
+                headers=request_headers,
+                timeout=self.timeout,
+                verify=self.verify,
+                allow_redirects=False,
+                **body,
+            )
+        except requests.RequestException as exc:
+            unavailable = DpsUnavailable(
+                message=_describe(exc, self.timeout), method=call.method, path=call.path
+            )
+            self._log(call, None, time.monotonic() - started, None, attempt, unavailable.message)
+            return unavailable, _transport_retryable(exc, call.policy)
+        elapsed = time.monotonic() - started
+        status = response.status_code
+        if status < 300:
+            self._log(call, status, elapsed, None, attempt)
+            return response
+        error = error_for_status(
+            status,
+            body=response.content,
+            headers=response.headers,
+            method=call.method,
+            path=call.path,
+            secrets=(auth, auth.partition(" ")[2]),
+        )
+        self._log(call, status, elapsed, error.tracking_id, attempt)
+        if attempt and call.policy is RetryPolicy.CONDITIONAL_WRITE:
+            if status == 404 and call.method == "DELETE":
+                # The earlier attempt most likely deleted it; the caller's goal holds.
+                log.info("DPS %s %s: already gone after a retry", call.method, call.path)
+                return response
+            if isinstance(error, DpsPreconditionFailed):
+                error.after_retry = True
+        return error, _status_retryable(status, call.policy)
 
     def _check_host(self, method: str, path: str) -> None:
         """Refuse, before any token is asked for, a host credentials may not be sent to."""
@@ -524,18 +556,17 @@ class DpsClient:
 
     def _wait(self, attempt: int, error: DpsError) -> float | None:
         """Return the seconds before the next attempt, or ``None`` to give up now."""
-        if error.retry_after is not None and error.status in (429, 503):
-            if error.retry_after > self.max_retry_wait:
-                # Too long to block a web request: let the caller (a task) schedule it.
-                return None
-            return error.retry_after + self._rng.uniform(0, min(1.0, 0.1 * error.retry_after + 0.1))
-        ceiling = min(self.backoff_max, self.backoff_base * 2**attempt)
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        retry_after = error.retry_after if error.status in (429, 503) else None
+        if retry_after is not None and retry_after > self.max_retry_wait:
+            # Too long to block a web request: let the caller (a task) schedule it.
+            return None
+        return backoff(
+            attempt, retry_after, base=self.backoff_base, cap=self.backoff_max, rng=self._rng
+        )
 
     def _log(
         self,
-        method: str,
-        path: str,
+        call: _Call,
         status: int | None,
         elapsed: float,
         tracking_id: str | None,
@@ -543,6 +574,7 @@ class DpsClient:
         failure: str | None = None,
     ) -> None:
         level = logging.INFO if status is not None and status < 400 else logging.WARNING
+        method, path = call.method, call.path
         log.log(
             level,
             "DPS %s %s -> %s in %.1f ms%s%s",

@@ -127,7 +127,7 @@ def _rebuild(cls: type[DpsError], state: dict[str, Any]) -> DpsError:
 class DpsHostRefused(DpsError):
     """The portal refused to send credentials to the instance's host; nothing was sent.
 
-    ``message`` names the host and the rule it broke (``authn.hosts``).
+    ``message`` names the host and the rule it broke (``instances.hosts``).
     """
 
     user_message = "The portal sends no credentials to this DPS instance's host."
@@ -242,6 +242,36 @@ def _lower_keys(data: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in data.items()}
 
 
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _error_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Return the body's fields, lower-cased, with an ARM-style ``error`` envelope opened."""
+    fields = _lower_keys(data)
+    if isinstance(fields.get("error"), dict):
+        fields = {
+            **_lower_keys(fields["error"]),
+            **{k: v for k, v in fields.items() if k != "error"},
+        }
+    return fields
+
+
+def _inner_message(message: str, out: dict[str, Any]) -> str:
+    """Return the text of an IoT Hub ``Message`` holding JSON; take its ids into ``out``."""
+    inner = _json_or_none(message)
+    if not isinstance(inner, dict):
+        return message
+    inner_fields = _lower_keys(inner)
+    out.setdefault("tracking_id", inner_fields.get("trackingid"))
+    if out.get("error_code") is None and inner_fields.get("errorcode") is not None:
+        out["error_code"] = _int_or_str(inner_fields["errorcode"])
+    return str(inner_fields.get("message") or message)
+
+
 def parse_error_body(body: bytes | str | None) -> dict[str, Any]:
     """Return errorCode, trackingId, message, timestampUtc and info from any error body.
 
@@ -251,18 +281,11 @@ def parse_error_body(body: bytes | str | None) -> dict[str, Any]:
     if not body:
         return {}
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {"message": _plain_text(text)} if _plain_text(text) else {}
+    data = _json_or_none(text)
     if not isinstance(data, dict):
-        return {"message": _plain_text(text)}
-    fields = _lower_keys(data)
-    if isinstance(fields.get("error"), dict):
-        fields = {
-            **_lower_keys(fields["error"]),
-            **{k: v for k, v in fields.items() if k != "error"},
-        }
+        plain = _plain_text(text)
+        return {"message": plain} if plain else {}
+    fields = _error_fields(data)
     out: dict[str, Any] = {}
     code = fields.get("errorcode", fields.get("code"))
     if code is not None:
@@ -272,18 +295,7 @@ def parse_error_body(body: bytes | str | None) -> dict[str, Any]:
             out[name] = str(fields[key])
     message = fields.get("message")
     if isinstance(message, str) and message:
-        # IoT Hub wraps a JSON document in Message; take the useful parts when it does.
-        try:
-            inner = json.loads(message)
-        except ValueError:
-            inner = None
-        if isinstance(inner, dict):
-            inner_fields = _lower_keys(inner)
-            out.setdefault("tracking_id", inner_fields.get("trackingid"))
-            if out.get("error_code") is None and inner_fields.get("errorcode") is not None:
-                out["error_code"] = _int_or_str(inner_fields["errorcode"])
-            message = str(inner_fields.get("message") or message)
-        out["message"] = message
+        out["message"] = _inner_message(message, out)
     if isinstance(fields.get("info"), dict):
         out["info"] = {str(k): str(v) for k, v in fields["info"].items()}
     return {k: v for k, v in out.items() if v is not None}

@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils.safestring import SafeData, SafeString, mark_safe
 from django.utils.timezone import template_localtime
 
-from authn.models import DpsInstance
+from instances.models import DpsInstance
 
 register = template.Library()
 

@@ -70,7 +70,6 @@ def test_scenario_writes_each_kind_of_event_and_no_secret(
     settings: Any,
     endpoints: dict[str, Any],
 ) -> None:
-    from authn.models import DpsInstance
     from authn.msal_app import ARM_RESOURCE, DPS_RESOURCE
     from authn.tokens import token_for_user
     from enrollments import services
@@ -80,6 +79,7 @@ def test_scenario_writes_each_kind_of_event_and_no_secret(
         EnrollmentGroup,
         IndividualEnrollment,
     )
+    from instances.models import DpsInstance
 
     secrets: set[str] = {DANA[1], ADA[1], WRONG_PASSWORD, settings.ENTRA_CLIENT_SECRET}
     secrets |= {PRIMARY, SECONDARY, GROUP_PRIMARY, GROUP_SECONDARY}

@@ -107,7 +107,7 @@ def dps_instances(db: Any, emulators: Any, settings: Any) -> list[Any]:
     call_command(
         "dps_instance_import", "--from-endpoints", str(emulators.state_dir / "endpoints.json")
     )
-    from authn.models import DpsInstance
+    from instances.models import DpsInstance
 
     return list(DpsInstance.objects.all())
 

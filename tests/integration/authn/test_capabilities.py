@@ -18,8 +18,9 @@ from authn.capabilities import capabilities_invalidate, capabilities_resolve
 from authn.decorators import app_role_required, capability_required
 from authn.exceptions import ReauthRequired, TokenUnavailable
 from authn.mixins import CapabilityRequiredMixin
-from authn.models import DpsInstance, EntraIdentity
+from authn.models import EntraIdentity
 from authn.permissions import Capability
+from instances.models import DpsInstance
 
 pytestmark = pytest.mark.django_db
 

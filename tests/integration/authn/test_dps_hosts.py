@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from authn.models import DpsInstance, EntraIdentity
+from authn.models import EntraIdentity
+from instances.models import DpsInstance
 
 pytestmark = pytest.mark.django_db
 
@@ -167,7 +168,7 @@ def test_admin_page_refuses_a_host_arm_does_not_name(
     client: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the admin's ARM token at hand, registration ties the host to the resource id."""
-    from authn import hosts
+    from instances import hosts
 
     seen: list[str] = []
 

@@ -9,7 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditAction, AuditEvent
-from authn.models import DpsInstance, EntraIdentity
+from authn.models import EntraIdentity
+from instances.models import DpsInstance
 
 pytestmark = pytest.mark.django_db
 

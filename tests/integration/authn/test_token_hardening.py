@@ -186,7 +186,7 @@ def test_token_service_unreachable_in_a_view_is_a_clear_page(
 def _fill_capability_cache(user: Any) -> bool:
     """Fill the capability cache (ARM read with a real token) so only the DPS token is missing."""
     from authn.capabilities import capabilities_resolve
-    from authn.models import DpsInstance
+    from instances.models import DpsInstance
 
     return bool(capabilities_resolve(user, DpsInstance.objects.get(name=LAB)))
 

@@ -9,11 +9,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, connections, transaction
 
-from authn.models import DpsInstance
 from enrollments.bulk.preview import plan_counts_store
 from enrollments.bulk.runner import _claimable, claim
 from enrollments.bulk.store import rows_analyze
 from enrollments.models import BulkJob, BulkRow, JobKind, RowPlan, RowStatus
+from instances.models import DpsInstance
 
 pytestmark = pytest.mark.django_db
 

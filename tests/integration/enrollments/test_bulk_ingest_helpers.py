@@ -9,10 +9,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
-from authn.models import DpsInstance
 from enrollments.bulk import ingest
 from enrollments.csv_format import CsvFormatError
 from enrollments.models import BulkJob, BulkRow, JobKind
+from instances.models import DpsInstance
 
 pytestmark = pytest.mark.django_db
 

@@ -16,11 +16,11 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.models import AuditEvent
-from authn.models import DpsInstance
 from enrollments.bulk import services
 from enrollments.csv_format import read_rows
 from enrollments.dps.exceptions import DpsNotFound
 from enrollments.models import BulkJob, BulkRow, JobKind, JobState, RowPlan, RowStatus
+from instances.models import DpsInstance
 from tests.integration.enrollments.bulk_support import EmulatorAccess
 
 pytestmark = pytest.mark.django_db

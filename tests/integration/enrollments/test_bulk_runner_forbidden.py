@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 
-from authn.models import DpsInstance
 from enrollments.bulk.runner import run_rows
 from enrollments.dps.exceptions import DpsForbidden
 from enrollments.models import BulkJob, BulkRow, JobKind, RowPlan, RowStatus
 from enrollments.ratelimit import LocalTokenBucket
+from instances.models import DpsInstance
 
 pytestmark = pytest.mark.django_db
 

@@ -10,11 +10,11 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count
 from django.utils import timezone
 
-from authn.models import DpsInstance
 from enrollments.bulk.runner import MAX_ATTEMPTS, claim, run_chunk
 from enrollments.dps.exceptions import DpsNotFound, DpsThrottled, DpsUnavailable
 from enrollments.models import BulkJob, BulkRow, JobKind, RowPlan, RowStatus
 from enrollments.ratelimit import LocalTokenBucket
+from instances.models import DpsInstance
 
 pytestmark = pytest.mark.django_db
 

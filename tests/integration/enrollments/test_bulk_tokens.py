@@ -207,9 +207,10 @@ def test_purge_keeps_the_token_cache_of_a_working_jobs_owner(
     from django.contrib.sessions.models import Session
     from django.utils import timezone
 
-    from authn.models import DpsInstance, UserTokenCache
+    from authn.models import UserTokenCache
     from authn.tasks import token_caches_purge_expired
     from enrollments.models import JobKind
+    from instances.models import DpsInstance
 
     client = Client(SERVER_NAME="localhost")
     _signin(client, endpoints)

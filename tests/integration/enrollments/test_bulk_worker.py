@@ -27,9 +27,9 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
-from authn.models import DpsInstance
 from enrollments.bulk import services
 from enrollments.models import BulkJob, BulkRow, JobKind, JobState, RowPlan, RowStatus
+from instances.models import DpsInstance
 from tests.integration.enrollments.bulk_support import EmulatorAccess
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

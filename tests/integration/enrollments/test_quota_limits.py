@@ -21,10 +21,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.models import AuditAction, AuditEvent, AuditOutcome
 from authn.capabilities import _cache_key
-from authn.models import DpsInstance
 from enrollments.bulk import services as bulk
 from enrollments.dps.exceptions import error_for_status
 from enrollments.models import BulkJob, BulkRow, JobKind, JobState, RowStatus
+from instances.models import DpsInstance
 from tests.integration.enrollments.test_bulk_runner_throttle import (  # noqa: F401 - fixture
     RefusingClient,
     _run_once,

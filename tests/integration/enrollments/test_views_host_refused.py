@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from authn.models import DpsInstance
+from instances.models import DpsInstance
 
 from .conftest import INSTANCE
 

@@ -180,8 +180,8 @@ def test_one_broker_call_per_request_whatever_the_dps_calls(
 
 def test_switcher_lists_enabled_instances_with_their_list_urls(signed_in: Any) -> None:
     """The switcher offers every enabled instance (same section), never a disabled one."""
-    from authn.models import DpsInstance
     from enrollments.templatetags.enrollments_ui import instance_switcher_forget
+    from instances.models import DpsInstance
 
     DpsInstance.objects.filter(name="dps-fleet-lab").update(enabled=False)
     instance_switcher_forget()

@@ -1,4 +1,4 @@
-"""authn.hosts: the rules of a DPS service host; the settings and checks that shape them."""
+"""instances.hosts: the rules of a DPS service host; the settings and checks that shape them."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from authn.hosts import DpsHostError, dps_host_arm_match, dps_host_validate
 from enrollments.dps.client import DpsClient
 from enrollments.dps.exceptions import DpsHostRefused
+from instances.hosts import DpsHostError, dps_host_arm_match, dps_host_validate
 
 ROOT = Path(__file__).resolve().parents[3]
 RID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Devices/provisioningServices/{}"

@@ -1,10 +1,10 @@
-"""Forms of the DPS instance registry page."""
+"""The form of the DPS instance registry page."""
 
 from __future__ import annotations
 
 from django import forms
 
-from authn.models import DpsInstance
+from instances.models import DpsInstance
 
 
 class DpsInstanceForm(forms.ModelForm):

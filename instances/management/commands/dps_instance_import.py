@@ -9,7 +9,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from authn.services import dps_instance_upsert
+from instances.services import dps_instance_upsert
 
 
 class Command(BaseCommand):
