@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.caches import reset_module_caches
+
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 _real_connect = socket.socket.connect
@@ -80,6 +82,18 @@ def _block_internet() -> Iterator[None]:
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _reset_module_caches() -> Iterator[None]:
+    """Start and leave every test with the portal's process caches empty (tests/support/caches.py).
+
+    Memos of tokens, discovery documents, rate buckets and configured backends outlive a
+    test's settings and database; a test that changes either must not see the old ones.
+    """
+    reset_module_caches()
+    yield
+    reset_module_caches()
 
 
 @pytest.fixture(scope="session")

@@ -12,24 +12,17 @@ import pytest
 import requests
 from django.test import Client
 
-from authn import msal_app, oidc
-
 _FORM_ACTION = re.compile(r'<form method=post action="([^"]+)"')
 _CTX = re.compile(r'name=ctx value="([^"]*)"')
 
 
 @pytest.fixture(autouse=True)
-def _isolated_caches(settings: Any) -> Iterator[None]:
-    """Give every test its own in-memory cache and fresh MSAL/OIDC HTTP caches."""
+def _isolated_caches(settings: Any) -> None:
+    """Give every test its own in-memory Django cache (module caches: tests/conftest.py)."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     from django.core.cache import cache
 
     cache.clear()
-    msal_app.reset_http_cache()
-    oidc.reset_caches()
-    yield
-    msal_app.reset_http_cache()
-    oidc.reset_caches()
 
 
 @pytest.fixture
