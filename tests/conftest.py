@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,13 @@ def _allowed(address: Any) -> bool:
         return False
 
 
-def _guarded_connect(self: socket.socket, address: Any) -> Any:
+def _guarded_connect(self: Any, address: Any) -> None:
     if not _allowed(address):
         raise OSError(f"test tried to reach {address!r}: only loopback is allowed in tests")
-    return _real_connect(self, address)
+    _real_connect(self, address)
 
 
-def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+def _guarded_connect_ex(self: Any, address: Any) -> int:
     if not _allowed(address):
         raise OSError(f"test tried to reach {address!r}: only loopback is allowed in tests")
     return _real_connect_ex(self, address)
@@ -55,7 +55,7 @@ def _flush_past_the_audit_guards() -> None:
         return
     real = DatabaseOperations.execute_sql_flush
 
-    def execute_sql_flush(self: Any, sql_list: list[str]) -> None:
+    def execute_sql_flush(self: Any, sql_list: Iterable[str]) -> None:
         real(self, ["SET LOCAL session_replication_role = replica", *sql_list])
 
     DatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]

@@ -51,12 +51,14 @@ def _portal_modules() -> Iterator[tuple[str, ModuleType]]:
 
 
 def named_reset(dotted: str) -> Callable[[], object] | None:
-    """Return the reset function ``dotted`` names, or None while its module is not imported."""
+    """Return the reset function ``dotted`` names, or None while its module is not imported.
+
+    A name that no longer resolves is skipped here rather than failing every test;
+    tests/unit/test_module_caches.py fails on it instead.
+    """
     module_name, _, function = dotted.rpartition(".")
     module = sys.modules.get(module_name)
-    if module is None:
-        return None  # never imported in this process: nothing to forget
-    reset: Callable[[], object] = getattr(module, function)  # AttributeError: renamed, fix it
+    reset: Callable[[], object] | None = getattr(module, function, None)
     return reset
 
 

@@ -63,9 +63,12 @@ class Entra:
         """Return a fresh MSAL app (MSAL replays 400 answers per app object for 60 s)."""
         a = self.app(name) if name in {x["name"] for x in self.endpoints["apps"]} else None
         client_id = a["client_id"] if a else name
+        if credential is None:
+            assert a is not None, f"{name} is no app of the tenant: pass its credential"
+            credential = a["client_secret"]
         return msal.ConfidentialClientApplication(
             client_id,
-            client_credential=credential if credential is not None else a["client_secret"],
+            client_credential=credential,
             authority=self.authority,
             instance_discovery=False,
             http_client=make_session(self.ca),
