@@ -1,14 +1,18 @@
 """Every cache a portal module keeps in process memory is emptied between tests.
 
-A private module-level dict, list or set that is still empty once its module is imported is
-taken for a cache: constants are filled at import, caches fill up while the portal runs.
+A private module-level name bound to an empty dict, list, set or deque in the module's source
+is taken for a cache: constants are written filled, caches fill up while the portal runs.
+Reading the source, not the live object, finds a cache whatever earlier tests left in it.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
 from collections import deque
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -22,6 +26,29 @@ PURE = {
 }
 
 SENTINEL = ("test_module_caches", "sentinel")
+_EMPTY_CALLS = frozenset({"dict", "list", "set", "OrderedDict", "deque", "defaultdict"})
+
+
+def _is_empty_container(node: ast.expr | None) -> bool:
+    if isinstance(node, ast.Dict | ast.List | ast.Set):
+        return not (node.keys if isinstance(node, ast.Dict) else node.elts)
+    if isinstance(node, ast.Call) and not node.keywords:
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else ""
+        name = node.func.id if isinstance(node.func, ast.Name) else name
+        return name in _EMPTY_CALLS and (not node.args or name == "defaultdict")
+    return False
+
+
+def _private_empty_names(module: ModuleType) -> list[str]:
+    """Return the private names the module's source binds to an empty container."""
+    names = []
+    for node in ast.parse(Path(str(module.__file__)).read_text()).body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        if isinstance(node, ast.Assign | ast.AnnAssign) and _is_empty_container(node.value):
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return [n for n in names if n.startswith("_") and not n.startswith("__") and n not in PURE]
 
 
 def _empty_containers() -> list[tuple[str, Any]]:
@@ -29,11 +56,10 @@ def _empty_containers() -> list[tuple[str, Any]]:
     for module in caches.import_portal_modules():
         if module.__name__.rpartition(".")[2] == "settings":
             continue  # settings are read once at start-up, never refilled
-        for attr, value in vars(module).items():
-            if not attr.startswith("_") or attr.startswith("__") or attr in PURE:
-                continue
-            if isinstance(value, dict | list | set | deque) and not value:
-                found.append((f"{module.__name__}.{attr}", value))
+        for name in _private_empty_names(module):
+            value = getattr(module, name)
+            if isinstance(value, dict | list | set | deque):
+                found.append((f"{module.__name__}.{name}", value))
     return found
 
 
