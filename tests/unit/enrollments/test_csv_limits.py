@@ -12,7 +12,6 @@ import pytest
 
 from enrollments import csv_format
 from enrollments.csv_format import COLUMNS, CsvFormatError, read_rows
-from tests.support.certs import certificate, pem, rsa_key
 
 KEY = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="
 HEADER = "registrationId,attestationType,symmetricKeyPrimary,iotEdge,twinTags\r\n"
@@ -62,6 +61,8 @@ def test_the_row_length_limit_is_configurable():
 
 
 def _pem_rsa4096() -> str:
+    from tests.support.certs import certificate, pem, rsa_key
+
     return pem(certificate("device-with-a-long-name-" * 2, key=rsa_key(4096), days=365).cert)
 
 
