@@ -35,10 +35,6 @@ class Issued:
     key: PrivateKey
     cert: x509.Certificate
 
-    @property
-    def pem(self) -> str:
-        return pem(self.cert)
-
 
 def ec_key() -> ec.EllipticCurvePrivateKey:
     """Return a new EC P-256 private key (fast: the default for certificates)."""
