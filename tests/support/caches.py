@@ -15,6 +15,7 @@ tests/unit/test_module_caches.py checks that every module-level cache is covered
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import sys
@@ -36,6 +37,7 @@ NAMED_RESETS: tuple[str, ...] = (
 )
 
 
+@functools.cache
 def portal_packages() -> frozenset[str]:
     """Return the names of the portal's top-level packages (each directory with __init__.py)."""
     return frozenset(
