@@ -219,6 +219,14 @@ _local_lock = threading.Lock()
 _redis_client: Any = None
 
 
+def reset_caches() -> None:
+    """Forget this process's buckets and Redis client (tests; after a settings change)."""
+    global _redis_client
+    with _local_lock:
+        _local.clear()
+        _redis_client = None
+
+
 def quota_per_minute(instance_name: str) -> int:
     """Return the operations-per-minute quota of a DPS instance (settings, env-configurable)."""
     overrides: dict[str, int] = getattr(settings, "DPS_OPS_PER_MINUTE_OVERRIDES", {}) or {}

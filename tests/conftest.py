@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.caches import reset_module_caches
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
@@ -28,13 +30,13 @@ def _allowed(address: Any) -> bool:
         return False
 
 
-def _guarded_connect(self: socket.socket, address: Any) -> Any:
+def _guarded_connect(self: Any, address: Any) -> None:
     if not _allowed(address):
         raise OSError(f"test tried to reach {address!r}: only loopback is allowed in tests")
-    return _real_connect(self, address)
+    _real_connect(self, address)
 
 
-def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+def _guarded_connect_ex(self: Any, address: Any) -> int:
     if not _allowed(address):
         raise OSError(f"test tried to reach {address!r}: only loopback is allowed in tests")
     return _real_connect_ex(self, address)
@@ -53,7 +55,7 @@ def _flush_past_the_audit_guards() -> None:
         return
     real = DatabaseOperations.execute_sql_flush
 
-    def execute_sql_flush(self: Any, sql_list: list[str]) -> None:
+    def execute_sql_flush(self: Any, sql_list: Iterable[str]) -> None:
         real(self, ["SET LOCAL session_replication_role = replica", *sql_list])
 
     DatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
@@ -80,6 +82,18 @@ def _block_internet() -> Iterator[None]:
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _reset_module_caches() -> Iterator[None]:
+    """Start and leave every test with the portal's process caches empty (tests/support/caches.py).
+
+    Memos of tokens, discovery documents, rate buckets and configured backends outlive a
+    test's settings and database; a test that changes either must not see the old ones.
+    """
+    reset_module_caches()
+    yield
+    reset_module_caches()
 
 
 @pytest.fixture(scope="session")

@@ -57,12 +57,8 @@ def portal(live_server: Any, azure_settings: Any, settings: Any, emulators: Any)
     from django.core.cache import cache
     from django.core.management import call_command
 
-    from authn import msal_app, oidc
-
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     cache.clear()
-    msal_app.reset_http_cache()
-    oidc.reset_caches()
     call_command(
         "dps_instance_import", "--from-endpoints", str(emulators.state_dir / "endpoints.json")
     )

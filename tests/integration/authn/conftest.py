@@ -12,24 +12,24 @@ import pytest
 import requests
 from django.test import Client
 
-from authn import msal_app, oidc
-
 _FORM_ACTION = re.compile(r'<form method=post action="([^"]+)"')
 _CTX = re.compile(r'name=ctx value="([^"]*)"')
 
 
+def _found(pattern: re.Pattern[str], page: str) -> str:
+    """Return the unescaped first group of ``pattern`` on the emulator's sign-in page."""
+    match = pattern.search(page)
+    assert match, f"{pattern.pattern} not on the sign-in page: {page[:500]}"
+    return unescape(match.group(1))
+
+
 @pytest.fixture(autouse=True)
-def _isolated_caches(settings: Any) -> Iterator[None]:
-    """Give every test its own in-memory cache and fresh MSAL/OIDC HTTP caches."""
+def _isolated_caches(settings: Any) -> None:
+    """Give every test its own in-memory Django cache (module caches: tests/conftest.py)."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     from django.core.cache import cache
 
     cache.clear()
-    msal_app.reset_http_cache()
-    oidc.reset_caches()
-    yield
-    msal_app.reset_http_cache()
-    oidc.reset_caches()
 
 
 @pytest.fixture
@@ -68,8 +68,7 @@ class EntraSignin:
         if page.status_code in (302, 303):
             return page  # single sign-on: the emulator remembered this browser
         assert page.status_code == 200, page.text[:500]
-        action = unescape(_FORM_ACTION.search(page.text).group(1))
-        ctx = unescape(_CTX.search(page.text).group(1))
+        action, ctx = (_found(pattern, page.text) for pattern in (_FORM_ACTION, _CTX))
         return self.browser.post(
             urljoin(auth_uri, action),
             data={"ctx": ctx, "login": username, "passwd": password},

@@ -7,10 +7,10 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authn.exceptions import SigninError
 from authn.oidc import id_token_verify
+from tests.support.certs import rsa_key
 
 NONCE = "a" * 64
 
@@ -59,7 +59,7 @@ def test_foreign_signature_is_refused(emulators: Any, claims: dict[str, Any]) ->
     kid = emulators.ctx.keys.active.kid
     forged = jwt.encode(
         claims,
-        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        rsa_key(),
         algorithm="RS256",
         headers={"kid": kid},
     )
@@ -69,7 +69,7 @@ def test_foreign_signature_is_refused(emulators: Any, claims: dict[str, Any]) ->
 
 
 def test_unknown_kid_and_unsigned_tokens_are_refused(claims: dict[str, Any]) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = rsa_key()
     with pytest.raises(SigninError) as info:
         id_token_verify(
             jwt.encode(claims, key, algorithm="RS256", headers={"kid": "nope"}), nonce=NONCE

@@ -22,13 +22,6 @@ DANA = ("dana.contributor@contoso-iot.example", "Dana-Demo-2026!")
 REGGIE = ("reggie.reader@contoso-iot.example", "Reggie-Demo-2026!")
 
 
-@pytest.fixture(autouse=True)
-def _empty_memo() -> Any:
-    tokens.token_memo_forget()
-    yield
-    tokens.token_memo_forget()
-
-
 @pytest.fixture
 def decrypts(monkeypatch: Any) -> list[int]:
     """Count the decryptions of token caches."""

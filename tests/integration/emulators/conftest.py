@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import uuid
@@ -16,14 +15,10 @@ import jwt
 import msal
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import NameOID
 
 from emulators.common.server import EmulatorStack
 from emulators.common.tenant import DEFAULT_TENANT_FILE
+from tests.support.certs import certificate, pem, rsa_key
 
 PORTAL = "DPS Enrollment Portal"
 CALLBACK = "http://localhost:8000/auth/callback"
@@ -68,9 +63,12 @@ class Entra:
         """Return a fresh MSAL app (MSAL replays 400 answers per app object for 60 s)."""
         a = self.app(name) if name in {x["name"] for x in self.endpoints["apps"]} else None
         client_id = a["client_id"] if a else name
+        if credential is None:
+            assert a is not None, f"{name} is no app of the tenant: pass its credential"
+            credential = a["client_secret"]
         return msal.ConfidentialClientApplication(
             client_id,
-            client_credential=credential if credential is not None else a["client_secret"],
+            client_credential=credential,
             authority=self.authority,
             instance_discovery=False,
             http_client=make_session(self.ca),
@@ -201,48 +199,18 @@ def private_entra(tmp_path: Path) -> Iterator[Entra]:
         stack.stop()
 
 
-def self_signed(common_name: str, key: CertificateIssuerPrivateKeyTypes) -> x509.Certificate:
-    """Return a 30-day self-signed certificate for ``key``."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-
-
-def make_certificate(common_name: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key, self_signed(common_name, key)
-
-
-def pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-def cert_pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
 @pytest.fixture(scope="module")
 def cert_tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A stack whose tenant adds an app with a registered certificate and no consent."""
-    key, cert = make_certificate("cert-app")
+    # RSA: MSAL signs client assertions RS256 or PS256.
+    app_cert = certificate("cert-app", key=rsa_key())
     tenant = json.loads(DEFAULT_TENANT_FILE.read_text())
     tenant["apps"].append(
         {
             "name": "cert-app",
             "client_id": CERT_APP_ID,
             "service_principal_id": "0b7f5a3e-8d0f-4f7b-9f3c-5e2a7c9d1b44",
-            "certificates": [cert_pem(cert)],
+            "certificates": [pem(app_cert.cert)],
             "redirect_uris": ["https://app.example/callback"],
             "post_logout_redirect_uris": ["https://app.example/"],
         }
@@ -252,7 +220,7 @@ def cert_tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     path.write_text(json.dumps(tenant))
     stack = EmulatorStack(root / "state", tenant_file=path).start()
     try:
-        yield {"entra": Entra(stack), "key": key, "cert": cert}
+        yield {"entra": Entra(stack), "key": app_cert.key, "cert": app_cert.cert}
     finally:
         stack.stop()
 

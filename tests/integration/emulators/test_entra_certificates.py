@@ -10,14 +10,8 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 
 from emulators.common.keys import b64url
-from tests.integration.emulators.conftest import (
-    CERT_APP_ID,
-    DPS_SCOPE,
-    assert_entra_error,
-    cert_pem,
-    make_certificate,
-    pem,
-)
+from tests.integration.emulators.conftest import CERT_APP_ID, DPS_SCOPE, assert_entra_error
+from tests.support.certs import certificate, key_pem, pem, rsa_key
 
 DPS = "https://azure-devices-provisioning.net"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -63,7 +57,8 @@ def test_msal_rs256_with_sha1_thumbprint(cert_tenant: dict[str, Any]) -> None:
     entra = cert_tenant["entra"]
     thumbprint = cert_tenant["cert"].fingerprint(hashes.SHA1()).hex()
     app = entra.msal_app(
-        CERT_APP_ID, credential={"private_key": pem(cert_tenant["key"]), "thumbprint": thumbprint}
+        CERT_APP_ID,
+        credential={"private_key": key_pem(cert_tenant["key"]), "thumbprint": thumbprint},
     )
     result = app.acquire_token_for_client([DPS_SCOPE])
     assert "access_token" in result, result
@@ -75,8 +70,8 @@ def test_msal_rs256_with_sha1_thumbprint(cert_tenant: dict[str, Any]) -> None:
 def test_msal_ps256_with_public_certificate(cert_tenant: dict[str, Any]) -> None:
     entra = cert_tenant["entra"]
     credential = {
-        "private_key": pem(cert_tenant["key"]),
-        "public_certificate": cert_pem(cert_tenant["cert"]),
+        "private_key": key_pem(cert_tenant["key"]),
+        "public_certificate": pem(cert_tenant["cert"]),
     }
     result = entra.msal_app(CERT_APP_ID, credential=credential).acquire_token_for_client(
         [DPS_SCOPE]
@@ -86,10 +81,10 @@ def test_msal_ps256_with_public_certificate(cert_tenant: dict[str, Any]) -> None
 
 
 def test_unregistered_certificate(cert_tenant: dict[str, Any]) -> None:
-    other_key, other_cert = make_certificate("other")
-    thumbprint = other_cert.fingerprint(hashes.SHA1()).hex()
+    other = certificate("other", key=rsa_key())
+    thumbprint = other.cert.fingerprint(hashes.SHA1()).hex()
     app = cert_tenant["entra"].msal_app(
-        CERT_APP_ID, credential={"private_key": pem(other_key), "thumbprint": thumbprint}
+        CERT_APP_ID, credential={"private_key": key_pem(other.key), "thumbprint": thumbprint}
     )
     result = app.acquire_token_for_client([DPS_SCOPE])
     assert result["error"] == "invalid_client"
@@ -97,9 +92,8 @@ def test_unregistered_certificate(cert_tenant: dict[str, Any]) -> None:
 
 
 def test_signature_by_another_key_with_registered_thumbprint(cert_tenant: dict[str, Any]) -> None:
-    other_key, _ = make_certificate("other")
     assert_entra_error(
-        post(cert_tenant, assertion(cert_tenant, key=other_key)), 401, "invalid_client", 7000274
+        post(cert_tenant, assertion(cert_tenant, key=rsa_key())), 401, "invalid_client", 7000274
     )
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.integration.emulators.conftest import CALLBACK, DPS_SCOPE, Entra, assert_entra_error
+from tests.support.certs import rsa_key
 
 DPS = "https://azure-devices-provisioning.net"
 
@@ -292,7 +292,7 @@ def test_obo_rejects_token_for_another_audience(entra: Entra, user_result: dict[
 def test_obo_rejects_bad_signature(entra: Entra, user_result: dict[str, Any]) -> None:
     claims = jwt.decode(user_result["access_token"], options={"verify_signature": False})
     kid = jwt.get_unverified_header(user_result["access_token"])["kid"]
-    foreign = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    foreign = rsa_key()
     forged = jwt.encode(claims, foreign, algorithm="RS256", headers={"kid": kid})
     assert_entra_error(obo(entra, forged), 400, "invalid_grant", 50013)
 

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from django.test import Client
 
 from enrollments.dps.auth import parse_connection_string
@@ -52,25 +47,6 @@ ENDORSEMENT_KEY = (
 def unique(prefix: str) -> str:
     """Return an id no other test uses (the emulator lives for the whole session)."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def certificate(cn: str, *, ca: bool = False) -> str:
-    """Return a fresh self-signed certificate (PEM) with subject CN ``cn``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 @pytest.fixture

@@ -42,9 +42,6 @@ def bulk_env(endpoints, settings, tmp_path, monkeypatch):
     settings.DPS_OPS_PER_MINUTE_OVERRIDES = {INSTANCE: 60000}
     settings.BULK_RATELIMIT_REDIS_URL = None
     settings.REDIS_URL = None
-    from enrollments.bulk import access
-
-    access._backend.cache_clear()
     entry = next(d for d in endpoints["dps"] if d["name"] == INSTANCE)
     instance = DpsInstance.objects.create(
         name=INSTANCE, host=entry["host"], resource_id=entry["resource_id"]

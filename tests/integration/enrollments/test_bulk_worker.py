@@ -148,9 +148,6 @@ def worker_env(
     settings.BULK_STALE_SECONDS = 6
     settings.BULK_ACCESS_BACKEND = env["BULK_ACCESS_BACKEND"]
     monkeypatch.setenv("BULK_TEST_DPS", env["BULK_TEST_DPS"])
-    from enrollments.bulk import access
-
-    access._backend.cache_clear()
 
     def publish(task_name: str, job_id: int) -> None:
         # The test process's own broker setting may differ: publish to the worker's Redis.

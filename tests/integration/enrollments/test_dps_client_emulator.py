@@ -11,15 +11,10 @@ import hmac
 import time
 import urllib.parse
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from enrollments.dps.auth import parse_connection_string, sas_token
 from enrollments.dps.client import DpsClient, iterate_pages
@@ -39,6 +34,7 @@ from enrollments.dps.types import (
 )
 from enrollments.keys import derive_device_key, generate_symmetric_key
 from enrollments.validation import parse_certificate
+from tests.support.certs import self_signed_pem
 
 # A TPM 2.0 endorsement key (public area) from the real recordings (API.md §14); its format
 # matters little to DPS, which stores it as given.
@@ -53,24 +49,6 @@ ENDORSEMENT_KEY = (
 
 def _suffix() -> str:
     return uuid.uuid4().hex[:8]
-
-
-def _certificate(cn: str, *, ca: bool = False) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +68,7 @@ def _individual(kind: str, registration_id: str) -> tuple[IndividualEnrollment, 
     if kind == "tpm":
         attestation = AttestationMechanism.for_tpm(ENDORSEMENT_KEY)
     elif kind == "x509":
-        pem = _certificate(registration_id)
+        pem = self_signed_pem(registration_id)
         expect["thumbprint"] = parse_certificate(pem).sha1_thumbprint
         attestation = AttestationMechanism.for_x509_client_certificates(pem)
     elif kind == "symmetricKey-given":
@@ -194,7 +172,7 @@ def test_enrollment_group_lifecycle(client: DpsClient, kind: str) -> None:
     group_id = f"it-grp-{kind.lower()}-{_suffix()}"
     if kind == "x509-signing":
         attestation = AttestationMechanism.for_x509_signing_certificates(
-            _certificate(f"root-{group_id}", ca=True)
+            self_signed_pem(f"root-{group_id}", ca=True)
         )
     elif kind == "x509-ca-reference":
         attestation = AttestationMechanism.for_x509_ca_references("fleet-root-ca")

@@ -136,15 +136,11 @@ def bulk_env(endpoints: dict[str, Any], settings: Any, tmp_path: Path, monkeypat
     settings.DPS_OPS_PER_MINUTE_OVERRIDES = {INSTANCE: 60000}
     settings.BULK_RATELIMIT_REDIS_URL = None
     settings.REDIS_URL = None
-    from enrollments.bulk import access
-
-    access._backend.cache_clear()
     entry = next(d for d in endpoints["dps"] if d["name"] == INSTANCE)
     instance = DpsInstance.objects.create(
         name=INSTANCE, host=entry["host"], resource_id=entry["resource_id"]
     )
-    yield get_user_model().objects.create_user("op@example.com"), instance
-    access._backend.cache_clear()
+    return get_user_model().objects.create_user("op@example.com"), instance
 
 
 def test_bulk_rows_over_the_limit_fail_with_the_limit_in_words(bulk_env: Any) -> None:

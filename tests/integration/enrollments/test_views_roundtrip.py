@@ -15,8 +15,9 @@ from django.test import Client
 from enrollments.dps.exceptions import DpsNotFound
 from enrollments.keys import generate_symmetric_key
 from enrollments.validation import parse_certificate
+from tests.support.certs import self_signed_pem
 
-from .conftest import ENDORSEMENT_KEY, INSTANCE, certificate, unique
+from .conftest import ENDORSEMENT_KEY, INSTANCE, unique
 
 pytestmark = pytest.mark.django_db
 BASE = f"/dps/{INSTANCE}"
@@ -51,7 +52,7 @@ def _attestation(case: str, key: str, group: bool) -> tuple[dict[str, str], dict
             "tpm_storage_root_key": ENDORSEMENT_KEY,
         }, {}
     if case == "x509-certs":
-        pem1, pem2 = certificate(key, ca=group), certificate(key + "-2", ca=group)
+        pem1, pem2 = self_signed_pem(key, ca=group), self_signed_pem(key + "-2", ca=group)
         return (
             {
                 "attestation_type": "x509",

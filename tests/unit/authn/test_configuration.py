@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from authn import msal_app
+from tests.support import certs
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -154,31 +155,5 @@ def test_certificate_file_without_key_is_a_configuration_error(tmp_path):
 
 
 def _key_and_cert_pem() -> str:
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "portal")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return (
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
-        + cert.public_bytes(serialization.Encoding.PEM).decode()
-    )
+    portal = certs.certificate("portal", key=certs.rsa_key(), days=1)
+    return certs.key_pem(portal.key) + certs.pem(portal.cert)

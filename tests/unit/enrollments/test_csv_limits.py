@@ -7,13 +7,8 @@ import csv
 import io
 import json
 import tracemalloc
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from enrollments import csv_format
 from enrollments.csv_format import COLUMNS, CsvFormatError, read_rows
@@ -66,20 +61,9 @@ def test_the_row_length_limit_is_configurable():
 
 
 def _pem_rsa4096() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device-with-a-long-name-" * 2)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    from tests.support.certs import certificate, pem, rsa_key
+
+    return pem(certificate("device-with-a-long-name-" * 2, key=rsa_key(4096), days=365).cert)
 
 
 def test_a_legitimate_large_row_fits_the_default_limits():

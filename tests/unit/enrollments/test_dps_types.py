@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,21 @@ from enrollments.dps.types import (
 def _bodies(reference_dir: Path) -> list[tuple[str, type[DpsModel], Any]]:
     """Return (label, model, body) for each enrollment, group, registration, attestation and bulk body."""
     out: list[tuple[str, type[DpsModel], Any]] = []
+    for label, route, method, key, body in _recorded_bodies(reference_dir):
+        model = _model_for(route, method, key, body)
+        if model is None:
+            continue
+        items = body if isinstance(body, list) else [body]
+        out.extend((f"{label} {key}", model, item) for item in items)
+        if key == "RequestBody" and isinstance(body, dict) and "mode" in body:
+            inner = IndividualEnrollment if "enrollments" in body else EnrollmentGroup
+            for item in body.get("enrollments") or body.get("enrollmentGroups") or []:
+                out.append((f"{label} bulk item", inner, item))
+    return out
+
+
+def _recorded_bodies(reference_dir: Path) -> Iterator[tuple[str, str, str, str, Any]]:
+    """Yield (label, route, method, key, body) for each non-empty body of a DPS call recorded."""
     for path in sorted((reference_dir / "dps-service" / "recordings").glob("*.json")):
         entries = json.loads(path.read_text())["Entries"]
         for n, entry in enumerate(entries):
@@ -33,26 +49,14 @@ def _bodies(reference_dir: Path) -> list[tuple[str, type[DpsModel], Any]]:
             if "azure-devices-provisioning.net" not in uri:
                 continue
             route = uri.split(".net", 1)[1].split("?", 1)[0]
-            label = f"{path.stem[:40]}#{n} {entry['RequestMethod']} {route[:40]}"
-            bodies = []
+            method = entry["RequestMethod"]
+            label = f"{path.stem[:40]}#{n} {method} {route[:40]}"
             for key in ("RequestBody", "ResponseBody"):
                 body = entry.get(key)
                 if isinstance(body, str) and body.startswith("["):
                     body = json.loads(body)  # query responses are stored as a string
-                bodies.append((key, body))
-            for key, body in bodies:
-                if not body:
-                    continue
-                items = body if isinstance(body, list) else [body]
-                model = _model_for(route, entry["RequestMethod"], key, body)
-                if model is None:
-                    continue
-                out.extend((f"{label} {key}", model, item) for item in items)
-                if key == "RequestBody" and isinstance(body, dict) and "mode" in body:
-                    inner = IndividualEnrollment if "enrollments" in body else EnrollmentGroup
-                    for item in body.get("enrollments") or body.get("enrollmentGroups") or []:
-                        out.append((f"{label} bulk item", inner, item))
-    return out
+                if body:
+                    yield label, route, method, key, body
 
 
 def _model_for(route: str, method: str, key: str, body: Any) -> type[DpsModel] | None:

@@ -10,13 +10,11 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from django.core.exceptions import ValidationError
 
 from enrollments import validation as v
 from enrollments.dps.types import CustomAllocationDefinition, ReprovisionPolicy
+from tests.support import certs
 
 # (validator, input, expected output) for good inputs
 GOOD: list[tuple[Callable[..., Any], Any, Any]] = [
@@ -395,50 +393,28 @@ def _certificate(
     issuer_cn: str | None = None,
     ca: bool = False,
 ) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "NL"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Fleet Ops"),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        ]
-    )
-    issuer = (
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]) if issuer_cn else subject
-    )
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(0x1A2B3C4D5E)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-
-
-def _pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _der_b64(cert: x509.Certificate) -> str:
-    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    return certs.certificate(
+        certs.name(cn, organization="Fleet Ops", country="NL"),
+        issuer=certs.ca(issuer_cn) if issuer_cn else None,
+        ca=ca,
+        not_before=not_before,
+        not_after=not_after,
+        serial=0x1A2B3C4D5E,
+    ).cert
 
 
 @pytest.mark.parametrize("form", ["pem", "base64-der", "base64-der-wrapped", "pem-bytes"])
 def test_certificate_parsing(form: str) -> None:
     """PEM and base64 DER give subject, issuer, thumbprints, serial and validity."""
     cert = _certificate(issuer_cn="Fleet Root CA")
-    der = cert.public_bytes(serialization.Encoding.DER)
+    der = certs.der(cert)
     text: str | bytes = {
-        "pem": _pem(cert),
-        "base64-der": _der_b64(cert),
+        "pem": certs.pem(cert),
+        "base64-der": certs.der_b64(cert),
         "base64-der-wrapped": "\n".join(
-            _der_b64(cert)[i : i + 64] for i in range(0, len(_der_b64(cert)), 64)
+            certs.der_b64(cert)[i : i + 64] for i in range(0, len(certs.der_b64(cert)), 64)
         ),
-        "pem-bytes": _pem(cert).encode(),
+        "pem-bytes": certs.pem(cert).encode(),
     }[form]
     info = v.validate_certificate(text, now=NOW)
     assert info.subject == "CN=device-001, O=Fleet Ops, C=NL"
@@ -451,11 +427,11 @@ def test_certificate_parsing(form: str) -> None:
     assert info.is_ca is False
     assert info.not_before == NOW - timedelta(days=1)
     assert info.not_after == NOW + timedelta(days=365)
-    assert info.pem() == _pem(cert)
+    assert info.pem() == certs.pem(cert)
 
 
 def test_ca_certificate_is_recognised() -> None:
-    assert v.parse_certificate(_pem(_certificate("root", ca=True))).is_ca is True
+    assert v.parse_certificate(certs.pem(_certificate("root", ca=True))).is_ca is True
 
 
 def test_expired_certificate() -> None:
@@ -463,10 +439,11 @@ def test_expired_certificate() -> None:
         not_before=datetime(2019, 1, 1, tzinfo=UTC),
         not_after=datetime(2020, 1, 1, 12, 30, tzinfo=UTC),
     )
-    info = v.parse_certificate(_pem(cert))  # parsing alone still works: the detail page shows it
+    # Parsing alone still works: the detail page shows it.
+    info = v.parse_certificate(certs.pem(cert))
     assert info.is_expired(NOW)
     with pytest.raises(ValidationError) as error:
-        v.validate_certificate(_pem(cert), now=NOW)
+        v.validate_certificate(certs.pem(cert), now=NOW)
     assert _message(error.value) == "The certificate expired on 2020-01-01 12:30 UTC."
 
 
@@ -475,15 +452,12 @@ def test_not_yet_valid_certificate() -> None:
         not_before=datetime(2030, 1, 1, tzinfo=UTC), not_after=datetime(2031, 1, 1, tzinfo=UTC)
     )
     with pytest.raises(ValidationError) as error:
-        v.validate_certificate(_pem(cert), now=NOW)
+        v.validate_certificate(certs.pem(cert), now=NOW)
     assert _message(error.value) == "The certificate is not valid before 2030-01-01 00:00 UTC."
 
 
 def test_private_key_is_refused_without_echo() -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    pem = certs.key_pem(certs.ec_key())
     with pytest.raises(ValidationError) as error:
         v.parse_certificate(pem)
     assert (
@@ -494,7 +468,7 @@ def test_private_key_is_refused_without_echo() -> None:
 
 def test_chain_is_refused() -> None:
     with pytest.raises(ValidationError) as error:
-        v.parse_certificate(_pem(_certificate("a")) + _pem(_certificate("b")))
+        v.parse_certificate(certs.pem(_certificate("a")) + certs.pem(_certificate("b")))
     assert _message(error.value) == "Paste one certificate, not a chain of 2."
 
 

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.emulators.dps.conftest import Dps, make_certificate
+from tests.integration.emulators.dps.conftest import Dps
+from tests.support.certs import self_signed_pem
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -118,7 +119,7 @@ class Replayer:
                 elif k == "etag" and v in self.etags:
                     out[k] = self.etags[v]
                 elif k == "certificate" and v == "certificate":
-                    out[k] = make_certificate(self._recorded_cn(recorded_response))
+                    out[k] = self_signed_pem(self._recorded_cn(recorded_response))
                 else:
                     out[k] = self._fix_body(v, recorded_response)
             return out

@@ -20,7 +20,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.integration.emulators.dps.conftest import Dps, make_certificate
+from tests.integration.emulators.dps.conftest import Dps
+from tests.support.certs import self_signed_pem
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -131,7 +132,7 @@ def _full_enrollment(rid: str, hub: str) -> dict[str, Any]:
 def test_every_operation_answers_as_the_spec_says(dps: Dps, spec: Spec) -> None:
     """All 15 operations, success and error, validate against service-2021-10-01.json."""
     hub = dps.instance.iot_hubs[0].name
-    pem = make_certificate("schema-device")
+    pem = self_signed_pem("schema-device")
     c = dps.call
 
     # 2 IndividualEnrollment_CreateOrUpdate
