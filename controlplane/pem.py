@@ -44,13 +44,13 @@ def load(data: bytes) -> UploadedCertificate:
         raise CertificateInputError("The file is empty.")
     if len(data) > MAX_BYTES:
         raise CertificateInputError("The file is larger than 64 KiB; a certificate is not.")
+    if b"-----BEGIN" in data and b"PRIVATE KEY" in data:
+        raise CertificateInputError(
+            "The file holds a private key. Upload the certificate only; the key never "
+            "leaves your machine."
+        )
     try:
         if b"-----BEGIN" in data:
-            if b"PRIVATE KEY" in data:
-                raise CertificateInputError(
-                    "The file holds a private key. Upload the certificate only; the key never "
-                    "leaves your machine."
-                )
             cert = x509.load_pem_x509_certificate(data[data.index(b"-----BEGIN") :])
         else:
             cert = x509.load_der_x509_certificate(data)
