@@ -7,7 +7,7 @@ Each function returns the certificate as ARM answered it, or raises
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 from audit.models import AuditOutcome
 from audit.services import audit_record
@@ -15,7 +15,7 @@ from authn.arm import ArmClient, ArmError, ArmForbidden
 from authn.capabilities import capabilities_invalidate
 from authn.models import DpsInstance
 from controlplane.arm import arm_client, arm_token, explain
-from controlplane.pem import CertificateInputError, load, load_ca
+from controlplane.pem import CertificateInputError, UploadedCertificate, load, load_ca
 from controlplane.types import CaCertificate
 
 # Audit actions (values of audit events' ``action``; the audit pages show them as they are).
@@ -74,20 +74,29 @@ def _audited(
     return answer
 
 
-def _refuse_input(
-    user: Any, instance: DpsInstance, action: str, name: str, exc: Exception
-) -> NoReturn:
-    """Record a refused upload (the portal said no before calling ARM) and raise."""
-    audit_record(
-        actor=user,
-        action=action,
-        outcome=AuditOutcome.FAILED,
-        target_type=TARGET,
-        target_id=name,
-        dps_instance=instance.name,
-        message=f"refused by the portal: {exc}",
-    )
-    raise CertificateActionError(str(exc)) from None
+def _parsed(
+    parse: Callable[[bytes], UploadedCertificate],
+    data: bytes,
+    *,
+    user: Any,
+    instance: DpsInstance,
+    action: str,
+    name: str,
+) -> UploadedCertificate:
+    """Parse an upload; record a refusal by the portal (before any ARM call) and raise."""
+    try:
+        return parse(data)
+    except CertificateInputError as exc:
+        audit_record(
+            actor=user,
+            action=action,
+            outcome=AuditOutcome.FAILED,
+            target_type=TARGET,
+            target_id=name,
+            dps_instance=instance.name,
+            message=f"refused by the portal: {exc}",
+        )
+        raise CertificateActionError(str(exc)) from None
 
 
 def certificate_upload(
@@ -101,10 +110,9 @@ def certificate_upload(
     arm: ArmClient | None = None,
 ) -> CaCertificate:
     """Upload a CA certificate (PEM or CER); ``verified`` marks it verified on upload."""
-    try:
-        uploaded = load_ca(data)
-    except CertificateInputError as exc:
-        _refuse_input(user, instance, CERTIFICATE_UPLOAD, name, exc)
+    uploaded = _parsed(
+        load_ca, data, user=user, instance=instance, action=CERTIFICATE_UPLOAD, name=name
+    )
     client = arm or arm_client()
     answer = _audited(
         user=user,
@@ -152,10 +160,7 @@ def certificate_verify(
     arm: ArmClient | None = None,
 ) -> CaCertificate:
     """Send the verification certificate; DPS checks its subject and signature."""
-    try:
-        proof = load(data)
-    except CertificateInputError as exc:
-        _refuse_input(user, instance, CERTIFICATE_VERIFY, name, exc)
+    proof = _parsed(load, data, user=user, instance=instance, action=CERTIFICATE_VERIFY, name=name)
     client = arm or arm_client()
     answer = _audited(
         user=user,

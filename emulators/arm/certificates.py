@@ -256,24 +256,24 @@ class CertificateStore:
             self._save()
             return stored, True
 
+    def _matching(self, dps_id: str, name: str, if_match: str | None) -> StoredCertificate:
+        """Return the certificate if ``if_match`` names its ETag (call with the lock held)."""
+        existing = self._certs(dps_id).get(name.lower())
+        if existing is None:
+            raise _not_found(name)
+        if not etag_matches(if_match, existing.etag):
+            raise _precondition(name, if_match)
+        return existing
+
     def delete(self, dps_id: str, name: str, if_match: str | None) -> None:
         with self.lock:
-            certs = self._certs(dps_id)
-            existing = certs.get(name.lower())
-            if existing is None:
-                raise _not_found(name)
-            if not etag_matches(if_match, existing.etag):
-                raise _precondition(name, if_match)
-            del certs[name.lower()]
+            self._matching(dps_id, name, if_match)
+            del self._certs(dps_id)[name.lower()]
             self._save()
 
     def generate_code(self, dps_id: str, name: str, if_match: str | None) -> StoredCertificate:
         with self.lock:
-            existing = self._certs(dps_id).get(name.lower())
-            if existing is None:
-                raise _not_found(name)
-            if not etag_matches(if_match, existing.etag):
-                raise _precondition(name, if_match)
+            existing = self._matching(dps_id, name, if_match)
             existing.verification_code = secrets.token_hex(24).upper()
             existing.updated = _now()
             existing.etag = _new_etag()
@@ -286,11 +286,7 @@ class CertificateStore:
             raise bad_request(400004, "The request body must have 'certificate'.")
         proof = load_certificate(raw)
         with self.lock:
-            existing = self._certs(dps_id).get(name.lower())
-            if existing is None:
-                raise _not_found(name)
-            if not etag_matches(if_match, existing.etag):
-                raise _precondition(name, if_match)
+            existing = self._matching(dps_id, name, if_match)
             if not existing.verification_code:
                 raise bad_request(
                     400027,

@@ -9,21 +9,13 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.test_signin_capabilities import _sign_in
 from tests.integration.controlplane.certs import make_ca, verification_cert
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 SHOTS = Path(os.environ.get("E2E_SCREENSHOT_DIR", "/tmp/i15-shots"))
 CARL = ("carl.certadmin@contoso-iot.example", "Carl-Demo-2026!")
 CORA = ("cora.certreader@contoso-iot.example", "Cora-Demo-2026!")
-
-
-def _sign_in(page: Any, portal: str, username: str, password: str) -> None:
-    page.goto(portal + "/")
-    page.get_by_test_id("signin-main").click()
-    page.get_by_test_id("signin-username").fill(username)
-    page.get_by_test_id("signin-password").fill(password)
-    page.get_by_test_id("signin-submit").click()
-    page.wait_for_url(portal + "/")
 
 
 def _shot(page: Any, name: str) -> None:
