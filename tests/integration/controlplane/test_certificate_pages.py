@@ -17,6 +17,9 @@ from django.test import Client
 from audit.models import AuditAction, AuditEvent, AuditOutcome
 from authn.models import DpsInstance
 from controlplane.selectors import linked_hubs, verified_ca_certificates
+from enrollments.dps.auth import parse_connection_string
+from enrollments.dps.client import DpsClient
+from enrollments.dps.types import AttestationMechanism, EnrollmentGroup
 from tests.integration.controlplane.certs import issue, make_ca, verification_cert
 from tests.integration.controlplane.conftest import BASE, INSTANCE, unique
 
@@ -46,7 +49,15 @@ def user_of(client: Client) -> Any:
     return get_user_model().objects.get(pk=client.session["_auth_user_id"])
 
 
-def test_whole_flow_upload_code_sign_verify_delete(persona: Callable[[str], Client]) -> None:
+def dps_owner(endpoints: dict[str, Any]) -> DpsClient:
+    entry = next(d for d in endpoints["dps"] if d["name"] == INSTANCE)
+    cs = parse_connection_string(entry["connection_string"])
+    return DpsClient(cs.host, cs.token_provider(), ca_bundle=endpoints["ca_cert"], timeout=10)
+
+
+def test_whole_flow_upload_code_sign_verify_delete(
+    persona: Callable[[str], Client], endpoints: dict[str, Any]
+) -> None:
     carl = persona("carl")
     ca, name = make_ca("Portal Flow Root CA"), unique("flow")
     r = upload(carl, name, ca.pem.encode())
@@ -76,6 +87,18 @@ def test_whole_flow_upload_code_sign_verify_delete(persona: Callable[[str], Clie
 
     choices = verified_ca_certificates(user_of(carl), DpsInstance.objects.get(name=INSTANCE))
     assert name in [c.name for c in choices.items]
+
+    # An X.509 group referencing the verified CA, created through the DPS service API.
+    gid = unique("cagroup")
+    dps_owner(endpoints).group_put(
+        EnrollmentGroup(
+            enrollment_group_id=gid,
+            attestation=AttestationMechanism.for_x509_ca_references(name),
+        )
+    )
+    group_page = carl.get(f"{BASE}/groups/{gid}/")
+    assert group_page.status_code == 200
+    assert name in group_page.content.decode()
 
     r = carl.post(f"{CERTS}{name}/delete", {"etag": row_etag(carl, name)})
     assert r.status_code == 302
