@@ -109,6 +109,7 @@ class ArmApp:
         self.ctx = ctx
         self.tenant = ctx.tenant
         self.certificates = CertificateStore(ctx.state_dir)
+        ctx.arm_certificates = self.certificates
         self.challenge = f'Bearer authorization_uri="{ctx.authority}", error="invalid_token", error_description="{{}}"'
 
     def unauthorized(self, code: str, message: str) -> ArmError:
@@ -267,6 +268,11 @@ class ArmApp:
         self.authorize(claims, "Microsoft.Devices/provisioningServices/read", target.scope)
         return JSONResponse(_dps_resource(self.ctx, target.dps))
 
+    def _trusted(self, dps_id: str, pem: str) -> None:
+        """Tell the DPS servers that a CA certificate of ``dps_id`` is verified."""
+        for hook in list(self.ctx.ca_verified_hooks):
+            hook(dps_id, pem)
+
     def authorize(self, claims: dict[str, Any], action: str, scope: str) -> None:
         """Raise ARM's 403 unless one of the caller's role blocks grants the control action."""
         blocks = permission_blocks(self.tenant, str(claims["oid"]), scope)
@@ -318,6 +324,8 @@ class ArmApp:
             body = await _json_body(request) if method == "PUT" or operation == "verify" else None
             if method == "PUT":
                 cert, _created = store.put(dps_id, name, body, if_match)
+                if cert.is_verified:
+                    self._trusted(dps_id, cert.pem)
                 return JSONResponse(cert.resource(dps_id))
             if operation == "generateverificationcode":
                 cert = store.generate_code(dps_id, name, if_match)
@@ -325,6 +333,7 @@ class ArmApp:
                 out["properties"]["verificationCode"] = cert.verification_code
                 return JSONResponse(out)
             cert = store.verify(dps_id, name, if_match, body)
+            self._trusted(dps_id, cert.pem)
             return JSONResponse(cert.resource(dps_id))
         except ProviderError as exc:
             return JSONResponse(

@@ -7,9 +7,11 @@ role assignments (``actions`` for the control plane) and each ARM call carries t
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -20,7 +22,7 @@ from controlplane.selectors import linked_hubs, verified_ca_certificates
 from enrollments.dps.auth import parse_connection_string
 from enrollments.dps.client import DpsClient
 from enrollments.dps.types import AttestationMechanism, EnrollmentGroup
-from tests.integration.controlplane.certs import issue, make_ca, verification_cert
+from tests.integration.controlplane.certs import Issued, issue, make_ca, verification_cert
 from tests.integration.controlplane.conftest import BASE, INSTANCE, unique
 
 pytestmark = pytest.mark.django_db
@@ -257,3 +259,95 @@ def test_linked_hubs_page_and_selector(persona: Callable[[str], Client]) -> None
         True,
     )
     assert not hasattr(weu, "connection_string")
+
+
+def verified_through_portal(carl: Client, ca: Issued, name: str) -> None:
+    """Upload ``ca`` as ``name``, generate the code, sign it with the CA's key and verify."""
+    assert upload(carl, name, ca.pem.encode()).status_code == 302
+    carl.post(f"{CERTS}{name}/code", {"etag": row_etag(carl, name)})
+    code = carl.session[f"controlplane:code:{INSTANCE}:{name}"]
+    proof = verification_cert(ca, code).pem.encode()
+    r = carl.post(
+        f"{CERTS}{name}/verify",
+        {"etag": row_etag(carl, name), "file": SimpleUploadedFile("v.pem", proof)},
+    )
+    assert r.status_code == 302
+
+
+def register_x509(endpoints: dict[str, Any], device: Issued, tmp_path: Path) -> requests.Response:
+    """Register like a device over HTTPS: its certificate in the TLS handshake, no SAS."""
+    entry = next(d for d in endpoints["dps"] if d["name"] == INSTANCE)
+    cert_file, key_file = tmp_path / "device.pem", tmp_path / "device.key"
+    cert_file.write_text(device.pem)
+    key_file.write_text(device.key_pem)
+    rid = device.cert.subject.rfc4514_string().removeprefix("CN=")
+    session = requests.Session()
+    session.trust_env = False
+    base = f"https://{entry['host']}/{entry['id_scope']}/registrations/{rid}"
+    kw: dict[str, Any] = {
+        "cert": (str(cert_file), str(key_file)),
+        "verify": endpoints["ca_cert"],
+        "timeout": 10,
+    }
+    r = session.put(f"{base}/register?api-version=2021-06-01", json={"registrationId": rid}, **kw)
+    if r.status_code != 202:
+        return r
+    operation = r.json()["operationId"]
+    return session.get(f"{base}/operations/{operation}?api-version=2021-06-01", **kw)
+
+
+def test_device_of_a_verified_ca_registers_in_the_group(
+    persona: Callable[[str], Client], endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    carl = persona("carl")
+    ca, name, gid = make_ca("Fleet Device CA"), unique("devca"), unique("x509grp")
+    verified_through_portal(carl, ca, name)
+    dps_owner(endpoints).group_put(
+        EnrollmentGroup(
+            enrollment_group_id=gid,
+            attestation=AttestationMechanism.for_x509_ca_references(name),
+        )
+    )
+    rid = unique("device")
+    r = register_x509(endpoints, issue(rid, issuer=ca), tmp_path)
+    assert r.status_code == 200, r.text
+    state = r.json()["registrationState"]
+    assert state["status"] == "assigned"
+    assert state["assignedHub"].endswith(".azure-devices.net")
+    page = carl.get(f"{BASE}/groups/{gid}/registrations/").content.decode()
+    assert rid in page
+
+
+def test_device_of_an_unverified_or_foreign_ca_is_refused(
+    persona: Callable[[str], Client], endpoints: dict[str, Any], tmp_path: Path
+) -> None:
+    carl = persona("carl")
+    ca, name, gid = make_ca("Unverified Device CA"), unique("uvca"), unique("x509grp")
+    assert upload(carl, name, ca.pem.encode()).status_code == 302  # uploaded, not verified
+    dps_owner(endpoints).group_put(
+        EnrollmentGroup(
+            enrollment_group_id=gid,
+            attestation=AttestationMechanism.for_x509_ca_references(name),
+        )
+    )
+    # TLS refuses a certificate whose issuer is not a verified CA (DPS itself would answer 401).
+    with pytest.raises(requests.exceptions.ConnectionError):  # TLS 1.3: reset after the handshake
+        register_x509(endpoints, issue(unique("device"), issuer=ca), tmp_path)
+    # A device certificate whose CN is not the registration id is refused by the device API.
+    trusted, trusted_name = make_ca("Trusted Device CA"), unique("tca")
+    verified_through_portal(carl, trusted, trusted_name)
+    device = issue(unique("device"), issuer=trusted)
+    entry = next(d for d in endpoints["dps"] if d["name"] == INSTANCE)
+    (tmp_path / "d.pem").write_text(device.pem)
+    (tmp_path / "d.key").write_text(device.key_pem)
+    session = requests.Session()
+    session.trust_env = False
+    r = session.put(
+        f"https://{entry['host']}/{entry['id_scope']}/registrations/someone-else/register"
+        "?api-version=2021-06-01",
+        json={"registrationId": "someone-else"},
+        cert=(str(tmp_path / "d.pem"), str(tmp_path / "d.key")),
+        verify=endpoints["ca_cert"],
+        timeout=10,
+    )
+    assert r.status_code == 401
