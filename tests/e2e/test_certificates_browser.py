@@ -57,10 +57,24 @@ def test_certificate_flow_in_the_browser(page: Any, portal: str, tmp_path: Path)
     assert "SharedAccessKey" not in page.content()
 
 
-def test_certificate_reader_sees_no_actions(page: Any, portal: str) -> None:
+def test_certificate_reader_sees_no_actions(
+    page: Any, chromium: Any, portal: str, tmp_path: Path
+) -> None:
+    name = f"reader-{uuid.uuid4().hex[:6]}"
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text(make_ca("Reader View Root CA", days=365).pem)
+    admin = chromium.new_context(ignore_https_errors=True).new_page()
+    _sign_in(admin, portal, *CARL)
+    admin.goto(portal + "/dps/dps-fleet-prod/certificates/")
+    admin.get_by_test_id("upload-name").fill(name)
+    admin.get_by_test_id("upload-file").set_input_files(str(ca_file))
+    admin.get_by_test_id("upload-submit").click()
+    admin.get_by_test_id(f"unverified-{name}").wait_for()
+    admin.context.close()
+
     _sign_in(page, portal, *CORA)
     page.goto(portal + "/dps/dps-fleet-prod/certificates/")
-    page.get_by_test_id("certificate-table").wait_for()
+    page.get_by_test_id(f"certificate-row-{name}").wait_for()
     assert page.get_by_test_id("upload-form").count() == 0
     assert page.locator("[data-testid^='delete-']").count() == 0
     assert page.locator("[data-testid^='generate-code-']").count() == 0

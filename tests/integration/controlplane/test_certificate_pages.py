@@ -18,7 +18,11 @@ from django.test import Client
 
 from audit.models import AuditAction, AuditEvent, AuditOutcome
 from authn.models import DpsInstance
-from controlplane.selectors import linked_hubs, verified_ca_certificates
+from controlplane.selectors import (
+    expiring_ca_certificates,
+    linked_hubs,
+    verified_ca_certificates,
+)
 from enrollments.dps.auth import parse_connection_string
 from enrollments.dps.client import DpsClient
 from enrollments.dps.types import AttestationMechanism, EnrollmentGroup
@@ -351,3 +355,21 @@ def test_device_of_an_unverified_or_foreign_ca_is_refused(
         timeout=10,
     )
     assert r.status_code == 401
+
+
+def test_expiring_ca_certificates_are_flagged_and_listed(
+    persona: Callable[[str], Client],
+) -> None:
+    carl = persona("carl")
+    soon, later = unique("soon"), unique("later")
+    assert upload(carl, soon, make_ca("Soon CA", days=10).pem.encode()).status_code == 302
+    assert upload(carl, later, make_ca("Later CA", days=400).pem.encode()).status_code == 302
+    page = carl.get(CERTS).content.decode()
+    assert f'data-testid="expiring-{soon}"' in page
+    assert f'data-testid="expiring-{later}"' not in page
+    names = [
+        c.name
+        for c in expiring_ca_certificates(user_of(carl), DpsInstance.objects.get(name=INSTANCE))
+    ]
+    assert soon in names
+    assert later not in names
