@@ -30,6 +30,20 @@ class CertificateActionError(Exception):
     """The action did not happen; ``str(exc)`` says why, for the user."""
 
 
+def _record(
+    user: Any, instance: DpsInstance, action: str, name: str, outcome: str, **details: Any
+) -> None:
+    audit_record(
+        actor=user,
+        action=action,
+        outcome=outcome,
+        target_type=TARGET,
+        target_id=name,
+        dps_instance=instance.name,
+        **details,
+    )
+
+
 def _audited(
     *,
     user: Any,
@@ -47,13 +61,13 @@ def _audited(
         if denied:
             capabilities_invalidate(user, instance)
         message = explain(exc, what=what or f"Certificate {name}")
-        audit_record(
-            actor=user,
-            action=action,
-            outcome=AuditOutcome.DENIED if denied else AuditOutcome.FAILED,
-            target_type=TARGET,
-            target_id=name,
-            dps_instance=instance.name,
+        outcome = AuditOutcome.DENIED if denied else AuditOutcome.FAILED
+        _record(
+            user,
+            instance,
+            action,
+            name,
+            outcome,
             before=before,
             message=message,
             dps_status=exc.status,
@@ -61,16 +75,7 @@ def _audited(
         )
         raise CertificateActionError(message) from None
     after = CaCertificate.from_arm(answer).as_audit() if answer else None
-    audit_record(
-        actor=user,
-        action=action,
-        outcome=AuditOutcome.SUCCESS,
-        target_type=TARGET,
-        target_id=name,
-        dps_instance=instance.name,
-        before=before,
-        after=after,
-    )
+    _record(user, instance, action, name, AuditOutcome.SUCCESS, before=before, after=after)
     return answer
 
 
@@ -87,13 +92,12 @@ def _parsed(
     try:
         return parse(data)
     except CertificateInputError as exc:
-        audit_record(
-            actor=user,
-            action=action,
-            outcome=AuditOutcome.FAILED,
-            target_type=TARGET,
-            target_id=name,
-            dps_instance=instance.name,
+        _record(
+            user,
+            instance,
+            action,
+            name,
+            AuditOutcome.FAILED,
             message=f"refused by the portal: {exc}",
         )
         raise CertificateActionError(str(exc)) from None

@@ -18,6 +18,14 @@ CARL = ("carl.certadmin@contoso-iot.example", "Carl-Demo-2026!")
 CORA = ("cora.certreader@contoso-iot.example", "Cora-Demo-2026!")
 
 
+def _upload(page: Any, portal: str, name: str, ca_file: Path) -> None:
+    page.goto(portal + "/dps/dps-fleet-prod/certificates/")
+    page.get_by_test_id("upload-name").fill(name)
+    page.get_by_test_id("upload-file").set_input_files(str(ca_file))
+    page.get_by_test_id("upload-submit").click()
+    page.get_by_test_id(f"unverified-{name}").wait_for()
+
+
 def _shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -28,11 +36,7 @@ def test_certificate_flow_in_the_browser(page: Any, portal: str, tmp_path: Path)
     ca_file = tmp_path / "ca.pem"
     ca_file.write_text(ca.pem)
     _sign_in(page, portal, *CARL)
-    page.goto(portal + "/dps/dps-fleet-prod/certificates/")
-    page.get_by_test_id("upload-name").fill(name)
-    page.get_by_test_id("upload-file").set_input_files(str(ca_file))
-    page.get_by_test_id("upload-submit").click()
-    page.get_by_test_id(f"unverified-{name}").wait_for()
+    _upload(page, portal, name, ca_file)
 
     page.get_by_test_id(f"generate-code-{name}").click()
     code = page.get_by_test_id(f"verification-code-{name}").inner_text().strip()
@@ -65,11 +69,7 @@ def test_certificate_reader_sees_no_actions(
     ca_file.write_text(make_ca("Reader View Root CA", days=365).pem)
     admin = chromium.new_context(ignore_https_errors=True).new_page()
     _sign_in(admin, portal, *CARL)
-    admin.goto(portal + "/dps/dps-fleet-prod/certificates/")
-    admin.get_by_test_id("upload-name").fill(name)
-    admin.get_by_test_id("upload-file").set_input_files(str(ca_file))
-    admin.get_by_test_id("upload-submit").click()
-    admin.get_by_test_id(f"unverified-{name}").wait_for()
+    _upload(admin, portal, name, ca_file)
     admin.context.close()
 
     _sign_in(page, portal, *CORA)
