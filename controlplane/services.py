@@ -11,7 +11,7 @@ from typing import Any
 
 from audit.models import AuditOutcome
 from audit.services import audit_record
-from authn.arm import ArmClient, ArmError, ArmForbidden
+from authn.arm import ArmClient, ArmError, ArmForbidden, ArmPreconditionFailed
 from authn.capabilities import capabilities_invalidate
 from authn.models import DpsInstance
 from controlplane.arm import arm_client, arm_token, explain
@@ -52,7 +52,7 @@ def _audited(
     name: str,
     call: Callable[[], dict[str, Any]],
     before: dict[str, Any] | None = None,
-    what: str = "",
+    on_precondition: str = "",
 ) -> dict[str, Any]:
     try:
         answer = call()
@@ -60,7 +60,9 @@ def _audited(
         denied = isinstance(exc, ArmForbidden)
         if denied:
             capabilities_invalidate(user, instance)
-        message = explain(exc, what=what or f"Certificate {name}")
+        message = explain(exc, what=f"Certificate {name}")
+        if on_precondition and isinstance(exc, ArmPreconditionFailed):
+            message = on_precondition
         outcome = AuditOutcome.DENIED if denied else AuditOutcome.FAILED
         _record(
             user,
@@ -131,6 +133,10 @@ def certificate_upload(
             is_verified=verified,
             etag=etag,
         ),
+        # Without an ETag the PUT only creates: a 412 means the name is taken.
+        on_precondition=""
+        if etag
+        else f"A certificate named {name} already exists; delete it first or choose another name.",
     )
     return CaCertificate.from_arm(answer)
 

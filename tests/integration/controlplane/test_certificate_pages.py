@@ -373,3 +373,13 @@ def test_expiring_ca_certificates_are_flagged_and_listed(
     ]
     assert soon in names
     assert later not in names
+
+
+def test_upload_under_a_taken_name_says_so(persona: Callable[[str], Client]) -> None:
+    carl = persona("carl")
+    name = unique("taken")
+    assert upload(carl, name, make_ca("First CA").pem.encode()).status_code == 302
+    r = upload(carl, name, make_ca("Second CA").pem.encode())
+    assert r.status_code == 400
+    assert f"A certificate named {name} already exists" in r.content.decode()
+    assert "CN=First CA" in carl.get(CERTS).content.decode()
