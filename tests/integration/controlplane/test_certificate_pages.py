@@ -17,6 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from audit.models import AuditAction, AuditEvent, AuditOutcome
+from authn.arm import ArmClient, ArmUnavailable
 from authn.models import DpsInstance
 from controlplane.selectors import (
     expiring_ca_certificates,
@@ -383,3 +384,22 @@ def test_upload_under_a_taken_name_says_so(persona: Callable[[str], Client]) -> 
     assert r.status_code == 400
     assert f"A certificate named {name} already exists" in r.content.decode()
     assert "CN=First CA" in carl.get(CERTS).content.decode()
+
+
+def test_arm_outage_is_said_on_the_page(
+    persona: Callable[[str], Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    carl = persona("carl")
+    carl.get(CERTS)  # capabilities resolved while ARM answers
+
+    def unreachable(*_args: Any, **_kw: Any) -> Any:
+        raise ArmUnavailable("ARM could not be reached (ConnectTimeout).", status=None)
+
+    monkeypatch.setattr(ArmClient, "certificates_list", unreachable)
+    r = carl.get(CERTS)
+    assert r.status_code == 200
+    assert 'data-testid="certificates-error"' in r.content.decode()
+    assert "could not be reached" in r.content.decode()
+    choices = verified_ca_certificates(user_of(carl), DpsInstance.objects.get(name=INSTANCE))
+    assert not choices.available
+    assert "could not be reached" in choices.reason
