@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "authn",
     "instances",
     "enrollments",
+    "controlplane",
 ]
 
 MIDDLEWARE = [

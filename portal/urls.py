@@ -13,5 +13,6 @@ urlpatterns = [
     path("auth/", include("authn.urls")),
     path("dps/<str:instance>/", include("enrollments.urls")),
     path("dps/<str:instance>/", include("enrollments.urls_bulk")),
+    path("dps/<str:instance>/", include("controlplane.urls")),
     path("audit/", include("audit.urls")),
 ]

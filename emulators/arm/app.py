@@ -1,10 +1,12 @@
-"""The ARM emulator: "Permissions - List For Resource" and the DPS resource (§4.4).
+"""The ARM emulator: "Permissions - List For Resource", the DPS resource and its certificates.
 
 ``GET {scope}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01`` for a
 resource or resource-group scope answers ``{"value": [one raw block per applicable role
 assignment], "nextLink": null}``. Paths match case-insensitively with ``//`` collapsed
 (the Python SDK emits ``resourcegroups`` and a double slash). Bearer tokens must carry an
 ARM audience and come from the Entra emulator; errors use ARM's ``{"error": {...}}`` shape.
+The certificates API of the DPS resource provider is in :mod:`emulators.arm.certificates`;
+every operation is authorised from the ``actions`` of the caller's role assignments.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from emulators.arm.certificates import CertificateStore, ProviderError
 from emulators.common.context import ARM_AUDIENCES, EmulatorContext
 from emulators.common.keys import InvalidToken
 from emulators.common.rbac import action_matches, permission_blocks
@@ -36,9 +39,17 @@ DPS_API_VERSIONS = (
     "2022-12-12",
     "2023-03-01-preview",
     "2025-02-01-preview",
+    "2026-11-01",
 )
 PERMISSIONS_SUFFIX = ("providers", "microsoft.authorization", "permissions")
 DPS_TYPE = ("providers", "microsoft.devices", "provisioningservices")
+CERT_ACTIONS = {
+    ("GET", ""): "certificates/read",
+    ("PUT", ""): "certificates/write",
+    ("DELETE", ""): "certificates/delete",
+    ("POST", "generateverificationcode"): "certificates/generateVerificationCode/action",
+    ("POST", "verify"): "certificates/verify/action",
+}
 # ARM accepts both audiences with and without the trailing slash.
 ACCEPTED_AUDIENCES = sorted(
     {a for aud in ARM_AUDIENCES for a in (aud.rstrip("/"), aud.rstrip("/") + "/")}
@@ -97,6 +108,8 @@ class ArmApp:
     def __init__(self, ctx: EmulatorContext) -> None:
         self.ctx = ctx
         self.tenant = ctx.tenant
+        self.certificates = CertificateStore(ctx.state_dir)
+        ctx.arm_certificates = self.certificates
         self.challenge = f'Bearer authorization_uri="{ctx.authority}", error="invalid_token", error_description="{{}}"'
 
     def unauthorized(self, code: str, message: str) -> ArmError:
@@ -219,15 +232,17 @@ class ArmApp:
 
     async def dispatch(self, request: Request) -> Response:
         try:
+            original = request.url.path
+            segs = _segments(original)
+            low = [s.lower() for s in segs]
+            if len(low) >= 9 and tuple(low[4:7]) == DPS_TYPE and low[8] == "certificates":
+                return await self.certificate_call(request, segs, original)
             if request.method != "GET":
                 raise ArmError(
                     405,
                     "MethodNotAllowed",
                     f"The requested resource does not support http method '{request.method}'.",
                 )
-            original = request.url.path
-            segs = _segments(original)
-            low = [s.lower() for s in segs]
             if len(low) >= 3 and tuple(low[-3:]) == PERMISSIONS_SUFFIX:
                 return self.permissions(request, segs, original)
             if len(low) == 8 and tuple(low[4:7]) == DPS_TYPE:
@@ -250,8 +265,17 @@ class ArmApp:
         self.api_version(request, DPS_API_VERSIONS)
         target = self.resolve(segs, original)
         assert target.dps is not None
-        action = "Microsoft.Devices/provisioningServices/read"
-        blocks = permission_blocks(self.tenant, str(claims["oid"]), target.scope)
+        self.authorize(claims, "Microsoft.Devices/provisioningServices/read", target.scope)
+        return JSONResponse(_dps_resource(self.ctx, target.dps))
+
+    def _trusted(self, dps_id: str, pem: str) -> None:
+        """Tell the DPS servers that a CA certificate of ``dps_id`` is verified."""
+        for hook in list(self.ctx.ca_verified_hooks):
+            hook(dps_id, pem)
+
+    def authorize(self, claims: dict[str, Any], action: str, scope: str) -> None:
+        """Raise ARM's 403 unless one of the caller's role blocks grants the control action."""
+        blocks = permission_blocks(self.tenant, str(claims["oid"]), scope)
         allowed = any(
             any(action_matches(p, action) for p in b.get("actions", []))
             and not any(action_matches(p, action) for p in b.get("notActions", []))
@@ -262,10 +286,59 @@ class ArmApp:
                 403,
                 "AuthorizationFailed",
                 f"The client '{claims.get('upn') or claims['oid']}' with object id '{claims['oid']}' does not "
-                f"have authorization to perform action '{action}' over scope '{target.scope}' or the "
+                f"have authorization to perform action '{action}' over scope '{scope}' or the "
                 "scope is invalid. If access was recently granted, please refresh your credentials.",
             )
-        return JSONResponse(_dps_resource(self.ctx, target.dps))
+
+    async def certificate_call(self, request: Request, segs: list[str], original: str) -> Response:
+        """Serve ``.../provisioningServices/{name}/certificates[/{cert}[/{operation}]]``."""
+        low = [s.lower() for s in segs]
+        method = request.method
+        operation = low[10] if len(low) == 11 else ""
+        if len(low) > 11 or (len(low) == 9 and method != "GET"):
+            raise _not_found(original)
+        if (method, operation) not in CERT_ACTIONS:
+            raise ArmError(
+                405,
+                "MethodNotAllowed",
+                f"The requested resource does not support http method '{method}'.",
+            )
+        claims = self.authenticate(request)
+        self.api_version(request, DPS_API_VERSIONS)
+        target = self.resolve(segs[:8], original)
+        assert target.dps is not None
+        action = "Microsoft.Devices/provisioningServices/" + CERT_ACTIONS[(method, operation)]
+        self.authorize(claims, action, target.scope)
+        dps_id = target.dps.resource_id
+        store = self.certificates
+        if_match = request.headers.get("if-match")
+        try:
+            if len(low) == 9:
+                return JSONResponse({"value": [c.resource(dps_id) for c in store.all(dps_id)]})
+            name = segs[9]
+            if method == "GET" and not operation:
+                return JSONResponse(store.get(dps_id, name).resource(dps_id))
+            if method == "DELETE":
+                store.delete(dps_id, name, if_match)
+                return Response(status_code=200)
+            body = await _json_body(request) if method == "PUT" or operation == "verify" else None
+            if method == "PUT":
+                cert, _created = store.put(dps_id, name, body, if_match)
+                if cert.is_verified:
+                    self._trusted(dps_id, cert.pem)
+                return JSONResponse(cert.resource(dps_id))
+            if operation == "generateverificationcode":
+                cert = store.generate_code(dps_id, name, if_match)
+                out = cert.resource(dps_id)
+                out["properties"]["verificationCode"] = cert.verification_code
+                return JSONResponse(out)
+            cert = store.verify(dps_id, name, if_match, body)
+            self._trusted(dps_id, cert.pem)
+            return JSONResponse(cert.resource(dps_id))
+        except ProviderError as exc:
+            return JSONResponse(
+                exc.body(), status_code=exc.status, headers={"x-ms-request-id": str(uuid.uuid4())}
+            )
 
 
 def create_app(ctx: EmulatorContext) -> Starlette:
@@ -275,6 +348,25 @@ def create_app(ctx: EmulatorContext) -> Starlette:
         routes=[
             Route("/{path:path}", arm.dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
         ]
+    )
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise ArmError(
+            400,
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized.",
+        ) from None
+
+
+def _masked(connection_string: str) -> str:
+    """Return the connection string with its key hidden, as ARM's GET answers it."""
+    parts = [p for p in connection_string.split(";") if p]
+    return ";".join(
+        "SharedAccessKey=****" if p.lower().startswith("sharedaccesskey=") else p for p in parts
     )
 
 
@@ -298,7 +390,19 @@ def _dps_resource(ctx: EmulatorContext, dps: DpsInstance) -> dict[str, Any]:
             "serviceOperationsHostName": dps.public_host,
             "deviceProvisioningHostName": "global.azure-devices-provisioning.net",
             "idScope": dps.id_scope,
-            "iotHubs": [{"name": h.name, "location": h.location} for h in dps.iot_hubs],
+            "iotHubs": [
+                {
+                    "name": h.name,
+                    "location": h.location,
+                    "connectionString": _masked(
+                        h.connection_string
+                        or f"HostName={h.name};SharedAccessKeyName=iothubowner;SharedAccessKey=x"
+                    ),
+                    "allocationWeight": h.allocation_weight,
+                    "applyAllocationPolicy": h.apply_allocation_policy,
+                }
+                for h in dps.iot_hubs
+            ],
             "emulatorHost": ctx.dps_hosts.get(dps.name, ""),
         },
     }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from emulators.common.ca import TlsFiles
 from emulators.common.keys import KeyStore
@@ -25,6 +27,10 @@ class EmulatorContext:
     entra_url: str = ""  # https://host:port, no trailing slash
     arm_url: str = ""
     dps_hosts: dict[str, str] = field(default_factory=dict)  # DPS name -> host:port
+    # The ARM emulator's CA certificates (emulators.arm.certificates.CertificateStore), and
+    # what to call when one becomes verified: (DPS resource id, PEM).
+    arm_certificates: Any = None
+    ca_verified_hooks: list[Callable[[str, str], None]] = field(default_factory=list)
 
     @property
     def authority(self) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from emulators.common.ca import ensure_tls
+from emulators.common.client_cert import ClientCertHttpProtocol, trusting_context_factory
 from emulators.common.context import EmulatorContext
 from emulators.common.keys import KeyStore
 from emulators.common.rbac import permission_blocks
@@ -233,10 +234,29 @@ class EmulatorStack:
                 timeout_keep_alive=30,
                 server_header=False,
                 date_header=True,
+                **self._client_cert_options(name),
             )
             server = _Server(config)
             pairs.append((server, self._sockets[name]))
         return pairs
+
+    def _client_cert_options(self, name: str) -> dict[str, Any]:
+        """A DPS server accepts device certificates issued by the instance's verified CAs."""
+        if not name.startswith("dps:"):
+            return {}
+        dps = self.tenant.dps_by_name(name.removeprefix("dps:"))
+        store = self.ctx.arm_certificates
+        if dps is None or store is None:
+            return {}
+        resource_id = dps.resource_id
+        return {
+            "http": ClientCertHttpProtocol,
+            "ssl_context_factory": trusting_context_factory(
+                resource_id,
+                lambda: [c.pem for c in store.verified(resource_id)],
+                self.ctx.ca_verified_hooks,
+            ),
+        }
 
     async def _serve_all(self, install_signals: bool) -> None:
         pairs = self._make_servers()

@@ -96,6 +96,8 @@ class IotHub:
     name: str  # host name, e.g. hub-fleet-prod-1.azure-devices.net
     location: str
     connection_string: str = ""
+    allocation_weight: int | None = None
+    apply_allocation_policy: bool = True
 
 
 @dataclass(frozen=True)
@@ -335,6 +337,8 @@ def tenant_from_dict(data: dict[str, Any], source: Path | None = None) -> Tenant
                         name=_req(h, "name", "iot_hubs"),
                         location=h.get("location", d.get("location", "westeurope")),
                         connection_string=h.get("connection_string", ""),
+                        allocation_weight=h.get("allocation_weight"),
+                        apply_allocation_policy=bool(h.get("apply_allocation_policy", True)),
                     )
                     for h in d.get("iot_hubs", [])
                 ),

@@ -33,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 from emulators.common.context import EmulatorContext
 from emulators.common.net import is_loopback
 from emulators.common.tenant import DpsInstance
-from emulators.dps import allocation, sas
+from emulators.dps import allocation, sas, x509_auth
 from emulators.dps import errors as e
 from emulators.dps.errors import DpsError, error_response
 from emulators.dps.store import DpsStore
@@ -149,6 +149,10 @@ class DeviceApi:
         self, request: Request, registration_id: str
     ) -> tuple[dict[str, Any], str | None] | None:
         """Return (enrollment or group, group id or None) whose key signed the request."""
+        if "authorization" not in request.headers:
+            return x509_auth.authenticate(
+                self.ctx, self.instance, self.store, request, registration_id
+            )
         token = sas.parse_sas(request.headers.get("authorization"))
         if token is None or sas.expired(token):
             return None

@@ -1,0 +1,1 @@
+"""The control plane of a DPS instance, through ARM as the user: CA certificates, linked hubs."""
