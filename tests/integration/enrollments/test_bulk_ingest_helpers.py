@@ -11,7 +11,7 @@ from django.db import connection
 
 from authn.models import DpsInstance
 from enrollments.bulk import ingest
-from enrollments.csv_format import CsvFormatError
+from enrollments.csv.reader import CsvFormatError
 from enrollments.models import BulkJob, BulkRow, JobKind
 
 pytestmark = pytest.mark.django_db

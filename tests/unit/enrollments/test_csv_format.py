@@ -8,16 +8,10 @@ import json
 
 import pytest
 
-from enrollments.csv_format import (
-    COLUMNS,
-    CsvFormatError,
-    enrollment_to_row,
-    neutralise,
-    read_rows,
-    row_diff,
-    unneutralise,
-    write_rows,
-)
+from enrollments.csv.columns import COLUMNS, neutralise, unneutralise
+from enrollments.csv.diff import row_diff
+from enrollments.csv.export import enrollment_to_row, write_rows
+from enrollments.csv.reader import CsvFormatError, read_rows
 
 KEY = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="  # 32 bytes, base64
 HEADER = "registrationId,attestationType,symmetricKeyPrimary,iotEdge,twinTags\r\n"
