@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.core.exceptions import ValidationError
 
@@ -38,19 +38,24 @@ MEMO_MAX = 4096
 
 def memo(key: tuple[Any, ...], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Return ``fn(*args)`` from a bounded cache; a ValidationError is cached and re-raised."""
-    hit: tuple[bool, Any] | None = _MEMO.get(key)
+    hit = _MEMO.get(key)
     if hit is None:
-        try:
-            hit = (True, fn(*args, **kwargs))
-        except ValidationError as exc:
-            hit = (False, exc)
+        hit = _outcome(fn, args, kwargs)
         if len(_MEMO) >= MEMO_MAX:
             _MEMO.clear()
         _MEMO[key] = hit
     if hit[0]:
-        return hit[1]
+        return cast(T, hit[1])
     # A fresh traceback each time: re-raising one instance would keep growing the old one.
     raise hit[1].with_traceback(None)
+
+
+def _outcome(fn: Callable[..., Any], args: Any, kwargs: Any) -> tuple[bool, Any]:
+    """Return ``(True, value)`` of a call, or ``(False, error)`` when it raised a ValidationError."""
+    try:
+        return True, fn(*args, **kwargs)
+    except ValidationError as exc:
+        return False, exc
 
 
 def hubs(text: str) -> tuple[str, ...]:
