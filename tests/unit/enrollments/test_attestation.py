@@ -9,7 +9,7 @@ import pytest
 
 from enrollments.csv.parse import dps_payload
 from enrollments.csv.reader import read_rows
-from enrollments.forms import EnrollmentForm
+from enrollments.forms import EnrollmentForm, EnrollmentGroupForm
 
 KEY1 = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="
 KEY2 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
@@ -86,3 +86,23 @@ def test_form_and_csv_send_the_same_attestation(
     assert row.payload is not None
     assert form.attestation().to_json() == body
     assert dps_payload(row.payload)["attestation"] == body
+
+
+def test_a_group_form_sends_signing_certificates_and_an_enrollment_form_client_ones() -> None:
+    data = {"attestation_type": "symmetricKey", "provisioning_status": "enabled"}
+    enrollment = EnrollmentForm(data={**data, "registration_id": "dev-1"})
+    group = EnrollmentGroupForm(data={**data, "enrollment_group_id": "fleet-1"})
+    assert enrollment.is_valid(), enrollment.errors
+    assert group.is_valid(), group.errors
+    # A certificate as clean() leaves it (validated and turned into PEM).
+    x509 = {"attestation_type": "x509", "x509_kind": "certificates", "pem1": "PEM-1"}
+    enrollment.cleaned_data.update(x509)
+    group.cleaned_data.update(x509)
+    assert enrollment.attestation().to_json() == {
+        "type": "x509",
+        "x509": {"clientCertificates": {"primary": {"certificate": "PEM-1"}}},
+    }
+    assert group.attestation().to_json() == {
+        "type": "x509",
+        "x509": {"signingCertificates": {"primary": {"certificate": "PEM-1"}}},
+    }

@@ -275,29 +275,3 @@ def test_empty_header_cells_are_ignored_however_many():
     (row,) = rows_of(data)
     assert row.errors == []
     assert row.cells == {"registrationId": "dev-1", "attestationType": "symmetricKey"}
-
-
-#: Allocation cells (policy, webhook URL, API version) and the column their error names.
-ALLOCATION_ERRORS = [
-    pytest.param("custom", "https://f.example.com/x", "2021-02-30", "api_version", id="no-date"),
-    pytest.param("custom", "https://f.example.com/x", "1.0", "api_version", id="format"),
-    pytest.param("custom", "https://f.example.com/x", "", "api_version", id="no-version"),
-    pytest.param("custom", "", "2021-10-01", "webhook_url", id="no-url"),
-    pytest.param("custom", "http://f.example.com/x", "2021-10-01", "webhook_url", id="http"),
-    pytest.param("hashed", "https://f.example.com/x", "", "webhook_url", id="unused-url"),
-    pytest.param("static", "", "", "policy", id="static-no-hub"),
-    pytest.param("weighted", "", "", "policy", id="unknown-policy"),
-]
-ALLOCATION_COLUMNS = {
-    "policy": "allocationPolicy",
-    "webhook_url": "webhookUrl",
-    "api_version": "webhookApiVersion",
-}
-
-
-@pytest.mark.parametrize(("policy", "url", "version", "target"), ALLOCATION_ERRORS)
-def test_an_allocation_error_is_put_on_the_column_its_code_names(policy, url, version, target):
-    """Routed by the ValidationError's code: "2021-02-30 is not a real date" names no column."""
-    header = "registrationId,attestationType,allocationPolicy,webhookUrl,webhookApiVersion\r\n"
-    (row,) = rows_of(f"{header}dev-1,symmetricKey,{policy},{url},{version}\r\n".encode())
-    assert [e["column"] for e in row.errors] == [ALLOCATION_COLUMNS[target]]
