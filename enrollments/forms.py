@@ -3,7 +3,8 @@
 Validation reuses :mod:`enrollments.validation`, so a form shows the same sentence next to the
 field that the CSV import shows for a row, before anything is sent to DPS. ``build()`` turns the
 cleaned data into the DPS model, starting from the record that was read so fields the form
-does not show (``iotHubHostName``, keys DPS added later) survive an edit.
+does not show (``iotHubHostName``, keys DPS added later) survive an edit; the attestation body
+comes from :mod:`enrollments.attestation`, the builder the CSV import uses too.
 """
 
 from __future__ import annotations
