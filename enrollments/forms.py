@@ -3,7 +3,8 @@
 Validation reuses :mod:`enrollments.validation`, so a form shows the same sentence next to the
 field that the CSV import shows for a row, before anything is sent to DPS. ``build()`` turns the
 cleaned data into the DPS model, starting from the record that was read so fields the form
-does not show (``iotHubHostName``, keys DPS added later) survive an edit.
+does not show (``iotHubHostName``, keys DPS added later) survive an edit; the attestation body
+comes from :mod:`enrollments.attestation`, the builder the CSV import uses too.
 """
 
 from __future__ import annotations
@@ -11,12 +12,20 @@ from __future__ import annotations
 import copy
 import json
 import re
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django import forms
 from django.core.exceptions import ValidationError
 
 from enrollments import validation as v
+from enrollments.attestation import (
+    AttestationBody,
+    ca_reference_attestation,
+    certificate_attestation,
+    certificate_slot,
+    symmetric_key_attestation,
+    tpm_attestation,
+)
 from enrollments.dps.types import (
     AttestationMechanism,
     DeviceCapabilities,
@@ -24,12 +33,10 @@ from enrollments.dps.types import (
     IndividualEnrollment,
     InitialTwin,
     ReprovisionPolicy,
-    SymmetricKeyAttestation,
     X509Attestation,
-    X509CAReferences,
-    X509Certificates,
-    X509CertificateWithInfo,
 )
+
+RecordT = TypeVar("RecordT", IndividualEnrollment, EnrollmentGroup)
 
 REPROVISION = {
     "": None,
@@ -53,6 +60,12 @@ ALLOCATION_LABELS = [
     ("custom", "Custom (Azure Function webhook)"),
 ]
 _SPLIT = re.compile(r"[\s,;]+")
+#: The field of each input of ``validate_allocation``, to put its errors on.
+_ALLOCATION_FIELDS = {
+    "policy": "allocation_policy",
+    "webhook_url": "webhook_url",
+    "api_version": "webhook_api_version",
+}
 
 
 def _textarea(rows: int = 3, mono: bool = False) -> forms.Textarea:
@@ -79,7 +92,7 @@ def _reprovision_choice(policy: ReprovisionPolicy | None) -> str:
     return next(k for k, val in REPROVISION.items() if val == pair)
 
 
-class _EnrollmentFieldsForm(forms.Form):
+class _EnrollmentFieldsForm(forms.Form, Generic[RecordT]):
     """The fields individual enrollments and groups share."""
 
     is_group = False
@@ -164,10 +177,8 @@ class _EnrollmentFieldsForm(forms.Form):
     )
     etag = forms.CharField(required=False, widget=forms.HiddenInput())
 
-    def __init__(
-        self, *args: Any, existing: IndividualEnrollment | EnrollmentGroup | None = None, **kw: Any
-    ) -> None:
-        self.existing = existing
+    def __init__(self, *args: Any, existing: RecordT | None = None, **kw: Any) -> None:
+        self.existing: RecordT | None = existing
         if existing is not None and "initial" not in kw:
             # Also when bound: disabled fields (the id) take their value from ``initial``.
             kw["initial"] = self.initial_from(existing)
@@ -175,19 +186,24 @@ class _EnrollmentFieldsForm(forms.Form):
         types = [("x509", "X.509 certificate"), ("symmetricKey", "Symmetric key")]
         if not self.is_group:
             types.insert(0, ("tpm", "TPM"))
-        self.fields["attestation_type"].choices = types
+        self._choice_field("attestation_type").choices = types
         certs = (
             "Signing certificates (root or intermediate CA)"
             if self.is_group
             else ("Client certificates (the device's own)")
         )
-        self.fields["x509_kind"].choices = [
+        self._choice_field("x509_kind").choices = [
             ("certificates", certs),
             ("ca_references", "CA certificates uploaded to DPS"),
         ]
         if existing is None:
             del self.fields["attestation_keep"]
             del self.fields["etag"]
+
+    def _choice_field(self, name: str) -> forms.ChoiceField:
+        field = self.fields[name]
+        assert isinstance(field, forms.ChoiceField)
+        return field
 
     # -- reading an existing record ---------------------------------------------------------
     @classmethod
@@ -237,7 +253,8 @@ class _EnrollmentFieldsForm(forms.Form):
             return None
 
     def clean(self) -> dict[str, Any]:
-        cd = super().clean()
+        super().clean()
+        cd = self.cleaned_data
         kind = cd.get("attestation_type")
         keep = bool(cd.get("attestation_keep"))
         if self.existing is not None and keep:
@@ -264,15 +281,7 @@ class _EnrollmentFieldsForm(forms.Form):
                 api_version=cd.get("webhook_api_version"),
             )
         except ValidationError as exc:
-            code = exc.code or ""
-            field = (
-                "webhook_url"
-                if code.startswith("webhook")
-                else "webhook_api_version"
-                if code.startswith("api_version")
-                else "allocation_policy"
-            )
-            self.add_error(field, exc)
+            self.add_error(_ALLOCATION_FIELDS[v.allocation_error_input(exc)], exc)
         cd["tags"] = self._check("twin_tags", v.parse_twin_json, cd.get("twin_tags"), "Tags")
         cd["desired"] = self._check(
             "twin_desired", v.parse_twin_json, cd.get("twin_desired"), "Desired properties"
@@ -324,34 +333,23 @@ class _EnrollmentFieldsForm(forms.Form):
             if current is None:
                 raise ValueError("the current attestation is needed to keep it")
             return copy.deepcopy(current)
+        return AttestationMechanism.from_json(self._attestation_body())
+
+    def _attestation_body(self) -> AttestationBody:
+        cd = self.cleaned_data
         kind = cd["attestation_type"]
         if kind == "tpm":
-            return AttestationMechanism.for_tpm(cd["ek"], cd.get("srk"))
+            return tpm_attestation(cd["ek"], cd.get("srk"))
         if kind == "symmetricKey":
             if cd.get("key_mode") == "given":
-                return AttestationMechanism(
-                    type="symmetricKey",
-                    symmetric_key=SymmetricKeyAttestation(
-                        primary_key=cd["key1"], secondary_key=cd.get("key2")
-                    ),
-                )
-            return AttestationMechanism.for_symmetric_key()
+                return symmetric_key_attestation(cd["key1"], cd.get("key2"))
+            return symmetric_key_attestation()
         if cd.get("x509_kind") == "ca_references":
-            return AttestationMechanism(
-                type="x509",
-                x509=X509Attestation(
-                    ca_references=X509CAReferences(primary=cd["ca1"], secondary=cd.get("ca2"))
-                ),
-            )
-        certs = X509Certificates(
-            primary=X509CertificateWithInfo(certificate=cd["pem1"]),
-            secondary=X509CertificateWithInfo(certificate=cd["pem2"]) if cd.get("pem2") else None,
+            return ca_reference_attestation(cd["ca1"], cd.get("ca2"))
+        secondary = certificate_slot(cd["pem2"]) if cd.get("pem2") else None
+        return certificate_attestation(
+            certificate_slot(cd["pem1"]), secondary, signing=self.is_group
         )
-        if self.is_group:
-            return AttestationMechanism(
-                type="x509", x509=X509Attestation(signing_certificates=certs)
-            )
-        return AttestationMechanism(type="x509", x509=X509Attestation(client_certificates=certs))
 
     def _apply_common(self, model: Any, current: AttestationMechanism | None) -> None:
         cd = self.cleaned_data
@@ -374,7 +372,7 @@ class _EnrollmentFieldsForm(forms.Form):
         model.explicit_nulls = frozenset()
 
 
-class EnrollmentForm(_EnrollmentFieldsForm):
+class EnrollmentForm(_EnrollmentFieldsForm[IndividualEnrollment]):
     """An individual enrollment: TPM, X.509 client certificates or CA references, symmetric key."""
 
     registration_id = forms.CharField(
@@ -440,7 +438,7 @@ class EnrollmentForm(_EnrollmentFieldsForm):
         return model
 
 
-class EnrollmentGroupForm(_EnrollmentFieldsForm):
+class EnrollmentGroupForm(_EnrollmentFieldsForm[EnrollmentGroup]):
     """An enrollment group: X.509 signing certificates or CA references, or symmetric key."""
 
     is_group = True

@@ -8,7 +8,7 @@ from django import forms
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
-from enrollments.csv_format import OPERATIONS
+from enrollments.csv.columns import OPERATIONS
 from enrollments.models import JobState, RowPlan, RowStatus
 
 #: At most this many ids in one "delete selected" request (a list page holds far fewer).

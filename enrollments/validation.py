@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -491,6 +491,22 @@ def validate_allocation(
     return policy, CustomAllocationDefinition(
         webhook_url=url, api_version=validate_api_version(api_version)
     )
+
+
+AllocationInput = Literal["policy", "webhook_url", "api_version"]
+
+
+def allocation_error_input(exc: ValidationError) -> AllocationInput:
+    """Return which input of :func:`validate_allocation` an error of it is about, by its code.
+
+    Forms and the CSV import put the error next to that field or column.
+    """
+    code = exc.code or ""
+    if code.startswith("webhook"):
+        return "webhook_url"
+    if code.startswith("api_version"):
+        return "api_version"
+    return "policy"
 
 
 #

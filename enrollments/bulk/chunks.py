@@ -29,15 +29,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from enrollments.csv_format import (
+from enrollments.csv.reader import (
     FIELD_SIZE_LIMIT,
     MAX_COLUMNS,
     MAX_ROW_BYTES,
     CsvFormatError,
     CsvSource,
-    ParsedRow,
     RecordSplit,
 )
+from enrollments.csv.row import ParsedRow
 
 #: Rows a helper sends at a time: big enough that sending costs little per row, small enough
 #: that the parent's progress and cancel checks stay frequent.
@@ -134,7 +134,7 @@ def chunk_blocks(chunk: Chunk) -> Iterator[tuple[bytes, int, int]]:
 
     Raise :class:`CsvFormatError` for an unreadable line, and :class:`RecordSplit` when the
     range ends inside a quoted cell. The rows are read by the same
-    :meth:`CsvSource.rows <enrollments.csv_format.CsvSource.rows>` as in one process, so
+    :meth:`CsvSource.rows <enrollments.csv.reader.CsvSource.rows>` as in one process, so
     every check and message is the same.
     """
     with open(chunk.path, "rb") as handle:

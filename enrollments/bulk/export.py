@@ -15,7 +15,8 @@ from django.utils import timezone
 from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
 from enrollments.bulk.calls import paced
-from enrollments.csv_format import COLUMNS, csv_line, enrollment_to_row
+from enrollments.csv.columns import COLUMNS
+from enrollments.csv.export import csv_line, enrollment_to_row
 from enrollments.dps.types import DpsApi
 from enrollments.models import BulkJob
 from enrollments.ratelimit import TokenBucket

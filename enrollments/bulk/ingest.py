@@ -24,12 +24,8 @@ from django.db.models import Count, Min
 
 from enrollments.bulk.chunks import Chunk, LineFormat, copy_line, dumps, helper_start
 from enrollments.bulk.store import CopyLineWriter, RowTuple, RowWriter, rows_analyze
-from enrollments.csv_format import (
-    CsvFormatError,
-    ParsedRow,
-    open_csv,
-    read_rows,
-)
+from enrollments.csv.reader import CsvFormatError, open_csv, read_rows
+from enrollments.csv.row import ParsedRow
 from enrollments.models import BulkJob, BulkRow, RowPlan, RowStatus
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from django.db.models import Count
 
 from enrollments.bulk.calls import paced
 from enrollments.bulk.store import rows_analyze, rows_plan_save
-from enrollments.csv_format import enrollment_to_row, row_diff
+from enrollments.csv.diff import row_diff
+from enrollments.csv.export import enrollment_to_row
 from enrollments.dps.exceptions import DpsNotFound
 from enrollments.dps.types import DpsApi
 from enrollments.models import BulkJob, BulkRow, RowPlan

@@ -28,7 +28,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from enrollments.bulk.calls import backoff, paced
-from enrollments.csv_format import dps_payload, enrollment_to_row, row_diff
+from enrollments.csv.diff import row_diff
+from enrollments.csv.export import enrollment_to_row
+from enrollments.csv.parse import dps_payload
 from enrollments.dps.exceptions import (
     DpsError,
     DpsForbidden,

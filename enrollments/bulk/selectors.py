@@ -10,7 +10,8 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from enrollments.csv_format import COLUMNS, KEY_COLUMNS, csv_line, enrollment_to_row
+from enrollments.csv.columns import COLUMNS, KEY_COLUMNS
+from enrollments.csv.export import csv_line, enrollment_to_row
 from enrollments.models import BulkJob, BulkRow, JobKind, JobState, RowPlan, RowStatus
 
 PROBLEM_STATUSES = (RowStatus.FAILED, RowStatus.CONFLICT, RowStatus.SKIPPED)

@@ -32,7 +32,7 @@ from enrollments.bulk.preview import plan_counts_store, preview_job
 from enrollments.bulk.retention import rows_scrub
 from enrollments.bulk.runner import fail_pending_deletes, rows_in_flight, run_rows
 from enrollments.bulk.store import RowWriter
-from enrollments.csv_format import CsvFormatError
+from enrollments.csv.reader import CsvFormatError
 from enrollments.dps.exceptions import DpsError, DpsForbidden, DpsUnauthorized
 from enrollments.models import (
     BulkJob,

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from enrollments.bulk import ingest
-from enrollments.csv_format import CsvFormatError
+from enrollments.csv.reader import CsvFormatError
 from enrollments.models import BulkJob, BulkRow, JobKind
 from instances.models import DpsInstance
 

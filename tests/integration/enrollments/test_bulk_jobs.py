@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.models import AuditEvent
 from enrollments.bulk import services
-from enrollments.csv_format import read_rows
+from enrollments.csv.reader import read_rows
 from enrollments.dps.exceptions import DpsNotFound
 from enrollments.models import BulkJob, BulkRow, JobKind, JobState, RowPlan, RowStatus
 from instances.models import DpsInstance

@@ -11,7 +11,7 @@ import pytest
 
 from enrollments.bulk.chunks import LineFormat, chunk_blocks, copy_line, helper_start, run_chunk
 from enrollments.bulk.ingest import _plan_chunks
-from enrollments.csv_format import RecordSplit, read_rows
+from enrollments.csv.reader import RecordSplit, read_rows
 
 KEY = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="
 HEADER = "operation,registrationId,attestationType,symmetricKeyPrimary,iotEdge,twinTags\r\n"

@@ -8,16 +8,10 @@ import json
 
 import pytest
 
-from enrollments.csv_format import (
-    COLUMNS,
-    CsvFormatError,
-    enrollment_to_row,
-    neutralise,
-    read_rows,
-    row_diff,
-    unneutralise,
-    write_rows,
-)
+from enrollments.csv.columns import COLUMNS, neutralise, unneutralise
+from enrollments.csv.diff import row_diff
+from enrollments.csv.export import enrollment_to_row, write_rows
+from enrollments.csv.reader import CsvFormatError, read_rows
 
 KEY = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="  # 32 bytes, base64
 HEADER = "registrationId,attestationType,symmetricKeyPrimary,iotEdge,twinTags\r\n"
@@ -274,3 +268,10 @@ def test_repeated_cells_are_checked_on_every_row_and_rows_do_not_share_container
     assert not rows[3].errors
     rows[3].payload["iotHubs"].append("changed")
     assert rows[4].payload["iotHubs"] == ["hub-a.azure-devices.net"]
+
+
+def test_empty_header_cells_are_ignored_however_many():
+    data = b"registrationId,,attestationType,\r\ndev-1,x,symmetricKey,y\r\n"
+    (row,) = rows_of(data)
+    assert row.errors == []
+    assert row.cells == {"registrationId": "dev-1", "attestationType": "symmetricKey"}

@@ -10,8 +10,9 @@ import tracemalloc
 
 import pytest
 
-from enrollments import csv_format
-from enrollments.csv_format import COLUMNS, CsvFormatError, read_rows
+from enrollments.csv.columns import COLUMNS, neutralise
+from enrollments.csv.export import write_rows
+from enrollments.csv.reader import MAX_COLUMNS, MAX_ROW_BYTES, CsvFormatError, read_rows
 
 KEY = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="
 HEADER = "registrationId,attestationType,symmetricKeyPrimary,iotEdge,twinTags\r\n"
@@ -41,7 +42,7 @@ def test_a_19_mb_line_of_commas_is_a_row_error_and_memory_stays_flat():
     finally:
         tracemalloc.stop()
     assert [r.line_no for r in rows] == [2, 3]
-    limit = csv_format.MAX_ROW_BYTES
+    limit = MAX_ROW_BYTES
     assert messages(rows[0]) == [
         f"Line 2 is longer than {limit:,} bytes, the limit of one row; the rest of it is not read."
     ]
@@ -84,7 +85,7 @@ def test_a_legitimate_large_row_fits_the_default_limits():
         optionalDeviceInformation=text,
     )
     out = io.StringIO()
-    csv_format.write_rows(out, [row])
+    write_rows(out, [row])
     data = out.getvalue().encode()
     assert len(data) > 110_000  # more than DPS's 96 KB request, with the doubled quotes
     (parsed,) = rows_of(data)
@@ -93,17 +94,17 @@ def test_a_legitimate_large_row_fits_the_default_limits():
 
 
 def test_a_row_with_more_fields_than_the_limit_is_refused_with_its_line():
-    over = csv_format.MAX_COLUMNS + 1
+    over = MAX_COLUMNS + 1
     data = (HEADER + GOOD.format(1) + "dev-2" + "," * (over - 1) + "\r\n").encode()
     rows = rows_of(data)
     assert rows[0].errors == []
     assert messages(rows[1]) == [
-        f"Line 3 has {over} fields; the limit is {csv_format.MAX_COLUMNS} (the header has 5)."
+        f"Line 3 has {over} fields; the limit is {MAX_COLUMNS} (the header has 5)."
     ]
 
 
 def test_the_field_limit_leaves_room_over_the_template():
-    assert csv_format.MAX_COLUMNS >= len(COLUMNS) + 20
+    assert MAX_COLUMNS >= len(COLUMNS) + 20
 
 
 def test_a_header_over_the_limits_is_refused():
@@ -208,7 +209,7 @@ def test_a_quoted_multi_line_pem_is_still_one_row():
     csv.writer(out, lineterminator="\r\n").writerows(
         [
             ["registrationId", "attestationType", "x509CertificatePrimary"],
-            ["dev-1", "x509", csv_format.neutralise(pem)],
+            ["dev-1", "x509", neutralise(pem)],
         ]
     )
     data = (out.getvalue() + "dev-2,x509,\r\n").encode()
