@@ -110,7 +110,7 @@ class DpsWait:
                 else:
                     wait.other += 1
 
-        requests.Session.send = send  # type: ignore[method-assign]
+        requests.Session.send = send  # type: ignore[assignment,method-assign]
 
     def reset(self) -> None:
         self.ms, self.calls, self.other = 0.0, 0, 0
@@ -310,7 +310,10 @@ def print_profile(rows: list[Row], wanted: str) -> None:
             continue
         page_fn()
         prof = cProfile.Profile()
-        prof.runcall(lambda f=page_fn: [f() for _ in range(50)])
+        prof.enable()
+        for _ in range(50):
+            page_fn()
+        prof.disable()
         print(f"\n=== {name}: 50 pages")
         stats = pstats.Stats(prof)
         stats.sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(lines)
