@@ -305,6 +305,49 @@ def print_queries(rows: list[Row]) -> None:
             print("   ", q["sql"][:150])
 
 
+def print_work(rows: list[Row], wait: DpsWait, pages: int = 20) -> None:
+    """Print what a page costs in countable units: SQL statements, Redis commands, Python calls.
+
+    Unlike latencies these do not move with other load on the machine, so two versions of the
+    portal can be compared on a busy one.
+    """
+    import cProfile
+    import pstats
+
+    import redis
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    sent = [0]
+    execute = redis.Redis.execute_command
+
+    def counting(self: Any, *args: Any, **options: Any) -> Any:
+        sent[0] += 1
+        return execute(self, *args, **options)
+
+    redis.Redis.execute_command = counting  # type: ignore[method-assign]
+    print(f"\nwork per page (mean of {pages}; countable, so independent of machine load)")
+    print(f"{'':20} {'SQL':>5} {'Redis':>6} {'DPS':>4} {'other HTTP':>10} {'Python calls':>13}")
+    try:
+        for name, page_fn, _ in rows:
+            page_fn()
+            sent[0] = 0
+            wait.reset()
+            prof = cProfile.Profile()
+            with CaptureQueriesContext(connection) as queries:
+                prof.enable()
+                for _ in range(pages):
+                    page_fn()
+                prof.disable()
+            calls = pstats.Stats(prof).total_calls  # type: ignore[attr-defined]
+            print(
+                f"{name:20} {len(queries) / pages:5.1f} {sent[0] / pages:6.1f}"
+                f" {wait.calls / pages:4.1f} {wait.other / pages:10.1f} {calls / pages:13,.0f}"
+            )
+    finally:
+        redis.Redis.execute_command = execute  # type: ignore[method-assign]
+
+
 def print_profile(rows: list[Row], wanted: str) -> None:
     import cProfile
     import pstats
@@ -360,7 +403,9 @@ def run(endpoints: dict[str, Any], tmp: Path, ids: list[str], n: int) -> None:
     elif os.environ.get("BENCH_PROFILE"):
         print_profile(rows, os.environ["BENCH_PROFILE"])
     else:
-        print_times(rows, n, DpsWait(dps_host))
+        wait = DpsWait(dps_host)
+        print_times(rows, n, wait)
+        print_work(rows, wait)
 
 
 if __name__ == "__main__":
