@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -184,6 +185,7 @@ def main() -> None:
             proc.wait(10)
         except Exception:  # noqa: BLE001 - stop it whatever it is doing
             proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def django_setup(endpoints: dict[str, Any], tmp: Path) -> None:
