@@ -37,7 +37,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from msal import SerializableTokenCache
 
@@ -93,7 +93,16 @@ def _user_id(user: Any) -> int:
 
 
 def _row_of(user_id: int) -> tuple[bytes, int] | None:
-    row = UserTokenCache.objects.filter(user_id=user_id).values_list("blob", "version").first()
+    # Every page that calls DPS reads this row, and building the ORM query cost four times
+    # running it (0.4 of 0.5 ms): the one statement is written out instead.
+    connection = connections[router.db_for_read(UserTokenCache)]
+    qn = connection.ops.quote_name
+    table = qn(UserTokenCache._meta.db_table)
+    # S608: only the model's own names are formatted in; the user id is a parameter.
+    sql = f"SELECT {qn('blob')}, {qn('version')} FROM {table} WHERE {qn('user_id')} = %s"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user_id])
+        row = cursor.fetchone()
     return (bytes(row[0]), int(row[1])) if row is not None else None
 
 

@@ -91,9 +91,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # -- cache and Celery broker -------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
+    CACHES = {"default": {"BACKEND": "portal.cache.RedisCache", "LOCATION": REDIS_URL}}
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         # Longer than any countdown a task schedules, or Redis redelivers it early.
@@ -196,6 +194,14 @@ LOGIN_REDIRECT_URL = "/"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"  # Lax: the Entra redirect back is a top-level GET
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
+# Every page reads its session: from Redis when there is one, the database row standing behind
+# it (written with it, read on a cache miss, listed by the token-cache purge). Sign-out deletes
+# both. Without Redis the cache is the database, so a cached read would gain nothing.
+SESSION_ENGINE = (
+    "django.contrib.sessions.backends.cached_db"
+    if REDIS_URL
+    else "django.contrib.sessions.backends.db"
+)
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -175,3 +175,27 @@ def test_concurrent_writers_form_one_chain(django_user_model: Any) -> None:
     assert errors == []
     assert AuditEvent.objects.count() == 40
     call_command("audit_verify")
+
+
+def test_the_head_counts_every_event(user: Any) -> None:
+    AuditChainHead.objects.all().delete()  # the first writer creates the head
+    for n in range(3):
+        audit_record(actor=user, action=AuditAction.SIGNIN, outcome=AuditOutcome.SUCCESS)
+        head = AuditChainHead.objects.get(pk=1)
+        assert head.count == n + 1
+        assert head.last_hash == AuditEvent.objects.latest("id").hash
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks are PostgreSQL's")
+def test_one_statement_locks_and_reads_the_head(user: Any) -> None:
+    """The head is locked and read by one SELECT ... FOR UPDATE, then moved by one UPDATE."""
+    from django.test.utils import CaptureQueriesContext
+
+    audit_record(actor=user, action=AuditAction.SIGNIN, outcome=AuditOutcome.SUCCESS)
+    with CaptureQueriesContext(connection) as queries:
+        audit_record(actor=user, action=AuditAction.SIGNIN, outcome=AuditOutcome.SUCCESS)
+    head = [q["sql"] for q in queries if "audit_auditchainhead" in q["sql"]]
+    assert len(head) == 2, head
+    assert head[0].startswith("SELECT")
+    assert head[0].endswith("FOR UPDATE")
+    assert head[1].startswith("UPDATE")
