@@ -26,6 +26,7 @@ from django.utils import timezone
 from audit.models import AuditAction, AuditOutcome
 from audit.redaction import is_sensitive_key
 from audit.services import audit_record
+from enrollments.bulk.files import bulk_dir
 from enrollments.models import FINAL_STATES, BulkJob, BulkRow, JobKind
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,19 @@ def rows_scrub(job: BulkJob) -> int:
     return changed
 
 
+def job_inputs_discard(job: BulkJob) -> None:
+    """Drop what a job that just ended kept of its input: the upload and the rows' keys."""
+    # The upload may hold keys: keep it no longer than the job needs it.
+    if job.source_path:
+        Path(job.source_path).unlink(missing_ok=True)
+    # So may the rows' payloads; the report never shows them. The job has ended whatever
+    # happens here: a failure is logged and the beat task (files_expire) scrubs it later.
+    try:
+        rows_scrub(job)
+    except Exception:  # retried by the beat task
+        log.exception("could not clear the keys of job %s's rows; the beat task retries", job.pk)
+
+
 def _retention() -> timedelta:
     return timedelta(hours=float(getattr(settings, "BULK_FILE_RETENTION_HOURS", 24)))
 
@@ -153,8 +167,6 @@ def files_expire(*, now: datetime | None = None) -> list[int]:
     Also scrubs the rows of ended jobs whose scrub did not happen (a crash right after the
     job ended), and deletes stray files of the bulk directory no job refers to.
     """
-    from enrollments.bulk.services import bulk_dir
-
     now = now or timezone.now()
     cutoff = now - _retention()
     expired: list[int] = []

@@ -28,7 +28,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
 from authn.models import DpsInstance
-from enrollments.bulk import services
+from enrollments.bulk import jobs, workflow
 from enrollments.models import BulkJob, BulkRow, JobKind, JobState, RowPlan, RowStatus
 from tests.integration.enrollments.bulk_support import EmulatorAccess
 
@@ -164,7 +164,7 @@ def worker_env(
 
         transaction.on_commit(send)
 
-    monkeypatch.setattr(services, "_enqueue", publish)
+    monkeypatch.setattr(workflow, "enqueue", publish)
     instance = DpsInstance.objects.create(
         name=INSTANCE, host=entry["host"], resource_id=entry["resource_id"]
     )
@@ -221,7 +221,7 @@ def _wait(
     next_sweep = time.monotonic() + 2
     while time.monotonic() < deadline:
         if sweep and time.monotonic() >= next_sweep:
-            services.jobs_sweep()
+            workflow.jobs_sweep()
             next_sweep = time.monotonic() + 2
         job.refresh_from_db()
         if job.state in states and (until is None or until(job)):
@@ -234,7 +234,7 @@ def _wait(
 
 
 def _import(env: dict[str, Any], lines: list[str]) -> BulkJob:
-    return services.job_create(
+    return jobs.job_create(
         owner=env["user"],
         instance=env["instance"],
         kind=JobKind.IMPORT,
@@ -246,7 +246,7 @@ def _import(env: dict[str, Any], lines: list[str]) -> BulkJob:
 
 
 def _confirm(env: dict[str, Any], job: BulkJob) -> None:
-    services.job_confirm(
+    jobs.job_confirm(
         job=job,
         actor=env["user"],
         # Files with delete rows need the delete capability too (issue 11).
