@@ -7,7 +7,6 @@ showed. A job's further life (validation, preview, run, pause, resume) is
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +18,7 @@ from django.utils import timezone
 from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
 from enrollments.bulk import workflow
+from enrollments.bulk.chunks import dumps
 from enrollments.bulk.files import upload_store
 from enrollments.bulk.permissions import (
     VIEW_REQUIRED,
@@ -101,7 +101,7 @@ def _selected_rows_store(job: BulkJob, options: dict[str, Any]) -> None:
         raise ValidationError("Select at least one enrollment to delete.")
     writer = RowWriter()
     for line_no, rid in enumerate(dict.fromkeys(ids), start=1):
-        payload = json.dumps({"registrationId": rid, "attestation": {"type": "none"}})
+        payload = dumps({"registrationId": rid, "attestation": {"type": "none"}})
         writer.add(delete_row(job.pk, line_no, rid, str(etags.get(rid) or "")[:256], payload))
     writer.flush()
     job.options = {k: v for k, v in options.items() if k not in ("registration_ids", "etags")}
