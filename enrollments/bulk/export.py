@@ -12,8 +12,8 @@ from typing import Any, TextIO
 from django.db.models import F
 from django.utils import timezone
 
-from audit.models import AuditAction, AuditOutcome
-from audit.services import audit_record
+from audit.models import AuditAction
+from enrollments.bulk.audit_trail import job_audit
 from enrollments.bulk.calls import paced, paced_pages
 from enrollments.bulk.files import bulk_dir, result_file_move
 from enrollments.csv_format import COLUMNS, csv_line, enrollment_to_row
@@ -60,13 +60,9 @@ def export_run(
         count_done=count,
         heartbeat_at=timezone.now(),
     )
-    audit_record(
-        actor=job.owner,
-        action=AuditAction.EXPORT,
-        outcome=AuditOutcome.SUCCESS,
-        target_type="bulk_job",
-        target_id=str(job.pk),
-        dps_instance=job.instance.name,
+    job_audit(
+        job,
+        AuditAction.EXPORT,
         after={"rows": count, "include_keys": include_keys},
         message="export with keys" if include_keys else "export without keys",
     )

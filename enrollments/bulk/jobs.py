@@ -18,6 +18,7 @@ from django.utils import timezone
 from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
 from enrollments.bulk import workflow
+from enrollments.bulk.audit_trail import TARGET_TYPE, job_audit
 from enrollments.bulk.chunks import dumps
 from enrollments.bulk.files import upload_store
 from enrollments.bulk.permissions import (
@@ -62,7 +63,7 @@ def job_create(
             actor=owner,
             action=AuditAction.DENIED,
             outcome=AuditOutcome.DENIED,
-            target_type="bulk_job",
+            target_type=TARGET_TYPE,
             dps_instance=instance.name,
             message=f"{kind}: {exc}",
         )
@@ -82,7 +83,7 @@ def job_create(
         )
         if kind == JobKind.DELETE_SELECTED:
             _selected_rows_store(job, options)
-        workflow.job_audit(
+        job_audit(
             job,
             AuditAction.JOB_CREATE,
             after={"kind": kind, "source": source_name, "size": size, "options": job.options},
@@ -126,7 +127,7 @@ def job_confirm(*, job: BulkJob, actor: Any, capabilities: Iterable[str]) -> Non
         job.refresh_from_db()
         job.options = {**job.options, "phase": "run"}
         job.save(update_fields=["options"])
-        workflow.job_audit(job, AuditAction.JOB_START, after=workflow.job_counts(job))
+        job_audit(job, AuditAction.JOB_START, after=workflow.job_counts(job))
         workflow.enqueue(workflow.EXECUTE, job.pk)
 
 
@@ -143,14 +144,7 @@ def job_cancel(*, job: BulkJob, actor: Any) -> None:
         ):
             raise ValidationError("The job has already finished.")
         job.refresh_from_db()
-        audit_record(
-            actor=actor,
-            action=AuditAction.JOB_CANCEL,
-            outcome=AuditOutcome.SUCCESS,
-            target_type="bulk_job",
-            target_id=str(job.pk),
-            dps_instance=job.instance.name,
-        )
+        job_audit(job, AuditAction.JOB_CANCEL, actor=actor)
     if stops_now:
         workflow.job_cancel_finish(job.pk)
 

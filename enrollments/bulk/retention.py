@@ -23,9 +23,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.models import AuditAction, AuditOutcome
+from audit.models import AuditAction
 from audit.redaction import is_sensitive_key
-from audit.services import audit_record
+from enrollments.bulk.audit_trail import job_audit
 from enrollments.bulk.files import bulk_dir
 from enrollments.models import FINAL_STATES, BulkJob, BulkRow, JobKind
 
@@ -149,18 +149,6 @@ def _mark_gone(job: BulkJob, reason: str) -> None:
     job.options = options
 
 
-def _audit_gone(job: BulkJob, actor: Any, message: str) -> None:
-    audit_record(
-        actor=actor,
-        action=AuditAction.EXPORT,
-        outcome=AuditOutcome.SUCCESS,
-        target_type="bulk_job",
-        target_id=str(job.pk),
-        dps_instance=job.instance.name,
-        message=message,
-    )
-
-
 def files_expire(*, now: datetime | None = None) -> list[int]:
     """Delete result files older than the retention time; return the ids of their jobs.
 
@@ -177,10 +165,10 @@ def files_expire(*, now: datetime | None = None) -> list[int]:
     ):
         Path(job.result_path).unlink(missing_ok=True)
         _mark_gone(job, EXPIRED)
-        _audit_gone(
+        job_audit(
             job,
-            job.owner,
-            f"export file deleted {settings.BULK_FILE_RETENTION_HOURS} h after the job ended",
+            AuditAction.EXPORT,
+            message=f"export file deleted {settings.BULK_FILE_RETENTION_HOURS} h after the job ended",
         )
         expired.append(job.pk)
     for job in BulkJob.objects.filter(state__in=FINAL_STATES).exclude(
@@ -229,7 +217,12 @@ def export_open(job: BulkJob, actor: Any) -> IO[bytes] | None:
         os.unlink(path)
         _mark_gone(locked, DOWNLOADED)
         job.options, job.result_path = locked.options, ""
-        _audit_gone(job, actor, "export file with keys deleted after its first download")
+        job_audit(
+            job,
+            AuditAction.EXPORT,
+            actor=actor,
+            message="export file with keys deleted after its first download",
+        )
     return handle
 
 

@@ -23,9 +23,9 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditOutcome
-from audit.services import audit_record
 from authn.exceptions import PermissionLookupFailed, ReauthRequired, TokenUnavailable
 from enrollments.bulk.access import access
+from enrollments.bulk.audit_trail import job_audit
 from enrollments.bulk.export import export_run
 from enrollments.bulk.ingest import ingest_file
 from enrollments.bulk.permissions import (
@@ -106,19 +106,6 @@ def enqueue(task_name: str, job_id: int) -> None:
 
     task = getattr(tasks, task_name)
     transaction.on_commit(lambda: task.delay(job_id))
-
-
-def job_audit(job: BulkJob, action: str, outcome: str = AuditOutcome.SUCCESS, **kw: Any) -> None:
-    """Record an event of ``job`` in the audit log, in its owner's name."""
-    audit_record(
-        actor=job.owner,
-        action=action,
-        outcome=outcome,
-        target_type="bulk_job",
-        target_id=str(job.pk),
-        dps_instance=job.instance.name,
-        **kw,
-    )
 
 
 def job_counts(job: BulkJob) -> dict[str, int]:
