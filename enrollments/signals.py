@@ -16,7 +16,7 @@ def resume_jobs_on_signin(sender: Any, request: Any = None, user: Any = None, **
     """
     if user is None:
         return
-    from enrollments.bulk.services import jobs_resume_for_user
+    from enrollments.bulk.jobs import jobs_resume_for_user
 
     try:
         resumed = jobs_resume_for_user(user)

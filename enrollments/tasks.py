@@ -1,7 +1,8 @@
 """Celery tasks of bulk jobs: ids only, idempotent, acknowledged late.
 
-The logic lives in :mod:`enrollments.bulk.services`; a task only loads the job by id. Tokens
-never travel in messages: the worker asks the token broker for the job owner's token.
+The logic lives in :mod:`enrollments.bulk.workflow`; a task only passes the job's id. Tokens
+never travel in messages: the worker asks the token broker for the job owner's token. The beat
+schedule of the periodic ones is ``CELERY_BEAT_SCHEDULE`` in portal/settings.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ _OPTS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True
 @shared_task(name="enrollments.bulk_job_prepare", **_OPTS)
 def bulk_job_prepare_task(job_id: int) -> None:
     """Validate and preview an import, list a group's registrations, or start an export."""
-    from enrollments.bulk.services import job_prepare
+    from enrollments.bulk.workflow import job_prepare
 
     job_prepare(job_id)
 
@@ -22,7 +23,7 @@ def bulk_job_prepare_task(job_id: int) -> None:
 @shared_task(name="enrollments.bulk_job_execute", **_OPTS)
 def bulk_job_execute_task(job_id: int) -> None:
     """Apply a confirmed job's rows (or write the export)."""
-    from enrollments.bulk.services import job_execute
+    from enrollments.bulk.workflow import job_execute
 
     job_execute(job_id)
 
@@ -30,7 +31,7 @@ def bulk_job_execute_task(job_id: int) -> None:
 @shared_task(name="enrollments.bulk_jobs_sweep", ignore_result=True)
 def bulk_jobs_sweep_task() -> list[int]:
     """Re-queue jobs whose worker died and resume jobs whose owner signed in again."""
-    from enrollments.bulk.services import jobs_sweep
+    from enrollments.bulk.workflow import jobs_sweep
 
     return jobs_sweep()
 
@@ -41,16 +42,3 @@ def bulk_files_expire_task() -> list[int]:
     from enrollments.bulk.retention import files_expire
 
     return files_expire()
-
-
-def _schedule() -> None:
-    from portal.celery import app
-
-    app.conf.beat_schedule = {
-        **(app.conf.beat_schedule or {}),
-        "bulk-jobs-sweep": {"task": "enrollments.bulk_jobs_sweep", "schedule": 30.0},
-        "bulk-files-expire": {"task": "enrollments.bulk_files_expire", "schedule": 900.0},
-    }
-
-
-_schedule()

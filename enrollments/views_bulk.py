@@ -28,8 +28,8 @@ from authn.backends import app_roles_of
 from authn.capabilities import capabilities_resolve
 from authn.decorators import capability_required, deny
 from authn.permissions import Capability
+from enrollments.bulk import jobs as bulk
 from enrollments.bulk import retention, selectors
-from enrollments.bulk import services as bulk
 from enrollments.forms_bulk import (
     DeleteSelectedForm,
     ExportForm,

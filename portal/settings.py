@@ -131,10 +131,14 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 1900)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-# Periodic tasks (celery beat). enrollments/tasks.py adds the bulk job sweep to these.
+# Periodic tasks (celery beat): every one is here, none is added elsewhere.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Token caches of users whose sessions all expired: refresh tokens nobody can use.
     "authn-token-caches-purge": {"task": "authn.token_caches_purge", "schedule": 3600.0},
+    # Bulk jobs whose worker died are queued again; jobs paused for sign-in resume.
+    "bulk-jobs-sweep": {"task": "enrollments.bulk_jobs_sweep", "schedule": 30.0},
+    # Export files past BULK_FILE_RETENTION_HOURS go; keys left in ended jobs' rows too.
+    "bulk-files-expire": {"task": "enrollments.bulk_files_expire", "schedule": 900.0},
 }
 # A job's task keeps working through a broker outage (its state is in PostgreSQL; a Redis
 # restarted without persistence has lost the message anyway, so cancelling the task would

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+from enrollments.dps.client import iterate_pages
 from enrollments.dps.exceptions import DpsThrottled, DpsUnavailable
+from enrollments.dps.types import QueryPage
 from enrollments.ratelimit import TokenBucket
 from portal.outgoing_http import backoff
 
@@ -48,3 +50,14 @@ def paced(
                 raise
             sleep(backoff(attempt))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def paced_pages(
+    bucket: TokenBucket, query: Callable[[str | None], QueryPage[T]]
+) -> Iterator[QueryPage[T]]:
+    """Yield every page of a DPS query, each fetched through :func:`paced`.
+
+    ``query`` takes the continuation token (None for the first page); the pages are fetched
+    one at a time, as the caller asks for the next.
+    """
+    return iterate_pages(lambda continuation: paced(bucket, lambda: query(continuation)))

@@ -7,14 +7,15 @@ choice is audited. A crashed export starts over: it only reads.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 from django.db.models import F
 from django.utils import timezone
 
-from audit.models import AuditAction, AuditOutcome
-from audit.services import audit_record
-from enrollments.bulk.calls import paced
+from audit.models import AuditAction
+from enrollments.bulk.audit_trail import job_audit
+from enrollments.bulk.calls import paced, paced_pages
+from enrollments.bulk.files import bulk_dir, result_file_move
 from enrollments.csv.columns import COLUMNS
 from enrollments.csv.export import csv_line, enrollment_to_row
 from enrollments.dps.types import DpsApi
@@ -34,44 +35,23 @@ def export_run(
     heartbeat: Callable[[], None],
 ) -> None:
     """Write the export file; store its path and row count on the job."""
-    from enrollments.bulk.services import bulk_dir, result_file_move
-
     include_keys = bool(job.options.get("include_keys")) and can_reveal
     tmp = bulk_dir() / f"export-{job.pk}.partial"
     BulkJob.objects.filter(pk=job.pk).update(progress_done=0, count_done=0)
-    count = 0
     with tmp.open("w", encoding="utf-8", newline="") as out:
         out.write(csv_line(COLUMNS))
-        continuation: str | None = None
-        while True:
-            if should_stop():
-                tmp.unlink(missing_ok=True)
-                return
-            page = paced(
-                bucket,
-                lambda c=continuation: client.enrollment_query(page_size=PAGE, continuation=c),
-            )
-            for enrollment in page.items:
-                data: dict[str, Any] = enrollment.to_json()
-                keys = None
-                if include_keys and (data.get("attestation") or {}).get("type") == "symmetricKey":
-                    mech = paced(
-                        bucket,
-                        lambda r=enrollment.registration_id: (
-                            client.enrollment_attestation_mechanism(r)
-                        ),
-                    )
-                    keys = mech.to_json().get("symmetricKey") or {}
-                row = enrollment_to_row(data, keys=keys)
-                out.write(csv_line(row[c] for c in COLUMNS))
-                count += 1
-            BulkJob.objects.filter(pk=job.pk).update(
-                progress_done=count, count_done=count, progress_total=F("progress_total")
-            )
-            heartbeat()
-            continuation = page.continuation_token
-            if not continuation:
-                break
+        count = _write_rows(
+            out,
+            job,
+            client,
+            bucket,
+            include_keys=include_keys,
+            should_stop=should_stop,
+            heartbeat=heartbeat,
+        )
+    if count is None:
+        tmp.unlink(missing_ok=True)
+        return
     final = result_file_move(job, tmp)
     BulkJob.objects.filter(pk=job.pk).update(
         result_path=str(final),
@@ -81,13 +61,47 @@ def export_run(
         count_done=count,
         heartbeat_at=timezone.now(),
     )
-    audit_record(
-        actor=job.owner,
-        action=AuditAction.EXPORT,
-        outcome=AuditOutcome.SUCCESS,
-        target_type="bulk_job",
-        target_id=str(job.pk),
-        dps_instance=job.instance.name,
+    job_audit(
+        job,
+        AuditAction.EXPORT,
         after={"rows": count, "include_keys": include_keys},
         message="export with keys" if include_keys else "export without keys",
     )
+
+
+def _write_rows(
+    out: TextIO,
+    job: BulkJob,
+    client: DpsApi,
+    bucket: TokenBucket,
+    *,
+    include_keys: bool,
+    should_stop: Callable[[], bool],
+    heartbeat: Callable[[], None],
+) -> int | None:
+    """Write a CSV line per enrollment, page by page; return how many (None: stopped)."""
+    if should_stop():
+        return None
+    count = 0
+    pages = paced_pages(bucket, lambda c: client.enrollment_query(page_size=PAGE, continuation=c))
+    for page in pages:
+        for enrollment in page.items:
+            data: dict[str, Any] = enrollment.to_json()
+            keys = None
+            if include_keys and (data.get("attestation") or {}).get("type") == "symmetricKey":
+                keys = _keys(client, bucket, enrollment.registration_id)
+            row = enrollment_to_row(data, keys=keys)
+            out.write(csv_line(row[c] for c in COLUMNS))
+            count += 1
+        BulkJob.objects.filter(pk=job.pk).update(
+            progress_done=count, count_done=count, progress_total=F("progress_total")
+        )
+        heartbeat()
+        if page.has_more and should_stop():  # checked before each next page
+            return None
+    return count
+
+
+def _keys(client: DpsApi, bucket: TokenBucket, registration_id: str) -> dict[str, Any]:
+    mech = paced(bucket, lambda: client.enrollment_attestation_mechanism(registration_id))
+    return mech.to_json().get("symmetricKey") or {}

@@ -12,18 +12,19 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Min
 
 from enrollments.bulk.chunks import Chunk, LineFormat, copy_line, dumps, helper_start
-from enrollments.bulk.store import CopyLineWriter, RowTuple, RowWriter, rows_analyze
+from enrollments.bulk.store import CopyLineWriter, NewRow, RowWriter, rows_analyze
 from enrollments.csv.reader import CsvFormatError, open_csv, read_rows
 from enrollments.csv.row import ParsedRow
 from enrollments.models import BulkJob, BulkRow, RowPlan, RowStatus
@@ -227,52 +228,40 @@ def _copy_chunks(
     database connection or broker socket with the worker. They are ended however this
     returns (a cancelled job, a bad file, an exception).
     """
-    helpers: list[subprocess.Popen[bytes]] = []
-    pipes: dict[Connection, int] = {}
     errors: dict[int, str] = {}
-    try:
-        for index, chunk in enumerate(chunks):
-            try:
-                helper, receive = helper_start(chunk)
-            except OSError as exc:
-                log.warning("Helper processes cannot start (%s); validating in one process.", exc)
-                return False
-            helpers.append(helper)
-            pipes[receive] = index
+    with _helpers_running(chunks) as pipes:
+        if pipes is None:
+            return False
         next_check = batch
         with CopyLineWriter(batch) as writer:
             while pipes:
                 for pipe in wait(list(pipes)):
-                    try:
-                        message = pipe.recv()  # type: ignore[union-attr]
-                    except EOFError:
-                        return False  # a helper died without a word: be safe, go alone
-                    if message[0] == "rows":
-                        writer.add_block(message[1], message[2])
-                        result.rows += message[2]
-                        result.invalid += message[3]
-                        if result.rows > max_rows:
-                            raise CsvFormatError(
-                                f"The file has more than {max_rows:,} rows, the limit of one "
-                                "import; split it."
-                            )
-                        continue
-                    index = pipes.pop(pipe)  # type: ignore[call-overload]
-                    pipe.close()  # type: ignore[union-attr]
-                    if message[0] == "split":
+                    if not _receive(
+                        cast(Connection, pipe), pipes, writer, result, errors, max_rows
+                    ):
                         return False
-                    if message[0] == "error":
-                        errors[index] = message[1]
                 if should_stop is not None and result.rows >= next_check:
                     next_check = result.rows + batch
                     writer.flush()  # the check needs the connection the COPY holds
                     if should_stop():
                         result.stopped = True
                         return True
-        if errors:
-            # The first bad line of the file, as one process would have reported it.
-            raise CsvFormatError(errors[min(errors)])
-        return True
+    if errors:
+        # The first bad line of the file, as one process would have reported it.
+        raise CsvFormatError(errors[min(errors)])
+    return True
+
+
+@contextmanager
+def _helpers_running(chunks: list[Chunk]) -> Iterator[dict[Connection, int] | None]:
+    """Start a helper per range; yield each one's pipe and range index (None: none could start).
+
+    On leaving, the pipes still open are closed and every helper is ended and waited for.
+    """
+    helpers: list[subprocess.Popen[bytes]] = []
+    pipes: dict[Connection, int] = {}
+    try:
+        yield pipes if _helpers_start(chunks, helpers, pipes) else None
     finally:
         for pipe in pipes:
             pipe.close()
@@ -280,6 +269,54 @@ def _copy_chunks(
             if helper.poll() is None:
                 helper.terminate()
             helper.wait()
+
+
+def _helpers_start(
+    chunks: list[Chunk], helpers: list[subprocess.Popen[bytes]], pipes: dict[Connection, int]
+) -> bool:
+    """Start the helpers into ``helpers`` and ``pipes``; False if the system refuses one."""
+    for index, chunk in enumerate(chunks):
+        try:
+            helper, receive = helper_start(chunk)
+        except OSError as exc:
+            log.warning("Helper processes cannot start (%s); validating in one process.", exc)
+            return False
+        helpers.append(helper)
+        pipes[receive] = index
+    return True
+
+
+def _receive(
+    pipe: Connection,
+    pipes: dict[Connection, int],
+    writer: CopyLineWriter,
+    result: IngestResult,
+    errors: dict[int, str],
+    max_rows: int,
+) -> bool:
+    """Take one helper message: store rows, or note the helper's end; False: start over alone.
+
+    A helper that ended is dropped from ``pipes``; a bad line it met goes to ``errors`` under
+    its range's index.
+    """
+    try:
+        message = pipe.recv()
+    except EOFError:
+        return False  # a helper died without a word: be safe, go alone
+    if message[0] == "rows":
+        writer.add_block(message[1], message[2])
+        result.rows += message[2]
+        result.invalid += message[3]
+        if result.rows > max_rows:
+            raise CsvFormatError(
+                f"The file has more than {max_rows:,} rows, the limit of one import; split it."
+            )
+        return True
+    index = pipes.pop(pipe)
+    pipe.close()
+    if message[0] == "error":
+        errors[index] = message[1]
+    return message[0] != "split"
 
 
 def _insert_rows(
@@ -295,7 +332,7 @@ def _insert_rows(
         result.rows += 1
         if parsed.errors:
             result.invalid += 1
-        writer.add(_row_tuple(job_id, parsed))
+        writer.add(_new_row(job_id, parsed))
         if should_stop is not None and result.rows % batch == 0:
             writer.flush()
             if should_stop():
@@ -304,8 +341,8 @@ def _insert_rows(
     writer.close()
 
 
-def _row_tuple(job_id: int, parsed: ParsedRow) -> RowTuple:
-    return (
+def _new_row(job_id: int, parsed: ParsedRow) -> NewRow:
+    return NewRow(
         job_id,
         parsed.line_no,
         parsed.registration_id[:1024],
@@ -314,13 +351,6 @@ def _row_tuple(job_id: int, parsed: ParsedRow) -> RowTuple:
         dumps(parsed.payload) if parsed.payload is not None else "",
         dumps(parsed.errors) if parsed.errors else "",
         RowPlan.INVALID.value if parsed.errors else RowPlan.PENDING.value,
-        "",
-        "",
-        RowStatus.PENDING.value,
-        0,
-        "",
-        "",
-        "",
     )
 
 

@@ -2,20 +2,28 @@
 
 Small files are compared with one GET per row; larger ones with the enrollment query, page by
 page (one operation per page of up to 1,000), looking up each page's ids among the job's rows,
-so memory stays flat. Nothing is written to DPS here.
+so memory stays flat. Nothing is written to DPS here. A job deleting a group's registrations has
+no file: its preview lists them (:func:`registrations_list`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Count
 
-from enrollments.bulk.calls import paced
-from enrollments.bulk.store import rows_analyze, rows_plan_save
+from enrollments.bulk.calls import paced, paced_pages
+from enrollments.bulk.store import (
+    PLAN_FIELDS,
+    RowWriter,
+    delete_row,
+    rows_analyze,
+    rows_plan_save,
+)
 from enrollments.csv.diff import row_diff
 from enrollments.csv.export import enrollment_to_row
 from enrollments.dps.exceptions import DpsNotFound
@@ -47,37 +55,21 @@ def plan_row(
 ) -> None:
     """Decide ``row.plan`` (and ``etag``, ``diff``) from the record DPS holds, or None."""
     payload = json.loads(row.payload)
-    op = row.operation
-    given_etag = payload.get("etag")
     if current is None:
-        if op == "update":
-            _error(row, "registrationId", "No such enrollment in DPS, so it cannot be updated.")
-        elif op == "delete":
-            row.plan = RowPlan.UNCHANGED
-            row.diff = _dumps({"_note": "already absent"})
-        elif (payload.get("attestation") or {}).get("thumbprintOnly"):
-            _error(
-                row,
-                "x509CertificatePrimary",
-                "A new X.509 enrollment needs its certificate, not only a thumbprint.",
-            )
-        else:
-            row.plan = RowPlan.CREATE
+        _plan_absent(row, payload)
         return
-    etag = str(current.get("etag") or "")
-    row.etag = etag
-    if given_etag and given_etag != etag:
+    row.etag = str(current.get("etag") or "")
+    given_etag = payload.get("etag")
+    if given_etag and given_etag != row.etag:
         _error(
             row,
             "etag",
             "The enrollment changed in DPS since this file was exported (its etag differs); "
             "export again or clear the etag cell to overwrite.",
         )
-        return
-    if op == "create":
+    elif row.operation == "create":
         _error(row, "registrationId", "This enrollment already exists (the operation is create).")
-        return
-    if op == "delete":
+    elif row.operation == "delete":
         row.plan = RowPlan.DELETE
         row.payload = _dumps(
             {
@@ -85,54 +77,102 @@ def plan_row(
                 "attestation": {"type": (current.get("attestation") or {}).get("type") or "none"},
             }
         )
-        return
-    desired_att = payload.get("attestation") or {}
-    current_att = current.get("attestation") or {}
-    desired_keys = desired_att.get("symmetricKey") or {}
-    same_kind = desired_att.get("type") == current_att.get("type")
-    compare_keys = False
-    current_row = enrollment_to_row(current)
-    if desired_att.get("type") == "symmetricKey" and same_kind and desired_keys:
-        if can_reveal and read_keys is not None:
-            keys = read_keys(row.registration_id)
-            current_row = enrollment_to_row(current, keys=keys)
-            compare_keys = True
-        else:
-            current_row["symmetricKeyPrimary"] = "(not readable)"
-    desired_row = enrollment_to_row(payload)
-    diff = row_diff(current_row, desired_row, compare_keys=compare_keys)
-    if desired_keys and not compare_keys and same_kind:
-        diff["symmetricKeys"] = ["(not readable)", "(given in the file)"]
-    for column in ("symmetricKeyPrimary", "symmetricKeySecondary"):
-        if column in diff:
-            diff[column] = ["(hidden)", "(changed)"]
+    else:
+        _plan_change(row, payload, current, can_reveal=can_reveal, read_keys=read_keys)
+
+
+def _plan_absent(row: BulkRow, payload: dict[str, Any]) -> None:
+    """Plan a row whose enrollment DPS does not hold."""
+    if row.operation == "update":
+        _error(row, "registrationId", "No such enrollment in DPS, so it cannot be updated.")
+    elif row.operation == "delete":
+        row.plan = RowPlan.UNCHANGED
+        row.diff = _dumps({"_note": "already absent"})
+    elif (payload.get("attestation") or {}).get("thumbprintOnly"):
+        _error(
+            row,
+            "x509CertificatePrimary",
+            "A new X.509 enrollment needs its certificate, not only a thumbprint.",
+        )
+    else:
+        row.plan = RowPlan.CREATE
+
+
+def _plan_change(
+    row: BulkRow,
+    payload: dict[str, Any],
+    current: dict[str, Any],
+    *,
+    can_reveal: bool,
+    read_keys: Callable[[str], dict[str, Any]] | None,
+) -> None:
+    """Plan an upsert or update of an enrollment DPS holds: unchanged, update, or why not."""
+    diff = _diff(row, payload, current, read_keys=read_keys if can_reveal else None)
     if not diff:
         row.plan = RowPlan.UNCHANGED
         return
+    blocker = _update_blocker(payload, current, can_reveal=can_reveal)
+    if blocker is not None:
+        _error(row, *blocker)
+        return
+    row.plan = RowPlan.UPDATE
+    row.diff = _dumps(diff)
+
+
+def _diff(
+    row: BulkRow,
+    payload: dict[str, Any],
+    current: dict[str, Any],
+    *,
+    read_keys: Callable[[str], dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """Return what the row changes, keys hidden; the current keys are read only when given.
+
+    Keys in the file are compared with DPS's only if the role may read them (``read_keys``);
+    otherwise a change of keys is shown as one that cannot be checked.
+    """
+    desired_att = payload.get("attestation") or {}
+    desired_keys = desired_att.get("symmetricKey") or {}
+    same_kind = desired_att.get("type") == (current.get("attestation") or {}).get("type")
+    current_row = enrollment_to_row(current)
+    compare_keys = bool(desired_keys) and same_kind and desired_att.get("type") == "symmetricKey"
+    if compare_keys and read_keys is not None:
+        current_row = enrollment_to_row(current, keys=read_keys(row.registration_id))
+    elif compare_keys:
+        current_row["symmetricKeyPrimary"] = "(not readable)"
+        compare_keys = False
+    diff = row_diff(current_row, enrollment_to_row(payload), compare_keys=compare_keys)
+    if desired_keys and not compare_keys and same_kind:
+        diff["symmetricKeys"] = ["(not readable)", "(given in the file)"]
+    for column in _KEY_COLUMNS & diff.keys():
+        diff[column] = ["(hidden)", "(changed)"]
+    return diff
+
+
+_KEY_COLUMNS = frozenset(("symmetricKeyPrimary", "symmetricKeySecondary"))
+
+
+def _update_blocker(
+    payload: dict[str, Any], current: dict[str, Any], *, can_reveal: bool
+) -> tuple[str, str] | None:
+    """Return ``(column, message)`` when a change cannot be sent as the file gives it."""
+    desired_att = payload.get("attestation") or {}
     if desired_att.get("thumbprintOnly"):
-        _error(
-            row,
+        return (
             "x509CertificatePrimary",
             "DPS does not return certificates, so changing this X.509 enrollment needs its "
             "certificate in the file.",
         )
-        return
-    if (
-        desired_att.get("type") == "symmetricKey"
-        and not desired_keys
-        and same_kind
-        and not can_reveal
-    ):
-        _error(
-            row,
+    keys_blank = desired_att.get("type") == "symmetricKey" and not desired_att.get("symmetricKey")
+    same_kind = desired_att.get("type") == (current.get("attestation") or {}).get("type")
+    if keys_blank and same_kind and not can_reveal:
+        return (
             "symmetricKeyPrimary",
             "The keys are blank, so the update would make DPS generate new ones, and your role "
             "may not read the current keys to keep them. Give the keys, or ask for the "
             "attestation-mechanism permission.",
         )
-        return
-    row.plan = RowPlan.UPDATE
-    row.diff = _dumps(diff)
+    return None
 
 
 def preview_job(
@@ -145,67 +185,115 @@ def preview_job(
     heartbeat: Callable[[], None] = lambda: None,
 ) -> None:
     """Plan every pending row of ``job`` against DPS, then store the counts on the job."""
+    preview = _Preview(job, client, bucket, can_reveal, should_stop, heartbeat)
+    pending = BulkRow.objects.filter(job=job, plan=RowPlan.PENDING)
+    if pending.count() <= GET_THRESHOLD:
+        if not preview.plan_by_get(list(pending.order_by("id"))):
+            return
+    elif preview.plan_by_query():
+        preview.plan_missing()
+    else:
+        return
+    plan_counts_store(job)
 
-    def read_keys(registration_id: str) -> dict[str, Any]:
-        mech = paced(bucket, lambda: client.enrollment_attestation_mechanism(registration_id))
+
+@dataclass
+class _Preview:
+    """One job's preview: how it reaches DPS, and when to stop."""
+
+    job: BulkJob
+    client: DpsApi
+    bucket: TokenBucket
+    can_reveal: bool
+    should_stop: Callable[[], bool]
+    heartbeat: Callable[[], None]
+
+    def read_keys(self, registration_id: str) -> dict[str, Any]:
+        mech = paced(
+            self.bucket, lambda: self.client.enrollment_attestation_mechanism(registration_id)
+        )
         return (mech.to_json().get("symmetricKey")) or {}
 
-    pending = BulkRow.objects.filter(job=job, plan=RowPlan.PENDING)
-    total = pending.count()
-    reader = read_keys if can_reveal else None
-    if total <= GET_THRESHOLD:
-        for row in list(pending.order_by("id")):
-            if should_stop():
-                return
-            try:
-                current = paced(bucket, lambda r=row: client.enrollment_get(r.registration_id))
-                current_json: dict[str, Any] | None = current.to_json()
-            except DpsNotFound:
-                current_json = None
-            plan_row(row, current_json, can_reveal=can_reveal, read_keys=reader)
-            row.save(update_fields=["plan", "etag", "diff", "errors", "payload"])
-            heartbeat()
-    else:
-        continuation: str | None = None
-        while True:
-            if should_stop():
-                return
-            page = paced(
-                bucket,
-                lambda c=continuation: client.enrollment_query(
-                    page_size=QUERY_PAGE, continuation=c
-                ),
-            )
+    def current(self, registration_id: str) -> dict[str, Any] | None:
+        """Return the enrollment DPS holds under ``registration_id``, or None."""
+        try:
+            return paced(self.bucket, lambda: self.client.enrollment_get(registration_id)).to_json()
+        except DpsNotFound:
+            return None
+
+    def plan(self, row: BulkRow, current: dict[str, Any] | None) -> None:
+        reader = self.read_keys if self.can_reveal else None
+        plan_row(row, current, can_reveal=self.can_reveal, read_keys=reader)
+
+    def plan_by_get(self, rows: list[BulkRow]) -> bool:
+        """Plan ``rows`` with one GET each; False if stopped first."""
+        for row in rows:
+            if self.should_stop():
+                return False
+            self.plan(row, self.current(row.registration_id))
+            row.save(update_fields=list(PLAN_FIELDS))
+            self.heartbeat()
+        return True
+
+    def plan_by_query(self) -> bool:
+        """Plan the rows whose enrollment the query returns, page by page; False if stopped."""
+        if self.should_stop():
+            return False
+        pages = paced_pages(
+            self.bucket,
+            lambda c: self.client.enrollment_query(page_size=QUERY_PAGE, continuation=c),
+        )
+        for page in pages:
             by_key = {e.registration_id.lower(): e.to_json() for e in page.items}
             if by_key:
                 rows = list(
-                    BulkRow.objects.filter(job=job, plan=RowPlan.PENDING, reg_key__in=list(by_key))
+                    BulkRow.objects.filter(
+                        job=self.job, plan=RowPlan.PENDING, reg_key__in=list(by_key)
+                    )
                 )
                 for row in rows:
-                    plan_row(row, by_key[row.reg_key], can_reveal=can_reveal, read_keys=reader)
+                    self.plan(row, by_key[row.reg_key])
                 with transaction.atomic():
                     rows_plan_save(rows)
-            heartbeat()
-            continuation = page.continuation_token
-            if not continuation:
-                break
-        # Whatever the query did not return does not exist in DPS. Keyset order: starting
-        # each batch after the last one's id keeps PostgreSQL from walking the rows already
-        # planned again (which made this loop quadratic at 100,000 rows).
+            self.heartbeat()
+            if page.has_more and self.should_stop():  # checked before each next page
+                return False
+        return True
+
+    def plan_missing(self) -> None:
+        """Plan the rows the query did not return: DPS does not hold their enrollments.
+
+        Keyset order: starting each batch after the last one's id keeps PostgreSQL from
+        walking the rows already planned again (which made this loop quadratic at 100,000).
+        """
         last = 0
-        while True:
-            rows = list(
-                BulkRow.objects.filter(job=job, plan=RowPlan.PENDING, id__gt=last).order_by("id")[
-                    :BATCH
-                ]
-            )
-            if not rows:
-                break
+        while rows := list(
+            BulkRow.objects.filter(job=self.job, plan=RowPlan.PENDING, id__gt=last).order_by("id")[
+                :BATCH
+            ]
+        ):
             last = rows[-1].id
             for row in rows:
-                plan_row(row, None, can_reveal=can_reveal, read_keys=reader)
+                self.plan(row, None)
             with transaction.atomic():
                 rows_plan_save(rows)
+
+
+def registrations_list(job: BulkJob, client: DpsApi, bucket: TokenBucket) -> None:
+    """Store a row per registration of the job's group (the preview of a deletion of them)."""
+    group_id = job.options["group_id"]
+    BulkRow.objects.filter(job=job).delete()
+    writer = RowWriter()
+    line_no = 0
+    pages = paced_pages(
+        bucket,
+        lambda c: client.registration_query_for_group(group_id, page_size=1000, continuation=c),
+    )
+    for page in pages:
+        for reg in page.items:
+            line_no += 1
+            writer.add(delete_row(job.pk, line_no, reg.registration_id or "", reg.etag or ""))
+    writer.flush()
     plan_counts_store(job)
 
 

@@ -23,9 +23,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.models import AuditAction, AuditOutcome
+from audit.models import AuditAction
 from audit.redaction import is_sensitive_key
-from audit.services import audit_record
+from enrollments.bulk.audit_trail import job_audit
+from enrollments.bulk.files import bulk_dir
 from enrollments.models import FINAL_STATES, BulkJob, BulkRow, JobKind
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,19 @@ def rows_scrub(job: BulkJob) -> int:
     return changed
 
 
+def job_inputs_discard(job: BulkJob) -> None:
+    """Drop what a job that just ended kept of its input: the upload and the rows' keys."""
+    # The upload may hold keys: keep it no longer than the job needs it.
+    if job.source_path:
+        Path(job.source_path).unlink(missing_ok=True)
+    # So may the rows' payloads; the report never shows them. The job has ended whatever
+    # happens here: a failure is logged and the beat task (files_expire) scrubs it later.
+    try:
+        rows_scrub(job)
+    except Exception:  # retried by the beat task
+        log.exception("could not clear the keys of job %s's rows; the beat task retries", job.pk)
+
+
 def _retention() -> timedelta:
     return timedelta(hours=float(getattr(settings, "BULK_FILE_RETENTION_HOURS", 24)))
 
@@ -135,26 +149,12 @@ def _mark_gone(job: BulkJob, reason: str) -> None:
     job.options = options
 
 
-def _audit_gone(job: BulkJob, actor: Any, message: str) -> None:
-    audit_record(
-        actor=actor,
-        action=AuditAction.EXPORT,
-        outcome=AuditOutcome.SUCCESS,
-        target_type="bulk_job",
-        target_id=str(job.pk),
-        dps_instance=job.instance.name,
-        message=message,
-    )
-
-
 def files_expire(*, now: datetime | None = None) -> list[int]:
     """Delete result files older than the retention time; return the ids of their jobs.
 
     Also scrubs the rows of ended jobs whose scrub did not happen (a crash right after the
     job ended), and deletes stray files of the bulk directory no job refers to.
     """
-    from enrollments.bulk.services import bulk_dir
-
     now = now or timezone.now()
     cutoff = now - _retention()
     expired: list[int] = []
@@ -165,10 +165,10 @@ def files_expire(*, now: datetime | None = None) -> list[int]:
     ):
         Path(job.result_path).unlink(missing_ok=True)
         _mark_gone(job, EXPIRED)
-        _audit_gone(
+        job_audit(
             job,
-            job.owner,
-            f"export file deleted {settings.BULK_FILE_RETENTION_HOURS} h after the job ended",
+            AuditAction.EXPORT,
+            message=f"export file deleted {settings.BULK_FILE_RETENTION_HOURS} h after the job ended",
         )
         expired.append(job.pk)
     for job in BulkJob.objects.filter(state__in=FINAL_STATES).exclude(
@@ -217,7 +217,12 @@ def export_open(job: BulkJob, actor: Any) -> IO[bytes] | None:
         os.unlink(path)
         _mark_gone(locked, DOWNLOADED)
         job.options, job.result_path = locked.options, ""
-        _audit_gone(job, actor, "export file with keys deleted after its first download")
+        job_audit(
+            job,
+            AuditAction.EXPORT,
+            actor=actor,
+            message="export file with keys deleted after its first download",
+        )
     return handle
 
 

@@ -40,7 +40,7 @@ from enrollments.dps.exceptions import (
     DpsUnavailable,
     item_error_text,
 )
-from enrollments.dps.types import DpsApi, IndividualEnrollment
+from enrollments.dps.types import BulkEnrollmentOperationResult, DpsApi, IndividualEnrollment
 from enrollments.models import BulkJob, BulkRow, JobKind, RowPlan, RowStatus
 from enrollments.ratelimit import TokenBucket
 
@@ -60,10 +60,6 @@ _COUNTER = {
 
 class _LeaseLost(Exception):
     """The row's lease ran out and another worker claimed it."""
-
-
-class StopRun(Exception):
-    """The job must stop (cancel, pause); the claimed rows were released."""
 
 
 def _claimable(job: BulkJob) -> Any:
@@ -283,24 +279,8 @@ def run_chunk(
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Apply one claimed chunk and store its outcomes; raise StopRun-worthy errors upward."""
-    outcomes: list[tuple[BulkRow, str, str, str]] = []
-    to_send: list[BulkRow] = []
-    for row in rows:
-        if row.status == RowStatus.SENDING:
-            decided = _resolve_in_doubt(row, client, bucket)
-            if decided is not None:
-                outcomes.append((row, *decided))
-                continue
-        if row.attempts >= MAX_ATTEMPTS:
-            outcomes.append(
-                (row, RowStatus.FAILED, "", "DPS did not accept the row after repeated attempts.")
-            )
-            continue
-        to_send.append(row)
-    if outcomes:
-        _finish_rows(job, outcomes)
-        outcomes = []
+    """Apply one claimed chunk and store its outcomes; raise what must stop the job upward."""
+    to_send = _settle_unsent(job, rows, client, bucket)
     if not to_send:
         return
     if job.kind == JobKind.DELETE_REGISTRATIONS:
@@ -317,38 +297,77 @@ def run_chunk(
     mode = _MODE[RowPlan(to_send[0].plan)]
     try:
         result = client.enrollment_bulk(mode, [items[row.id] for row in to_send])
-    except DpsThrottled as exc:
+    except DpsError as exc:
+        _bulk_call_failed(job, to_send, mode, exc, bucket, sleep)
+        return
+    _finish_rows(job, _item_outcomes(to_send, result))
+
+
+def _settle_unsent(
+    job: BulkJob, rows: list[BulkRow], client: DpsApi, bucket: TokenBucket
+) -> list[BulkRow]:
+    """Store the outcome of rows decided without a call; return the rows left to send.
+
+    A row in doubt may turn out applied (or changed by someone else) already; a row tried
+    too often fails.
+    """
+    outcomes: list[tuple[BulkRow, str, str, str]] = []
+    to_send: list[BulkRow] = []
+    for row in rows:
+        decided = (
+            _resolve_in_doubt(row, client, bucket) if row.status == RowStatus.SENDING else None
+        )
+        if decided is not None:
+            outcomes.append((row, *decided))
+        elif row.attempts >= MAX_ATTEMPTS:
+            outcomes.append(
+                (row, RowStatus.FAILED, "", "DPS did not accept the row after repeated attempts.")
+            )
+        else:
+            to_send.append(row)
+    if outcomes:
+        _finish_rows(job, outcomes)
+    return to_send
+
+
+def _bulk_call_failed(
+    job: BulkJob,
+    rows: list[BulkRow],
+    mode: str,
+    exc: DpsError,
+    bucket: TokenBucket,
+    sleep: Callable[[float], None],
+) -> None:
+    """Handle a bulk call DPS refused or did not answer: retry later, fail the rows, or raise."""
+    if isinstance(exc, DpsThrottled):
         # 429: DPS did nothing. Everyone waits; the rows go back to pending.
         bucket.hold(backoff(0, exc.retry_after if exc.retry_after is not None else 1.0))
-        _release(to_send, in_doubt=False, throttled=True)
-        return
-    except DpsUnavailable as exc:
+        _release(rows, in_doubt=False, throttled=True)
+    elif isinstance(exc, DpsUnavailable):
         # 5xx, timeout, dropped connection: DPS may have applied the items. Check before resending.
         log.warning("bulk call of job %s failed (%s); rows are in doubt", job.id, exc.status)
-        _release(to_send, in_doubt=True)
-        sleep(backoff(min(r.attempts for r in to_send)))
-        return
-    except DpsForbidden:
-        if job.kind == JobKind.IMPORT and mode == "delete":
-            # DPS did nothing (403). The role may write but not delete: these rows and the
-            # import's other delete rows fail with the reason; creates and updates go on.
-            _finish_rows(job, [(row, RowStatus.FAILED, "403", DELETE_FORBIDDEN) for row in to_send])
-            fail_pending_deletes(job, DELETE_FORBIDDEN)
-            return
-        _release(to_send, in_doubt=False)
-        raise
-    except DpsUnauthorized:
-        _release(to_send, in_doubt=False)
-        raise
-    except DpsError as exc:
-        for row in to_send:
-            outcomes.append(
-                (row, RowStatus.FAILED, str(exc.error_code or exc.status or ""), str(exc))
-            )
-        _finish_rows(job, outcomes)
-        return
+        _release(rows, in_doubt=True)
+        sleep(backoff(min(r.attempts for r in rows)))
+    elif isinstance(exc, DpsForbidden) and job.kind == JobKind.IMPORT and mode == "delete":
+        # DPS did nothing (403). The role may write but not delete: these rows and the
+        # import's other delete rows fail with the reason; creates and updates go on.
+        _finish_rows(job, [(row, RowStatus.FAILED, "403", DELETE_FORBIDDEN) for row in rows])
+        fail_pending_deletes(job, DELETE_FORBIDDEN)
+    elif isinstance(exc, (DpsForbidden, DpsUnauthorized)):
+        _release(rows, in_doubt=False)
+        raise exc
+    else:
+        code = str(exc.error_code or exc.status or "")
+        _finish_rows(job, [(row, RowStatus.FAILED, code, str(exc)) for row in rows])
+
+
+def _item_outcomes(
+    rows: list[BulkRow], result: BulkEnrollmentOperationResult
+) -> list[tuple[BulkRow, str, str, str]]:
+    """Return each sent row's outcome from the bulk call's per-item errors."""
     errors = {e.id.lower(): e for e in result.errors or () if e.id}
-    for row in to_send:
+    outcomes: list[tuple[BulkRow, str, str, str]] = []
+    for row in rows:
         err = errors.get(row.reg_key)
         if err is None:
             outcomes.append((row, RowStatus.DONE, "", ""))
@@ -361,7 +380,7 @@ def run_chunk(
                     item_error_text(err.error_code, err.error_status or ""),
                 )
             )
-    _finish_rows(job, outcomes)
+    return outcomes
 
 
 def _run_registration_deletes(

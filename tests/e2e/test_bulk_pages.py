@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from enrollments.bulk import services
+from enrollments.bulk import workflow
 from enrollments.models import BulkJob, JobState
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -63,7 +63,7 @@ def test_import_preview_confirm_in_the_browser(
     assert page.get_by_test_id("job-state").inner_text() == "Queued"
     job = BulkJob.objects.latest("id")
 
-    services.job_prepare(job.pk)
+    workflow.job_prepare(job.pk)
     page.reload()
     assert page.get_by_test_id("job-state").inner_text() == "Awaiting confirmation"
     assert page.get_by_test_id("count-create").inner_text() == "12"
@@ -74,7 +74,7 @@ def test_import_preview_confirm_in_the_browser(
     page.wait_for_load_state()
     assert page.get_by_test_id("job-state").inner_text() == "Running"
     page.screenshot(path="/tmp/bulk-running.png", full_page=True)
-    services.job_execute(job.pk)
+    workflow.job_execute(job.pk)
     # The poll notices the new state and reloads the page by itself.
     page.get_by_test_id("count-done").filter(has_text="12").wait_for(timeout=10000)
     assert page.get_by_test_id("job-state").inner_text() == "Completed with errors"

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
 from enrollments import tasks
-from enrollments.bulk import selectors, services
+from enrollments.bulk import files, jobs, selectors, workflow
 from enrollments.models import BulkJob, BulkRow, JobKind, JobState, RowStatus
 from portal.celery import app
 
@@ -24,7 +25,7 @@ ALL = ["enrollments.read", "enrollments.write", "enrollments.delete", "attestati
 
 
 def _previewed_import(env: dict[str, Any], lines: list[str]) -> Any:
-    job = services.job_create(
+    job = jobs.job_create(
         owner=env["user"],
         instance=env["instance"],
         kind=JobKind.IMPORT,
@@ -33,7 +34,7 @@ def _previewed_import(env: dict[str, Any], lines: list[str]) -> Any:
         upload=_csv(lines),
         source_name="in.csv",
     )
-    services.job_prepare(job.pk)
+    workflow.job_prepare(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.AWAITING_CONFIRMATION, job.error
     return job
@@ -46,7 +47,7 @@ def test_delete_rows_fail_alone_when_the_capability_is_gone_at_run_time(
     """Delete lost between preview and run: the deletes fail with the reason, the rest apply."""
     env, client = bulk_env, bulk_env["client"]
     p = f"r{uuid.uuid4().hex[:6]}"
-    seeded = services.job_create(
+    seeded = jobs.job_create(
         owner=env["user"],
         instance=env["instance"],
         kind=JobKind.IMPORT,
@@ -55,23 +56,23 @@ def test_delete_rows_fail_alone_when_the_capability_is_gone_at_run_time(
         upload=_csv([f"create,{p}-old,symmetricKey,{KEY},enabled,{{}}"]),
         source_name="seed.csv",
     )
-    services.job_prepare(seeded.pk)
+    workflow.job_prepare(seeded.pk)
     seeded.refresh_from_db()
-    services.job_confirm(job=seeded, actor=env["user"], capabilities=ALL)
-    services.job_execute(seeded.pk)
+    jobs.job_confirm(job=seeded, actor=env["user"], capabilities=ALL)
+    workflow.job_execute(seeded.pk)
     assert _exists(client, f"{p}-old")
 
     job = _previewed_import(
         env, [f"delete,{p}-old,,,,", f"create,{p}-new,symmetricKey,{KEY},enabled,{{}}"]
     )
     assert job.count_delete == 1
-    with pytest.raises(services.PermissionDenied, match="deletes 1 enrollment"):
-        services.job_confirm(
+    with pytest.raises(PermissionDenied, match="deletes 1 enrollment"):
+        jobs.job_confirm(
             job=job, actor=env["user"], capabilities=["enrollments.read", "enrollments.write"]
         )
-    services.job_confirm(job=job, actor=env["user"], capabilities=ALL)
+    jobs.job_confirm(job=job, actor=env["user"], capabilities=ALL)
     monkeypatch.setenv("BULK_TEST_CAPS", "enrollments.read,enrollments.write")
-    services.job_execute(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED_WITH_ERRORS, job.error
     assert (job.count_done, job.count_failed) == (1, 1)
@@ -91,7 +92,7 @@ KEYS_HEADER = "operation,registrationId,attestationType,symmetricKeyPrimary,symm
 
 
 def _keyed_import(env: dict[str, Any], p: str, n: int = 3) -> Any:
-    return services.job_create(
+    return jobs.job_create(
         owner=env["user"],
         instance=env["instance"],
         kind=JobKind.IMPORT,
@@ -117,10 +118,10 @@ def test_keys_are_cleared_from_rows_when_a_job_ends(
     env = bulk_env
     p = f"k{uuid.uuid4().hex[:6]}"
     done = _keyed_import(env, f"{p}a")
-    services.job_prepare(done.pk)
+    workflow.job_prepare(done.pk)
     assert _key_rows(done) == 3  # the run needs them until then
-    services.job_confirm(job=done, actor=env["user"], capabilities=ALL)
-    services.job_execute(done.pk)
+    jobs.job_confirm(job=done, actor=env["user"], capabilities=ALL)
+    workflow.job_execute(done.pk)
     done.refresh_from_db()
     assert done.state == JobState.COMPLETED, done.error
     assert _key_rows(done) == 0
@@ -135,34 +136,34 @@ def test_keys_are_cleared_from_rows_when_a_job_ends(
     assert KEY not in report
 
     cancelled = _keyed_import(env, f"{p}b")
-    services.job_prepare(cancelled.pk)
+    workflow.job_prepare(cancelled.pk)
     cancelled.refresh_from_db()
-    services.job_cancel(job=cancelled, actor=env["user"])
+    jobs.job_cancel(job=cancelled, actor=env["user"])
     cancelled.refresh_from_db()
     assert cancelled.state == JobState.CANCELLED
     assert _key_rows(cancelled) == 0
 
     failed = _keyed_import(env, f"{p}c")
-    services.job_prepare(failed.pk)
+    workflow.job_prepare(failed.pk)
     failed.refresh_from_db()
-    services.job_confirm(job=failed, actor=env["user"], capabilities=ALL)
+    jobs.job_confirm(job=failed, actor=env["user"], capabilities=ALL)
     monkeypatch.setenv("BULK_TEST_CAPS", "enrollments.read")  # write lost: the job fails
-    services.job_execute(failed.pk)
+    workflow.job_execute(failed.pk)
     failed.refresh_from_db()
     assert failed.state == JobState.FAILED
     assert _key_rows(failed) == 0
 
 
 def _finished_export(env: dict[str, Any], *, include_keys: bool = False) -> Any:
-    job = services.job_create(
+    job = jobs.job_create(
         owner=env["user"],
         instance=env["instance"],
         kind=JobKind.EXPORT,
         capabilities=ALL,
         options={"include_keys": include_keys},
     )
-    services.job_prepare(job.pk)
-    services.job_execute(job.pk)
+    workflow.job_prepare(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED, job.error
     return job
@@ -182,7 +183,7 @@ def test_result_files_are_deleted_after_the_retention_time(
     assert fresh_path.exists()
 
     BulkJob.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(hours=25))
-    stray = services.bulk_dir() / "export-999.partial"
+    stray = files.bulk_dir() / "export-999.partial"
     stray.write_text("x")
     past = (timezone.now() - timedelta(hours=25)).timestamp()
     os.utime(stray, (past, past))

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.models import AuditEvent
-from enrollments.bulk import services
+from enrollments.bulk import jobs, workflow
 from enrollments.csv.reader import read_rows
 from enrollments.dps.exceptions import DpsNotFound
 from enrollments.models import BulkJob, BulkRow, JobKind, JobState, RowPlan, RowStatus
@@ -82,7 +82,7 @@ def _csv(
 
 
 def _import(env, upload, *, confirm=True, default_operation="upsert") -> BulkJob:
-    job = services.job_create(
+    job = jobs.job_create(
         owner=env["user"],
         instance=env["instance"],
         kind=JobKind.IMPORT,
@@ -91,16 +91,16 @@ def _import(env, upload, *, confirm=True, default_operation="upsert") -> BulkJob
         upload=upload,
         source_name="in.csv",
     )
-    services.job_prepare(job.pk)
+    workflow.job_prepare(job.pk)
     job.refresh_from_db()
     if confirm and job.state == JobState.AWAITING_CONFIRMATION:
-        services.job_confirm(
+        jobs.job_confirm(
             job=job,
             actor=env["user"],
             # Files with delete rows need the delete capability too (issue 11).
             capabilities=["enrollments.read", "enrollments.write", "enrollments.delete"],
         )
-        services.job_execute(job.pk)
+        workflow.job_execute(job.pk)
         job.refresh_from_db()
     return job
 
@@ -158,12 +158,12 @@ def test_import_every_mode_with_preview_diff(bulk_env):
     assert _exists(client, f"{p}-1")
     assert not _exists(client, f"{p}-new-3")
 
-    services.job_confirm(
+    jobs.job_confirm(
         job=job,
         actor=env["user"],
         capabilities=["enrollments.read", "enrollments.write", "enrollments.delete"],
     )
-    services.job_execute(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED_WITH_ERRORS  # the invalid rows
     assert job.count_done == job.progress_total == n // 4 * 3 - 1
@@ -192,10 +192,10 @@ def test_update_changed_since_preview_is_a_conflict_not_an_overwrite(bulk_env):
     current.initial_twin = None
     current.extra["deviceId"] = "someone-else"
     client.enrollment_put(current, if_match=current.etag)
-    services.job_confirm(
+    jobs.job_confirm(
         job=job, actor=env["user"], capabilities=["enrollments.read", "enrollments.write"]
     )
-    services.job_execute(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.count_conflict == 1
     assert job.state == JobState.COMPLETED_WITH_ERRORS
@@ -256,10 +256,10 @@ def test_quota_429_is_retried_without_failures(bulk_env, settings):
         f"https://{env['base']}/_emulator/reset", json={"quota": True}, verify=env["ca"], timeout=5
     )
     settings.DPS_OPS_PER_MINUTE_OVERRIDES = {INSTANCE: 600}
-    services.job_confirm(
+    jobs.job_confirm(
         job=job, actor=env["user"], capabilities=["enrollments.read", "enrollments.write"]
     )
-    services.job_execute(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED, job.error
     assert job.count_done == 60
@@ -272,17 +272,17 @@ def test_cancel_skips_what_was_not_applied(bulk_env):
     job = _import(
         env, _csv([f"create,{p}-{i},symmetricKey,,enabled," for i in range(50)]), confirm=False
     )
-    services.job_confirm(
+    jobs.job_confirm(
         job=job, actor=env["user"], capabilities=["enrollments.read", "enrollments.write"]
     )
-    services.job_cancel(job=job, actor=env["user"])
-    services.job_execute(job.pk)
+    jobs.job_cancel(job=job, actor=env["user"])
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.CANCELLED
     assert job.count_skipped == 50
     assert not _exists(env["client"], f"{p}-0")
     waiting = _import(env, _csv([f"create,{p}-w,symmetricKey,,enabled,"]), confirm=False)
-    services.job_cancel(job=waiting, actor=env["user"])
+    jobs.job_cancel(job=waiting, actor=env["user"])
     waiting.refresh_from_db()
     assert waiting.state == JobState.CANCELLED
 
@@ -293,18 +293,18 @@ def test_expired_signin_pauses_and_resumes(bulk_env):
     job = _import(
         env, _csv([f"create,{p}-{i},symmetricKey,,enabled," for i in range(30)]), confirm=False
     )
-    services.job_confirm(
+    jobs.job_confirm(
         job=job, actor=env["user"], capabilities=["enrollments.read", "enrollments.write"]
     )
     env["flag"].write_text("expired")
-    services.job_execute(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert (job.state, job.pause_reason) == (JobState.PAUSED, "needs_signin")
     assert job.state_label == "Paused: needs sign-in"
-    assert services.jobs_resume_for_user(env["user"]) == 0  # still expired
+    assert jobs.jobs_resume_for_user(env["user"]) == 0  # still expired
     env["flag"].unlink()
-    assert services.job_resume(job.pk)
-    services.job_execute(job.pk)
+    assert workflow.job_resume(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED
     assert job.count_done == 30
@@ -315,7 +315,7 @@ def test_missing_capability_refused_at_queue_and_run_time(bulk_env, monkeypatch)
     from django.core.exceptions import PermissionDenied
 
     with pytest.raises(PermissionDenied, match=r"enrollments\.write"):
-        services.job_create(
+        jobs.job_create(
             owner=env["user"],
             instance=env["instance"],
             kind=JobKind.IMPORT,
@@ -324,11 +324,11 @@ def test_missing_capability_refused_at_queue_and_run_time(bulk_env, monkeypatch)
         )
     assert AuditEvent.objects.filter(action="denied", dps_instance=INSTANCE).exists()
     job = _import(env, _csv(["create,zz-cap,symmetricKey,,enabled,"]), confirm=False)
-    services.job_confirm(
+    jobs.job_confirm(
         job=job, actor=env["user"], capabilities=["enrollments.read", "enrollments.write"]
     )
     monkeypatch.setenv("BULK_TEST_CAPS", "enrollments.read")
-    services.job_execute(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.FAILED
     assert "enrollments.write" in job.error
@@ -350,15 +350,15 @@ def test_export_round_trips_to_all_unchanged_and_delete_selected(bulk_env):
         env,
         _csv([f'create,{p}-{i},symmetricKey,{KEY},enabled,"{{""a"":""=x""}}"' for i in range(25)]),
     )
-    export = services.job_create(
+    export = jobs.job_create(
         owner=env["user"],
         instance=env["instance"],
         kind=JobKind.EXPORT,
         capabilities=["enrollments.read", "attestation.reveal"],
         options={"include_keys": True},
     )
-    services.job_prepare(export.pk)
-    services.job_execute(export.pk)
+    workflow.job_prepare(export.pk)
+    workflow.job_execute(export.pk)
     export.refresh_from_db()
     assert export.state == JobState.COMPLETED, export.error
     data = Path(export.result_path).read_bytes()
@@ -371,15 +371,15 @@ def test_export_round_trips_to_all_unchanged_and_delete_selected(bulk_env):
     ours = BulkRow.objects.filter(job=job, reg_key__startswith=p)
     assert {r.plan for r in ours} == {RowPlan.UNCHANGED}
 
-    delete = services.job_create(
+    delete = jobs.job_create(
         owner=env["user"],
         instance=env["instance"],
         kind=JobKind.DELETE_SELECTED,
         capabilities=["enrollments.delete"],
         options={"registration_ids": [f"{p}-{i}" for i in range(25)]},
     )
-    services.job_prepare(delete.pk)
-    services.job_execute(delete.pk)
+    workflow.job_prepare(delete.pk)
+    workflow.job_execute(delete.pk)
     delete.refresh_from_db()
     assert delete.state == JobState.COMPLETED
     assert delete.count_done == 25

@@ -13,7 +13,7 @@ import pytest
 import requests
 from django.db import connection
 
-from enrollments.bulk import runner, services
+from enrollments.bulk import jobs, runner, workflow
 from enrollments.models import BulkRow, JobState
 from tests.integration.enrollments.test_bulk_jobs import KEY, _csv, _exists, _import, bulk_env
 
@@ -79,7 +79,7 @@ def test_an_expired_signin_in_one_lane_pauses_every_lane_and_resume_finishes_onc
         _csv([f"create,{p}-{i},symmetricKey,{KEY},enabled," for i in range(300)]),
         confirm=False,
     )
-    services.job_confirm(
+    jobs.job_confirm(
         job=job, actor=env["user"], capabilities=["enrollments.read", "enrollments.write"]
     )
     calls = {"n": 0}
@@ -93,7 +93,7 @@ def test_an_expired_signin_in_one_lane_pauses_every_lane_and_resume_finishes_onc
 
     runner.run_chunk = expire_after_some
     try:
-        services.job_execute(job.pk)
+        workflow.job_execute(job.pk)
     finally:
         runner.run_chunk = original
     job.refresh_from_db()
@@ -102,8 +102,8 @@ def test_an_expired_signin_in_one_lane_pauses_every_lane_and_resume_finishes_onc
     leased = BulkRow.objects.filter(job=job).exclude(lease="").count()
     assert leased == 0, "every lane gave its rows back"
     env["flag"].unlink()
-    assert services.job_resume(job.pk)
-    services.job_execute(job.pk)
+    assert workflow.job_resume(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED, job.error
     assert (job.count_done, job.count_failed, job.count_conflict) == (300, 0, 0)

@@ -19,7 +19,7 @@ from audit.models import AuditEvent, AuditOutcome
 from authn import msal_app
 from authn.msal_app import ARM_RESOURCE, DPS_RESOURCE
 from authn.tokens import token_caches_load, token_caches_save, token_for_user, token_memo_forget
-from enrollments.bulk import services
+from enrollments.bulk import workflow
 from enrollments.models import BulkJob, BulkRow, JobState, PauseReason, RowStatus
 from tests.integration.authn.conftest import (  # noqa: F401 - fixtures used here
     EntraSignin,
@@ -66,7 +66,7 @@ def _confirmed_import(client: Client, prefix: str, n: int = 3) -> BulkJob:
     response = client.post(f"{BASE}/import", {"file": upload, "default_operation": "upsert"})
     assert response.status_code == 302, response.content[:800]
     job = BulkJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
-    services.job_prepare(job.pk)
+    workflow.job_prepare(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.AWAITING_CONFIRMATION, job.error
     assert client.post(f"{BASE}/jobs/{job.pk}/confirm").status_code == 302
@@ -109,7 +109,7 @@ def test_owner_signing_in_again_resumes_the_paused_job_which_finishes(
     job = _confirmed_import(client, prefix)
     assert entra_control.expire_refresh_tokens(PERSONAS["dana"][0]) >= 1  # type: ignore[index]
 
-    services.job_execute(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert (job.state, job.pause_reason) == (JobState.PAUSED, PauseReason.NEEDS_SIGNIN)
 
@@ -118,7 +118,7 @@ def test_owner_signing_in_again_resumes_the_paused_job_which_finishes(
     job.refresh_from_db()
     assert (job.state, job.pause_reason) == (JobState.RUNNING, "")
     assert len(queued) == 1  # the execute task
-    services.job_execute(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED, job.error
     assert job.count_done == 3
@@ -143,7 +143,7 @@ def test_token_service_unreachable_mid_run_pauses_the_job_then_it_finishes(
     _forget_dps_tokens(job.owner)
     saved = _authority_down(settings)
 
-    services.job_execute(job.pk)  # the old code raised TokenUnavailable out of the task
+    workflow.job_execute(job.pk)  # the old code raised TokenUnavailable out of the task
     job.refresh_from_db()
     assert (job.state, job.pause_reason) == (JobState.PAUSED, PauseReason.SERVICE_UNAVAILABLE)
     assert not AuditEvent.objects.filter(outcome=AuditOutcome.DENIED).exists()
@@ -152,16 +152,16 @@ def test_token_service_unreachable_mid_run_pauses_the_job_then_it_finishes(
     # checked against DPS before they are sent again.
     assert set(rows.values_list("status", flat=True)) <= {RowStatus.PENDING, RowStatus.SENDING}
     assert not rows.exclude(lease="").exists()
-    assert services.jobs_sweep() == []  # still unreachable: stays paused
+    assert workflow.jobs_sweep() == []  # still unreachable: stays paused
     job.refresh_from_db()
     assert job.state == JobState.PAUSED
 
     settings.ENTRA_AUTHORITY = saved
     msal_app.reset_http_cache()
     with django_capture_on_commit_callbacks() as queued:
-        assert services.jobs_sweep() == [job.pk]
+        assert workflow.jobs_sweep() == [job.pk]
     assert len(queued) == 1
-    services.job_execute(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED, job.error
     assert (job.count_done, job.count_failed, job.count_conflict) == (3, 0, 0)
@@ -184,7 +184,7 @@ def test_arm_unreachable_pauses_the_job_instead_of_failing_it_as_denied(
     saved = settings.ARM_ENDPOINT
     settings.ARM_ENDPOINT = f"https://127.0.0.1:{_closed_port()}"
 
-    services.job_execute(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert (job.state, job.pause_reason) == (JobState.PAUSED, PauseReason.SERVICE_UNAVAILABLE)
     assert "does not allow" not in job.error
@@ -192,8 +192,8 @@ def test_arm_unreachable_pauses_the_job_instead_of_failing_it_as_denied(
 
     settings.ARM_ENDPOINT = saved
     with django_capture_on_commit_callbacks():
-        assert services.jobs_sweep() == [job.pk]
-    services.job_execute(job.pk)
+        assert workflow.jobs_sweep() == [job.pk]
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED, job.error
 

@@ -27,7 +27,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
-from enrollments.bulk import services
+from enrollments.bulk import jobs, workflow
 from enrollments.models import BulkJob, BulkRow, JobKind, JobState, RowPlan, RowStatus
 from instances.models import DpsInstance
 from tests.integration.enrollments.bulk_support import EmulatorAccess
@@ -161,7 +161,7 @@ def worker_env(
 
         transaction.on_commit(send)
 
-    monkeypatch.setattr(services, "_enqueue", publish)
+    monkeypatch.setattr(workflow, "enqueue", publish)
     instance = DpsInstance.objects.create(
         name=INSTANCE, host=entry["host"], resource_id=entry["resource_id"]
     )
@@ -218,7 +218,7 @@ def _wait(
     next_sweep = time.monotonic() + 2
     while time.monotonic() < deadline:
         if sweep and time.monotonic() >= next_sweep:
-            services.jobs_sweep()
+            workflow.jobs_sweep()
             next_sweep = time.monotonic() + 2
         job.refresh_from_db()
         if job.state in states and (until is None or until(job)):
@@ -231,7 +231,7 @@ def _wait(
 
 
 def _import(env: dict[str, Any], lines: list[str]) -> BulkJob:
-    return services.job_create(
+    return jobs.job_create(
         owner=env["user"],
         instance=env["instance"],
         kind=JobKind.IMPORT,
@@ -243,7 +243,7 @@ def _import(env: dict[str, Any], lines: list[str]) -> BulkJob:
 
 
 def _confirm(env: dict[str, Any], job: BulkJob) -> None:
-    services.job_confirm(
+    jobs.job_confirm(
         job=job,
         actor=env["user"],
         # Files with delete rows need the delete capability too (issue 11).

@@ -21,7 +21,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.models import AuditAction, AuditEvent, AuditOutcome
 from authn.capabilities import _cache_key
-from enrollments.bulk import services as bulk
+from enrollments.bulk import jobs, workflow
 from enrollments.dps.exceptions import error_for_status
 from enrollments.models import BulkJob, BulkRow, JobKind, JobState, RowStatus
 from instances.models import DpsInstance
@@ -151,7 +151,7 @@ def test_bulk_rows_over_the_limit_fail_with_the_limit_in_words(bulk_env: Any) ->
     lines = [f"create,{p}-{i},symmetricKey,,enabled" for i in range(LIMIT + 2)]
     upload = SimpleUploadedFile("in.csv", ("\r\n".join([header, *lines]) + "\r\n").encode())
     caps = ["enrollments.read", "enrollments.write"]
-    imported = bulk.job_create(
+    imported = jobs.job_create(
         owner=user,
         instance=instance,
         kind=JobKind.IMPORT,
@@ -160,11 +160,11 @@ def test_bulk_rows_over_the_limit_fail_with_the_limit_in_words(bulk_env: Any) ->
         upload=upload,
         source_name="in.csv",
     )
-    bulk.job_prepare(imported.pk)
+    workflow.job_prepare(imported.pk)
     imported.refresh_from_db()
     assert imported.state == JobState.AWAITING_CONFIRMATION, imported.error
-    bulk.job_confirm(job=imported, actor=user, capabilities=caps)
-    bulk.job_execute(imported.pk)
+    jobs.job_confirm(job=imported, actor=user, capabilities=caps)
+    workflow.job_execute(imported.pk)
     imported.refresh_from_db()
     assert imported.state == JobState.COMPLETED_WITH_ERRORS, imported.error
     assert (imported.count_done, imported.count_failed) == (LIMIT, 2)

@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from audit.models import AuditAction, AuditEvent, AuditOutcome
-from enrollments.bulk import services
+from enrollments.bulk import workflow
 from enrollments.dps.exceptions import DpsNotFound
 from enrollments.models import BulkJob, JobKind, JobState, PauseReason
 
@@ -206,7 +206,7 @@ def test_import_preview_confirm_results_and_report(
     page = dana.get(f"{BASE}/jobs/{job.pk}/").content.decode()
     assert 'hx-trigger="every 2s"' in page  # polling while queued
 
-    services.job_prepare(job.pk)
+    workflow.job_prepare(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.AWAITING_CONFIRMATION, job.error
     response = dana.get(f"{BASE}/jobs/{job.pk}/")
@@ -242,7 +242,7 @@ def test_import_preview_confirm_results_and_report(
     progress = dana.get(f"{BASE}/jobs/{job.pk}/progress?seen=running", HTTP_HX_REQUEST="true")
     assert b'data-testid="progress-bar"' in progress.content
     assert "HX-Refresh" not in progress
-    services.job_execute(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED_WITH_ERRORS
     assert (job.count_done, job.count_invalid) == (2, 2)
@@ -287,7 +287,7 @@ def test_bad_file_fails_the_job_with_one_sentence(signed_in: Any) -> None:
             f"{BASE}/import", {"file": SimpleUploadedFile("x.csv", b"\x00\x01\x02PK\x03\x04")}
         )
     )
-    services.job_prepare(job.pk)
+    workflow.job_prepare(job.pk)
     html = dana.get(f"{BASE}/jobs/{job.pk}/").content.decode()
     assert 'data-testid="job-error"' in html
     assert "Failed" in html
@@ -307,8 +307,8 @@ def test_export_with_keys_downloads_and_is_audited(signed_in: Any, seed: Any) ->
     assert b'data-testid="include-keys"' in dana.get(f"{BASE}/export").content
     job = _job(dana.post(f"{BASE}/export", {"include_keys": "on"}))
     assert dana.get(f"{BASE}/jobs/{job.pk}/download").status_code == 404  # not done yet
-    services.job_prepare(job.pk)
-    services.job_execute(job.pk)
+    workflow.job_prepare(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED, job.error
     assert b'data-testid="download-export"' in dana.get(f"{BASE}/jobs/{job.pk}/").content
@@ -344,8 +344,8 @@ def test_delete_selected_confirms_then_deletes(
     job = _job(dana.post(f"{BASE}/delete-selected", {"registration_ids": ids, "confirm": "yes"}))
     assert job.kind == JobKind.DELETE_SELECTED
     assert job.total_rows == 0
-    services.job_prepare(job.pk)
-    services.job_execute(job.pk)
+    workflow.job_prepare(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert (job.state, job.count_done) == (JobState.COMPLETED, 3)
     for rid in ids:
@@ -368,7 +368,7 @@ def test_group_registrations_delete_lists_then_waits_for_confirmation(
     page = dana.get(f"{BASE}/groups/{group}/delete-registrations")
     assert b'data-testid="list-registrations-button"' in page.content
     job = _job(dana.post(f"{BASE}/groups/{group}/delete-registrations"))
-    services.job_prepare(job.pk)
+    workflow.job_prepare(job.pk)
     job.refresh_from_db()
     assert (job.state, job.count_delete) == (JobState.AWAITING_CONFIRMATION, 2), job.error
     html = dana.get(f"{BASE}/jobs/{job.pk}/").content.decode()
@@ -418,8 +418,8 @@ def test_a_database_error_in_prepare_fails_the_job_and_the_sweep_leaves_it(
             f'CONTEXT:  COPY enrollments_bulkrow, line 1: "{job.pk}\tsecret-key-{KEY}"'
         )
 
-    monkeypatch.setattr(services, "ingest_file", refuse)
-    services.job_prepare(job.pk)  # does not raise
+    monkeypatch.setattr(workflow, "ingest_file", refuse)
+    workflow.job_prepare(job.pk)  # does not raise
     job.refresh_from_db()
     assert job.state == JobState.FAILED
     assert job.error == (
@@ -433,7 +433,7 @@ def test_a_database_error_in_prepare_fails_the_job_and_the_sweep_leaves_it(
     assert "secret-key" not in html
     assert not AuditEvent.objects.filter(message__contains="secret-key").exists()
     BulkJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert job.pk not in services.jobs_sweep(stale_seconds=1)
+    assert job.pk not in workflow.jobs_sweep(stale_seconds=1)
     job.refresh_from_db()
     assert job.state == JobState.FAILED
 
@@ -452,7 +452,7 @@ def test_a_row_copy_refuses_fails_the_job_with_postgresql_s_reason(
     monkeypatch.setattr(ingest, "copy_line", lambda fmt, row: real(fmt, row).replace("x", "\0"))
     dana = signed_in("dana")
     job = _job(dana.post(f"{BASE}/import", {"file": _upload([f"create,x,symmetricKey,{KEY},,"])}))
-    services.job_prepare(job.pk)
+    workflow.job_prepare(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.FAILED
     assert job.error.startswith(

@@ -16,7 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.models import AuditAction, AuditEvent, AuditOutcome
 from authn.capabilities import _cache_key
-from enrollments.bulk import services
+from enrollments.bulk import workflow
 from enrollments.dps.exceptions import DpsNotFound
 from enrollments.dps.types import IndividualEnrollment
 from enrollments.models import BulkJob, BulkRow, JobState, RowStatus
@@ -65,7 +65,7 @@ def test_import_that_deletes_needs_the_delete_capability(
             {"file": _upload([f"delete,{doomed},,,,", f"create,{p}-new,symmetricKey,,enabled,"])},
         )
     )
-    services.job_prepare(job.pk)
+    workflow.job_prepare(job.pk)
     job.refresh_from_db()
     assert (job.state, job.count_delete) == (JobState.AWAITING_CONFIRMATION, 1), job.error
     html = oscar.get(f"{BASE}/jobs/{job.pk}/").content.decode()
@@ -84,7 +84,7 @@ def test_import_that_deletes_needs_the_delete_capability(
     # The same file for someone who may delete: no note, the button is there.
     dana = signed_in("dana")
     other = _job(dana.post(f"{BASE}/import", {"file": _upload([f"delete,{doomed},,,,"])}))
-    services.job_prepare(other.pk)
+    workflow.job_prepare(other.pk)
     html = dana.get(f"{BASE}/jobs/{other.pk}/").content.decode()
     assert 'data-testid="delete-capability-missing"' not in html
     assert 'data-testid="confirm-button"' in html
@@ -123,8 +123,8 @@ def test_delete_selected_deletes_only_the_version_the_list_showed(
     carried = _hidden(page, "selected")
     assert carried == shown  # the confirmation carries each row's etag on
     job = _job(dana.post(f"{BASE}/delete-selected", {"selected": carried, "confirm": "yes"}))
-    services.job_prepare(job.pk)
-    services.job_execute(job.pk)
+    workflow.job_prepare(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert (job.state, job.count_done, job.count_conflict) == (
         JobState.COMPLETED_WITH_ERRORS,
@@ -157,7 +157,7 @@ def test_registration_deletion_jobs_need_the_registration_capabilities(
     seed.registration(f"{group}-dev0", group)
     dana = signed_in("dana")
     job = _job(dana.post(f"{BASE}/groups/{group}/delete-registrations"))
-    services.job_prepare(job.pk)
+    workflow.job_prepare(job.pk)
     export = _job(dana.post(f"{BASE}/export", {}))
     assert f'data-testid="job-row-{job.pk}"' in dana.get(f"{BASE}/jobs/").content.decode()
 
@@ -182,8 +182,8 @@ def test_export_with_keys_is_deleted_after_its_first_download(signed_in: Any, se
     seed.enrollment(rid)
     dana = signed_in("dana")
     job = _job(dana.post(f"{BASE}/export", {"include_keys": "on"}))
-    services.job_prepare(job.pk)
-    services.job_execute(job.pk)
+    workflow.job_prepare(job.pk)
+    workflow.job_execute(job.pk)
     job.refresh_from_db()
     path = Path(job.result_path)
     assert path.exists()
@@ -206,8 +206,8 @@ def test_export_with_keys_is_deleted_after_its_first_download(signed_in: Any, se
     assert 'data-testid="export-file-gone"' in detail
     # An export without keys stays downloadable until it expires.
     plain = _job(dana.post(f"{BASE}/export", {}))
-    services.job_prepare(plain.pk)
-    services.job_execute(plain.pk)
+    workflow.job_prepare(plain.pk)
+    workflow.job_execute(plain.pk)
     for _ in range(2):
         response = dana.get(f"{BASE}/jobs/{plain.pk}/download")
         assert response.status_code == 200
