@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 
 from audit.models import AuditAction, AuditOutcome
@@ -19,7 +20,7 @@ from authn.hosts import DpsHostError, dps_host_guard
 from authn.models import DpsInstance
 from authn.permissions import Capability
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def capability_required(
 
     def decorator(view: View) -> View:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             instance = get_object_or_404(DpsInstance, name=kwargs[instance_kwarg], enabled=True)
@@ -128,7 +129,7 @@ def app_role_required(*roles: str) -> Callable[[View], View]:
 
     def decorator(view: View) -> View:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if not app_roles_of(request.user) & set(roles):

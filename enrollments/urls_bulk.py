@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from enrollments import views_bulk as v
+from enrollments.views import jobs as v
 
 app_name = "bulk"
 urlpatterns = [

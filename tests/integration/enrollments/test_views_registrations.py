@@ -117,12 +117,12 @@ def test_dps_403_drops_cached_permissions_and_names_the_role(
     signed_in: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A 403 from DPS (role removed since ARM was read) says which role is needed."""
-    from enrollments import views
+    from enrollments.views import errors, generic
 
     dana = signed_in("dana")
     calls: list[Any] = []
-    monkeypatch.setattr(views, "_client", lambda request: _Forbidding())
-    monkeypatch.setattr(views, "capabilities_invalidate", lambda u, i: calls.append((u, i)))
+    monkeypatch.setattr(generic, "dps_client", lambda request: _Forbidding())
+    monkeypatch.setattr(errors, "capabilities_invalidate", lambda u, i: calls.append((u, i)))
     response = dana.get(f"{BASE}/enrollments/")
     assert response.status_code == 403
     html = response.content.decode()
@@ -143,8 +143,8 @@ def test_dps_errors_in_words(
     signed_in: Any, monkeypatch: pytest.MonkeyPatch, exc_name: str, status: int, words: str
 ) -> None:
     """429, 5xx/timeouts and 409 become pages with the trackingId (429 with Retry-After)."""
-    from enrollments import views
     from enrollments.dps import exceptions
+    from enrollments.views import generic
 
     exc = getattr(exceptions, exc_name)(status=status, tracking_id="trk-1", retry_after=7)
 
@@ -153,7 +153,7 @@ def test_dps_errors_in_words(
             raise exc
 
     dana = signed_in("dana")
-    monkeypatch.setattr(views, "_client", lambda request: Failing())
+    monkeypatch.setattr(generic, "dps_client", lambda request: Failing())
     response = dana.get(f"{BASE}/enrollments/")
     assert response.status_code == status
     assert words in response.content.decode()
