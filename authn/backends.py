@@ -12,10 +12,14 @@ from django.http import HttpRequest
 from authn.models import DpsInstance
 from authn.permissions import Capability
 
+# What a portal admin may do beyond others: see everyone's bulk jobs, manage DPS instances.
+PORTAL_ADMIN = "portal.admin"
+AUDIT_VIEW = "audit.view"
+
 # Portal-level permissions and the app roles that grant them.
 APP_ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "authn.manage_instances": frozenset({"Portal.Admin"}),
-    "audit.view": frozenset({"Portal.Admin", "Portal.Auditor"}),
+    PORTAL_ADMIN: frozenset({"Portal.Admin"}),
+    AUDIT_VIEW: frozenset({"Portal.Admin", "Portal.Auditor"}),
 }
 _CAPABILITY_NAMES = frozenset(c.value for c in Capability)
 
@@ -34,7 +38,7 @@ class EntraBackend(BaseBackend):
     whether the user may write enrollments on that DPS instance.
     """
 
-    def authenticate(  # type: ignore[override]
+    def authenticate(
         self, request: HttpRequest | None, entra_claims: dict[str, Any] | None = None, **kw: Any
     ) -> Any:
         if not entra_claims:
