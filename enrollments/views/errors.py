@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
-from authn.capabilities import capabilities_invalidate, capabilities_resolve
+from authn.capabilities import capabilities_invalidate
 from authn.permissions import Capability
 from authn.request import PortalRequest
 from enrollments.dps.exceptions import (
@@ -32,6 +32,7 @@ from enrollments.dps.exceptions import (
     DpsThrottled,
     DpsUnauthorized,
 )
+from enrollments.views.context import page_context
 
 View = Callable[..., HttpResponseBase]
 C = Capability
@@ -110,16 +111,7 @@ def dps_error_page(request: PortalRequest, exc: DpsError, needed: Capability) ->
     """Render a DPS failure in words; a 403 also forgets the user's cached capabilities."""
     status, title = next(((s, t) for cls, s, t in ERROR_PAGES if isinstance(exc, cls)), UNAVAILABLE)
     hint = _hint(request, exc, needed)
-    instance = request.dps_instance
-    ctx = {
-        "instance": instance,
-        "caps": capabilities_resolve(request.user, instance),
-        "section": "enrollment",
-        "error": exc,
-        "title": title,
-        "hint": hint,
-        "status": status,
-    }
+    ctx = page_context(request, "enrollment", error=exc, title=title, hint=hint, status=status)
     template = "enrollments/_dps_error.html" if is_htmx(request) else "enrollments/dps_error.html"
     response = render(request, template, ctx, status=status)
     if isinstance(exc, DpsThrottled) and exc.retry_after:

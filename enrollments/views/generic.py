@@ -40,6 +40,7 @@ from enrollments.dps.exceptions import (
     DpsQuotaExceeded,
 )
 from enrollments.dps.types import DpsApi, IndividualEnrollment
+from enrollments.views.context import page_context
 from enrollments.views.errors import dps_errors, htmx_alert, is_htmx, needing
 
 C = Capability
@@ -55,13 +56,6 @@ def dps_client(request: PortalRequest) -> DpsApi:
         client = dps_client_for(request.user, request.dps_instance)
         request.dps_client = client
     return client
-
-
-def page_context(request: PortalRequest, section: str, **extra: Any) -> dict[str, Any]:
-    """Return what every page of an instance shows: the instance, the user's capabilities."""
-    instance = request.dps_instance
-    caps = capabilities_resolve(request.user, instance)
-    return {"instance": instance, "caps": caps, "section": section, **extra}
 
 
 # What reverse() leaves unquoted in a path argument (django.urls.resolvers).

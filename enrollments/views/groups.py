@@ -14,6 +14,7 @@ from authn.request import PortalRequest
 from enrollments import selectors, services
 from enrollments.forms import DeviceKeyForm, EnrollmentGroupForm
 from enrollments.views import generic
+from enrollments.views.context import page_context
 from enrollments.views.errors import dps_errors
 
 GROUPS = generic.RecordKind(
@@ -90,7 +91,7 @@ group_reveal = GroupRevealView.as_view()
 def group_device_key(request: PortalRequest, instance: str, key: str) -> HttpResponse:
     """Derive the device keys of a registration ID from a symmetric-key group (audited)."""
     form = DeviceKeyForm(request.POST)
-    ctx = generic.page_context(request, GROUPS.name, kind=GROUPS, key=key, form=form)
+    ctx = page_context(request, GROUPS.name, kind=GROUPS, key=key, form=form)
     if not form.is_valid():
         return render(request, "enrollments/_device_key.html", ctx, status=400)
     try:

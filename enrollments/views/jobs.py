@@ -48,6 +48,7 @@ from enrollments.job_access import (
     job_for_viewer,
 )
 from enrollments.models import BulkJob, JobKind, JobState, RowPlan
+from enrollments.views.context import page_context
 
 C = Capability
 ROWS_PER_PAGE = 50
@@ -67,7 +68,7 @@ def _cap_values(request: PortalRequest) -> list[str]:
 
 
 def _ctx(request: PortalRequest, **extra: Any) -> dict[str, Any]:
-    return {"instance": request.dps_instance, "caps": _caps(request), "section": "bulk", **extra}
+    return page_context(request, "bulk", **extra)
 
 
 def _job_url(job: BulkJob, view: str = "job_detail") -> str:

@@ -16,6 +16,7 @@ from authn.permissions import Capability as C
 from authn.request import PortalRequest
 from enrollments import selectors, services
 from enrollments.views import generic
+from enrollments.views.context import page_context
 from enrollments.views.errors import dps_errors
 from enrollments.views.groups import GROUPS
 
@@ -45,7 +46,7 @@ def registration_list(request: PortalRequest, instance: str, key: str) -> HttpRe
     rows = [
         {"record": r, "updated": selectors.when(r.last_updated_date_time_utc)} for r in page.items
     ]
-    ctx = generic.page_context(
+    ctx = page_context(
         request,
         "group",
         kind=GROUPS,
@@ -63,7 +64,7 @@ def registration_list(request: PortalRequest, instance: str, key: str) -> HttpRe
 def registration_detail(request: PortalRequest, instance: str, key: str) -> HttpResponse:
     """Show a device's registration record."""
     record = selectors.registration_get(client=generic.dps_client(request), registration_id=key)
-    ctx = generic.page_context(
+    ctx = page_context(
         request,
         "group",
         record=record,
@@ -110,7 +111,7 @@ class RegistrationDeleteView(generic.ConfirmDeleteView):
         return f"Deleted the registration record of {self.kwargs['key']}.", back
 
     def delete_context(self, request: PortalRequest) -> dict[str, Any]:
-        return generic.page_context(request, "group", key=self.kwargs["key"], group=self.group())
+        return page_context(request, "group", key=self.kwargs["key"], group=self.group())
 
 
 registration_delete = _registration_view(C.REGISTRATIONS_DELETE, methods=("GET", "POST"))(
@@ -134,7 +135,7 @@ def registration_delete_selected(request: PortalRequest, instance: str, key: str
     if not items:
         messages.warning(request, "Select at least one registration record.")
         return redirect("enrollments:registration_list", instance, key)
-    ctx = generic.page_context(request, "group", kind=GROUPS, key=key, items=items)
+    ctx = page_context(request, "group", kind=GROUPS, key=key, items=items)
     if request.POST.get("confirm") != "yes":
         return render(request, "enrollments/registration_confirm_selected.html", ctx)
     ctx["results"] = services.registrations_delete_selected(

@@ -121,9 +121,9 @@ DETAIL_QUERIES = 4
 @pytest.fixture
 def switcher_remembered(monkeypatch: Any) -> None:
     """Keep the switcher's instances for the whole test, so counts do not depend on timing."""
-    from enrollments.templatetags import enrollments_ui
+    from authn import selectors
 
-    monkeypatch.setattr(enrollments_ui, "_SWITCHER_SECONDS", 3600.0)
+    monkeypatch.setattr(selectors, "SWITCHER_SECONDS", 3600.0)
 
 
 @pytest.mark.parametrize("size", [10, 100])
@@ -181,7 +181,7 @@ def test_one_broker_call_per_request_whatever_the_dps_calls(
 def test_switcher_lists_enabled_instances_with_their_list_urls(signed_in: Any) -> None:
     """The switcher offers every enabled instance (same section), never a disabled one."""
     from authn.models import DpsInstance
-    from enrollments.templatetags.enrollments_ui import instance_switcher_forget
+    from authn.selectors import instance_names_forget as instance_switcher_forget
 
     DpsInstance.objects.filter(name="dps-fleet-lab").update(enabled=False)
     instance_switcher_forget()
