@@ -44,7 +44,7 @@ def test_list_rows_carry_links_toggles_and_columns(signed_in: Any, seed: Any) ->
     row = rows[hubbed.registration_id]
     rid = hubbed.registration_id
     assert f'href="{BASE}/enrollments/{rid}/"' in row
-    assert f'action="{BASE}/enrollments/{rid}/status"' in row
+    assert f'action="{BASE}/enrollments/{rid}/status/"' in row
     assert f'hx-target="#status-{rid}"' in row
     assert "<td>dev-1</td>" in row
     assert "hub-fleet-weu.azure-devices.net" in row
@@ -108,7 +108,7 @@ def test_group_rows_have_no_device_column(signed_in: Any, seed: Any) -> None:
     html = signed_in("dana").get(f"{BASE}/groups/", {"size": 100}).content.decode()
     row = _rows(html)[group.enrollment_group_id]
     assert "= registration ID" not in row
-    assert f'action="{BASE}/groups/{group.enrollment_group_id}/status"' in row
+    assert f'action="{BASE}/groups/{group.enrollment_group_id}/status/"' in row
 
 
 # Session, user with its Entra identity, DPS instance, the encrypted token cache (its version:
@@ -171,7 +171,7 @@ def test_one_broker_call_per_request_whatever_the_dps_calls(
 
     monkeypatch.setattr(tokens, "token_for_user", counting)
     response = dana.post(
-        f"{BASE}/enrollments/{record.registration_id}/status",
+        f"{BASE}/enrollments/{record.registration_id}/status/",
         {"status": "disabled", "etag": record.etag},
     )
     assert response.status_code == 302
