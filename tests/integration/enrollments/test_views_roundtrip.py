@@ -236,7 +236,8 @@ def test_x509_edit_without_certificate_is_refused_before_sending(
     rid = unique("x509-keep")
     att, _ = _attestation("x509-certs", rid, group=False)
     dana.post(
-        f"{BASE}/enrollments/new/", {"registration_id": rid, **att, "provisioning_status": "enabled"}
+        f"{BASE}/enrollments/new/",
+        {"registration_id": rid, **att, "provisioning_status": "enabled"},
     )
     edit_url = f"{BASE}/enrollments/{rid}/edit/"
     page = dana.get(edit_url)
