@@ -19,7 +19,7 @@ from django.template.defaulttags import CsrfTokenNode
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.timezone import template_localtime  # type: ignore[attr-defined]
+from django.utils.timezone import template_localtime  # type: ignore[attr-defined]  # stubs lack it
 
 register = template.Library()
 

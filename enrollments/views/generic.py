@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import quote
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -297,21 +297,20 @@ class RecordEditView(RecordView):
 
     action = "write"
 
-    def dispatch(  # type: ignore[override]
-        self, request: PortalRequest, instance: str, key: str
-    ) -> HttpResponseBase:
-        self.existing = self.kind.get(dps_client(request), key)
-        blocker = edit_rules.edit_blocker(
-            self.existing, capabilities_resolve(request.user, request.dps_instance)
-        )
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        # Read the record first (its 404 before anything else); refuse what would lose keys.
+        portal = cast(PortalRequest, request)
+        self.existing = self.kind.get(dps_client(portal), kwargs["key"])
+        caps = capabilities_resolve(portal.user, portal.dps_instance)
+        blocker = edit_rules.edit_blocker(self.existing, caps)
         if blocker:
             return deny(
                 request,
                 reason=blocker,
                 required=C.ATTESTATION_REVEAL.value,
-                instance=request.dps_instance.name,
+                instance=portal.dps_instance.name,
             )
-        return super().dispatch(request, instance=instance, key=key)
+        return super().dispatch(request, *args, **kwargs)
 
     def get(self, request: PortalRequest, instance: str, key: str) -> HttpResponse:
         return self.form_page(request, self.kind.form_class(None, existing=self.existing), 200)
