@@ -81,23 +81,31 @@ def _denied(request: PortalRequest, exc: JobDenied) -> HttpResponse:
     )
 
 
-def job_view(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
-    """Give the view the job named by the URL, if the user may see it (403 + audit if not)."""
+JobView = Callable[..., HttpResponseBase]
 
-    @wraps(view)
-    def wrapped(request: PortalRequest, instance: str, job_id: int) -> HttpResponseBase:
-        try:
-            job = job_for_viewer(
-                user=request.user,
-                instance=request.dps_instance,
-                job_id=job_id,
-                capabilities=_cap_values(request),
-            )
-        except JobDenied as exc:
-            return _denied(request, exc)
-        return view(request, job)
 
-    return wrapped
+def job_view(method: str, *, cached: bool = True) -> Callable[[JobView], JobView]:
+    """Make a page of one job: ``method`` only, the read capability, and the job named by the
+    URL handed to the view if the user may see it (403 + audit if not)."""
+
+    def decorator(view: JobView) -> JobView:
+        @wraps(view)
+        def wrapped(request: PortalRequest, instance: str, job_id: int) -> HttpResponseBase:
+            try:
+                job = job_for_viewer(
+                    user=request.user,
+                    instance=request.dps_instance,
+                    job_id=job_id,
+                    capabilities=_cap_values(request),
+                )
+            except JobDenied as exc:
+                return _denied(request, exc)
+            return view(request, job)
+
+        guarded = require_http_methods([method])(capability_required(C.ENROLLMENTS_READ)(wrapped))
+        return never_cache(guarded) if cached else guarded
+
+    return decorator
 
 
 def _service_denied(request: PortalRequest, exc: PermissionDenied, required: str) -> HttpResponse:
@@ -343,10 +351,7 @@ def _row_table(request: PortalRequest, job: BulkJob) -> dict[str, Any]:
     return {"row_form": form, "row_page": page, "row_items": items, "row_query": query.urlencode()}
 
 
-@never_cache
-@require_GET
-@capability_required(C.ENROLLMENTS_READ)
-@job_view
+@job_view("GET")
 def job_detail(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Show a job: state, live progress, preview counts, invalid rows and per-row results."""
     ctx = _ctx(request, job=job, progress=selectors.job_progress(job), tab="jobs")
@@ -363,10 +368,7 @@ def job_detail(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     return render(request, "enrollments/bulk/job_detail.html", ctx)
 
 
-@never_cache
-@require_GET
-@capability_required(C.ENROLLMENTS_READ)
-@job_view
+@job_view("GET")
 def job_progress(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Answer the htmx poll with the progress fragment; reload the page when the state moves."""
     response = render(
@@ -381,9 +383,7 @@ def job_progress(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     return response
 
 
-@require_POST
-@capability_required(C.ENROLLMENTS_READ)
-@job_view
+@job_view("POST", cached=False)
 def job_confirm(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Start a previewed job."""
     try:
@@ -400,9 +400,7 @@ def job_confirm(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     return redirect(_job_url(job))
 
 
-@require_POST
-@capability_required(C.ENROLLMENTS_READ)
-@job_view
+@job_view("POST", cached=False)
 def job_cancel(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Cancel a job: rows not yet applied are skipped; applied rows stay applied."""
     try:
@@ -416,10 +414,7 @@ def job_cancel(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     return redirect(_job_url(job))
 
 
-@never_cache
-@require_GET
-@capability_required(C.ENROLLMENTS_READ)
-@job_view
+@job_view("GET")
 def job_report(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Stream the result report: every input row with its plan, outcome and error."""
     if job.kind == JobKind.EXPORT:
@@ -431,10 +426,7 @@ def job_report(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     return response
 
 
-@never_cache
-@require_GET
-@capability_required(C.ENROLLMENTS_READ)
-@job_view
+@job_view("GET")
 def job_download(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Download a finished export (only its owner; keys need the reveal capability now too)."""
     if not export_downloadable(job):
