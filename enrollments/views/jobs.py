@@ -112,6 +112,34 @@ def _service_denied(request: PortalRequest, exc: PermissionDenied, required: str
     return deny(request, reason=str(exc), required=required, instance=request.dps_instance.name)
 
 
+def service_refusals(required: str) -> Callable[[JobView], JobView]:
+    """Answer a service's PermissionDenied with the 403 page naming ``required`` (audited)."""
+
+    def decorator(view: JobView) -> JobView:
+        @wraps(view)
+        def wrapped(request: PortalRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            try:
+                return view(request, *args, **kwargs)
+            except PermissionDenied as exc:
+                return _service_denied(request, exc, required)
+
+        return wrapped
+
+    return decorator
+
+
+def _job_start(request: PortalRequest, kind: str, options: dict[str, Any], **kw: Any) -> BulkJob:
+    """Create a job of ``kind`` for the user on this instance (the service re-checks rights)."""
+    return bulk.job_create(
+        owner=request.user,
+        instance=request.dps_instance,
+        kind=kind,
+        capabilities=_cap_values(request),
+        options=options,
+        **kw,
+    )
+
+
 #
 # Starting jobs
 #
@@ -134,6 +162,7 @@ def import_page(request: PortalRequest, instance: str) -> HttpResponseBase:
 @csrf_protect
 @capability_required(C.ENROLLMENTS_READ)
 @capability_required(C.ENROLLMENTS_WRITE)
+@service_refusals(C.ENROLLMENTS_WRITE.value)
 def _import_page(
     request: PortalRequest, instance: str, upload_limit: UploadLimit
 ) -> HttpResponseBase:
@@ -149,17 +178,13 @@ def _import_page(
         if form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                job = bulk.job_create(
-                    owner=request.user,
-                    instance=request.dps_instance,
-                    kind=JobKind.IMPORT,
-                    capabilities=_cap_values(request),
-                    options={"default_operation": form.cleaned_data["default_operation"]},
+                job = _job_start(
+                    request,
+                    JobKind.IMPORT,
+                    {"default_operation": form.cleaned_data["default_operation"]},
                     upload=upload,
                     source_name=Path(upload.name or "upload.csv").name,
                 )
-            except PermissionDenied as exc:
-                return _service_denied(request, exc, C.ENROLLMENTS_WRITE.value)
             except ValidationError as exc:
                 form.add_error("file", exc)
             else:
@@ -182,6 +207,7 @@ def _import_page(
 @never_cache
 @require_http_methods(["GET", "POST"])
 @capability_required(C.ENROLLMENTS_READ)
+@service_refusals(C.ENROLLMENTS_READ.value)
 def export_start(request: PortalRequest, instance: str) -> HttpResponse:
     """Export every individual enrollment of the instance to a CSV in the import format."""
     caps = _caps(request)
@@ -200,16 +226,7 @@ def export_start(request: PortalRequest, instance: str) -> HttpResponse:
                     required=C.ATTESTATION_REVEAL.value,
                     instance=request.dps_instance.name,
                 )
-            try:
-                job = bulk.job_create(
-                    owner=request.user,
-                    instance=request.dps_instance,
-                    kind=JobKind.EXPORT,
-                    capabilities=[c.value for c in caps],
-                    options={"include_keys": include_keys},
-                )
-            except PermissionDenied as exc:
-                return _service_denied(request, exc, C.ENROLLMENTS_READ.value)
+            job = _job_start(request, JobKind.EXPORT, {"include_keys": include_keys})
             messages.success(request, "The export is queued; download it here when it is done.")
             return redirect(_job_url(job))
     return render(
@@ -223,6 +240,7 @@ def export_start(request: PortalRequest, instance: str) -> HttpResponse:
 @never_cache
 @require_POST
 @capability_required(C.ENROLLMENTS_DELETE)
+@service_refusals(C.ENROLLMENTS_DELETE.value)
 def delete_selected(request: PortalRequest, instance: str) -> HttpResponse:
     """Delete a POSTed list of individual enrollments as a job, after a confirmation page.
 
@@ -236,15 +254,8 @@ def delete_selected(request: PortalRequest, instance: str) -> HttpResponse:
     form = DeleteSelectedForm(request.POST if confirming else None, ids=ids)
     if confirming and form.is_valid():
         try:
-            job = bulk.job_create(
-                owner=request.user,
-                instance=request.dps_instance,
-                kind=JobKind.DELETE_SELECTED,
-                capabilities=_cap_values(request),
-                options={"registration_ids": ids, "etags": etags},
-            )
-        except PermissionDenied as exc:
-            return _service_denied(request, exc, C.ENROLLMENTS_DELETE.value)
+            options = {"registration_ids": ids, "etags": etags}
+            job = _job_start(request, JobKind.DELETE_SELECTED, options)
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -272,19 +283,11 @@ def delete_selected(request: PortalRequest, instance: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @capability_required(C.REGISTRATIONS_READ)
 @capability_required(C.REGISTRATIONS_DELETE)
+@service_refusals(C.REGISTRATIONS_DELETE.value)
 def group_registrations_delete(request: PortalRequest, instance: str, key: str) -> HttpResponse:
     """Delete every registration record of a group: list them, preview the count, confirm."""
     if request.method == "POST":
-        try:
-            job = bulk.job_create(
-                owner=request.user,
-                instance=request.dps_instance,
-                kind=JobKind.DELETE_REGISTRATIONS,
-                capabilities=_cap_values(request),
-                options={"group_id": key},
-            )
-        except PermissionDenied as exc:
-            return _service_denied(request, exc, C.REGISTRATIONS_DELETE.value)
+        job = _job_start(request, JobKind.DELETE_REGISTRATIONS, {"group_id": key})
         messages.success(
             request, f"Listing the registration records of {key}; confirm the count to delete."
         )
