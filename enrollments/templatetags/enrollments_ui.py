@@ -21,9 +21,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import template_localtime  # type: ignore[attr-defined]  # stubs lack it
 
-register = template.Library()
+from enrollments.views.kinds import PATH_SAFE
 
-_PATH_SAFE = "!$&'()*+,;=/~:@"  # what reverse() leaves unquoted in a path argument
+register = template.Library()
 
 
 @register.inclusion_tag("enrollments/_field.html")
@@ -58,7 +58,7 @@ def instance_switcher(current: Any, section: str = "enrollment", names: Any = ()
     ``instance_names``; the tag itself reads nothing)."""
     view = "group_list" if section == "group" else "enrollment_list"
     head, _, tail = reverse(f"enrollments:{view}", args=["--name--"]).partition("--name--")
-    others = [{"name": name, "url": head + quote(name, safe=_PATH_SAFE) + tail} for name in names]
+    others = [{"name": name, "url": head + quote(name, safe=PATH_SAFE) + tail} for name in names]
     return {"current": current, "instances": others}
 
 

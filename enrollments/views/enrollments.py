@@ -11,9 +11,9 @@ from authn.permissions import Capability as C
 from authn.request import PortalRequest
 from enrollments import selectors, services
 from enrollments.forms import EnrollmentForm
-from enrollments.views import generic
+from enrollments.views import generic, kinds
 
-ENROLLMENTS = generic.RecordKind(
+ENROLLMENTS = kinds.RecordKind(
     name="enrollment",
     is_group=False,
     noun="enrollment",

@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar, cast
-from urllib.parse import quote
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.utils.text import slugify
 from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from authn.capabilities import InstanceCapabilities, capabilities_resolve
+from authn.capabilities import capabilities_resolve
 from authn.decorators import capability_required, deny
-from authn.models import DpsInstance
 from authn.permissions import Capability
 from authn.request import PortalRequest
 from enrollments import edit_rules, selectors, services
@@ -42,6 +37,7 @@ from enrollments.dps.exceptions import (
 from enrollments.dps.types import DpsApi, IndividualEnrollment
 from enrollments.views.context import page_context
 from enrollments.views.errors import dps_errors, htmx_alert, is_htmx, needing
+from enrollments.views.kinds import RecordKind, list_rows, status_cell
 
 C = Capability
 
@@ -56,61 +52,6 @@ def dps_client(request: PortalRequest) -> DpsApi:
         client = dps_client_for(request.user, request.dps_instance)
         request.dps_client = client
     return client
-
-
-# What reverse() leaves unquoted in a path argument (django.urls.resolvers).
-_PATH_SAFE = "!$&'()*+,;=/~:@"
-_KEY_MARK = "--key--"
-
-
-@dataclass(frozen=True)
-class RecordKind:
-    """What differs between the pages of individual enrollments and of enrollment groups."""
-
-    name: str  # URL names are enrollments:<name>_<view>
-    is_group: bool
-    noun: str
-    read: Capability
-    write: Capability
-    delete: Capability
-    record: services.RecordType
-    form_class: Any
-    get: Callable[[DpsApi, str], Any]
-    page: Callable[[DpsApi, int, str | None], Any]
-    reveal: Capability = C.ATTESTATION_REVEAL
-
-    @property
-    def target_type(self) -> str:
-        return self.record.target_type
-
-    def url(self, view: str, instance: DpsInstance, key: str | None = None) -> str:
-        args = [instance.name] + ([key] if key is not None else [])
-        return reverse(f"enrollments:{self.name}_{view}", args=args)
-
-
-def key_urls(kind: RecordKind, view: str, instance: Any) -> Callable[[str], str]:
-    """Return a function giving ``kind.url(view, instance, key)`` for any key.
-
-    The URL is reversed once around a placeholder and each key is quoted into it, so a page
-    of rows costs one ``reverse()`` per link kind instead of one per row.
-    """
-    head, _, tail = kind.url(view, instance, _KEY_MARK).partition(_KEY_MARK)
-    return lambda key: head + quote(key, safe=_PATH_SAFE) + tail
-
-
-def status_cell(
-    kind: RecordKind, model: Any, key: str, caps: InstanceCapabilities, blocker: str, url: str
-) -> dict[str, Any]:
-    """Return what the status cell shows: the badge and, if allowed, the toggle form."""
-    return {
-        "key": key,
-        "dom_id": f"status-{slugify(key)}",
-        "disabled": model.provisioning_status == "disabled",
-        "can_toggle": kind.write in caps,
-        "blocker": blocker,
-        "url": url,
-        "etag": model.etag,
-    }
 
 
 def _form_error(form: Any, exc: DpsError) -> None:
@@ -178,32 +119,9 @@ class RecordListView(RecordView):
         page = kind.page(dps_client(request), size, ct)
         ctx = self.context(request)
         caps, dps = ctx["caps"], ctx["instance"]
-        detail_url, status_url = key_urls(kind, "detail", dps), key_urls(kind, "status", dps)
-        # Individual enrollments can be deleted in bulk (a job, after a confirmation page); each
-        # checkbox carries the etag the user saw, so a record changed since is not deleted.
+        # Individual enrollments can be deleted in bulk (a job, after a confirmation page).
         selectable = not kind.is_group and kind.delete in caps
-        # Rows are prepared here so the template only prints values: per-row {% url %},
-        # {% include %} and filters were two thirds of the page's time.
-        rows = [
-            {
-                "key": item.id,
-                "url": detail_url(item.id),
-                "device_id": getattr(item, "device_id", None),
-                "attestation": selectors.attestation_label(item),
-                "hubs": ", ".join(item.iot_hubs or ()),
-                "updated": selectors.when(item.last_updated_date_time_utc),
-                "cell": status_cell(
-                    kind,
-                    item,
-                    item.id,
-                    caps,
-                    edit_rules.status_blocker(item, caps),
-                    status_url(item.id),
-                ),
-                "select": f"{item.id}|{item.etag or ''}" if selectable else None,
-            }
-            for item in page.items
-        ]
+        rows = list_rows(kind, page.items, caps, dps, selectable=selectable)
         ctx.update(
             rows=rows,
             page=page,

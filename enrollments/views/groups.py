@@ -13,11 +13,11 @@ from authn.permissions import Capability as C
 from authn.request import PortalRequest
 from enrollments import selectors, services
 from enrollments.forms import DeviceKeyForm, EnrollmentGroupForm
-from enrollments.views import generic
+from enrollments.views import generic, kinds
 from enrollments.views.context import page_context
 from enrollments.views.errors import dps_errors
 
-GROUPS = generic.RecordKind(
+GROUPS = kinds.RecordKind(
     name="group",
     is_group=True,
     noun="enrollment group",
