@@ -190,7 +190,7 @@ def run(endpoints: dict[str, Any], tmp: Path, ids: list[str], n: int) -> None:
 
     def page_create() -> None:
         r = client.post(
-            f"{base}/enrollments/new",
+            f"{base}/enrollments/new/",
             {
                 "registration_id": f"page-{uuid.uuid4().hex[:12]}",
                 "attestation_type": "symmetricKey",
