@@ -1,23 +1,24 @@
 """Template helpers of the enrollment pages: form fields, the instance switcher, key masks,
 the status cell and the rows of a record list.
 
-The status cell and the list rows are built with :func:`~django.utils.html.format_html`
-rather than with a template: a list page prints 25 to 100 rows, and the template engine's
-per-node cost (variables, ``if``, ``include``, ``csrf_token``, ``date``) was most of the
-page's time. ``format_html`` escapes every value; only the constant markup is trusted. No tag
+The status cell and the list rows are built with :func:`format_html` rather than with a
+template: a list page prints 25 to 100 rows, and the template engine's per-node cost
+(variables, ``if``, ``include``, ``csrf_token``, ``date``) was most of the page's time.
+``format_html`` escapes every value it is given, so no value can be printed unescaped; only
+the constant markup is trusted. No tag
 here reads the database: the views hand over what the tags show.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from html import escape as _escape
 from typing import Any
 from urllib.parse import quote
 
 from django import template
 from django.template.defaulttags import CsrfTokenNode
 from django.urls import reverse
-from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import template_localtime  # type: ignore[attr-defined]  # stubs lack it
 
@@ -81,7 +82,7 @@ _CELL = (
     '<div class="d-flex align-items-center gap-2">{badge}{control}</div></td>'
 )
 _BLOCKED = (
-    '<span class="small text-body-secondary" title="{}" data-testid="toggle-unavailable">'
+    '<span class="small text-body-secondary" title="{blocker}" data-testid="toggle-unavailable">'
     "edit to change</span>"
 )
 _TOGGLE = (
@@ -105,10 +106,28 @@ _SELECT = (
     '<td><input class="form-check-input" type="checkbox" form="delete-selected-form" '
     'name="selected" value="{value}" aria-label="Select {key}" data-testid="select-{key}"></td>'
 )
-_DEVICE = "<td>{}</td>"
+_DEVICE = "<td>{device}</td>"
 _NO_DEVICE = mark_safe("")
 _SAME_AS_ID = mark_safe('<td><span class="text-body-secondary">= registration ID</span></td>')
 _ALL_HUBS = mark_safe('<span class="text-body-secondary">All linked hubs</span>')
+
+
+def escaped(value: Any) -> SafeString:
+    """Return ``value`` escaped for HTML (what autoescaping does), as a safe string."""
+    return value if isinstance(value, SafeString) else SafeString(_escape(str(value)))
+
+
+def format_html(format_string: str, /, **values: Any) -> SafeString:
+    """Return ``format_string`` filled with every value escaped (safe strings pass as they are).
+
+    Django's ``format_html`` with the same guarantee, without its lazy-string checks, which
+    cost a list page two thirds of a millisecond per 25 rows.
+    """
+    return SafeString(
+        format_string.format_map(
+            {k: v if isinstance(v, SafeString) else _escape(str(v)) for k, v in values.items()}
+        )
+    )
 
 
 def _csrf_input(context: template.Context) -> SafeString:
@@ -118,25 +137,24 @@ def _csrf_input(context: template.Context) -> SafeString:
 
 
 def _status_cell(cell: dict[str, Any], csrf: SafeString) -> SafeString:
-    disabled = cell["disabled"]
+    # Escaped once here, since each is printed more than once.
+    disabled, key, dom_id = cell["disabled"], escaped(cell["key"]), escaped(cell["dom_id"])
     control: SafeString = _NO_DEVICE
     if cell["can_toggle"]:
         if cell["blocker"]:
-            control = format_html(_BLOCKED, cell["blocker"])
+            control = format_html(_BLOCKED, blocker=cell["blocker"])
         else:
             control = format_html(
                 _TOGGLE,
                 url=cell["url"],
-                dom_id=cell["dom_id"],
-                key=cell["key"],
+                dom_id=dom_id,
+                key=key,
                 verb="Enable" if disabled else "Disable",
                 next="enabled" if disabled else "disabled",
                 etag=cell["etag"] or "",
                 csrf=csrf,
             )
-    return format_html(
-        _CELL, dom_id=cell["dom_id"], key=cell["key"], badge=_BADGE[disabled], control=control
-    )
+    return format_html(_CELL, dom_id=dom_id, key=key, badge=_BADGE[disabled], control=control)
 
 
 @register.simple_tag(takes_context=True)
@@ -149,10 +167,10 @@ def _record_row(row: dict[str, Any], is_group: bool, csrf: SafeString) -> SafeSt
     if is_group:
         device = _NO_DEVICE
     elif row["device_id"]:
-        device = format_html(_DEVICE, row["device_id"])
+        device = format_html(_DEVICE, device=row["device_id"])
     else:
         device = _SAME_AS_ID
-    key, updated = row["key"], row["updated"]
+    key, updated = escaped(row["key"]), row["updated"]
     select = row.get("select")
     return format_html(
         _ROW,
