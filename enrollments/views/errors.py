@@ -39,11 +39,12 @@ C = Capability
 CONTRIBUTOR = "Device Provisioning Service Data Contributor"
 READER = "Device Provisioning Service Data Reader"
 
-# First match wins; anything else (unavailable, invalid answer) is a 503.
+# First match wins; anything else (unavailable, invalid answer) is a 503. A full instance
+# (DPS says 403 with 403002) is not a missing role: it comes before the 403 of a role.
 ERROR_PAGES: tuple[tuple[type[DpsError], int, str], ...] = (
     (DpsHostRefused, 503, "This DPS instance is refused"),
-    (DpsForbidden, 403, "Not allowed by DPS"),
     (DpsQuotaExceeded, 409, "DPS instance limit reached"),
+    (DpsForbidden, 403, "Not allowed by DPS"),
     (DpsNotFound, 404, "Not found"),
     (DpsConflict, 409, "Conflict"),
     (DpsPreconditionFailed, 412, "Changed by someone else"),
