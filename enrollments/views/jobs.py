@@ -52,6 +52,10 @@ from enrollments.views.context import page_context
 
 C = Capability
 ROWS_PER_PAGE = 50
+IMPORT_STARTED = (
+    "The file is uploaded; it is being checked. Nothing changes in DPS until you confirm the "
+    "preview."
+)
 
 
 #
@@ -167,41 +171,24 @@ def _import_page(
     request: PortalRequest, instance: str, upload_limit: UploadLimit
 ) -> HttpResponseBase:
     posted = request.method == "POST"
+    too_large = posted and upload_limit.exceeded
     form = ImportForm(
-        request.POST if posted else None,
-        request.FILES if posted else None,
-        too_large=posted and upload_limit.exceeded,
+        request.POST if posted else None, request.FILES if posted else None, too_large=too_large
     )
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            upload = form.cleaned_data["file"]
-            try:
-                job = _job_start(
-                    request,
-                    JobKind.IMPORT,
-                    {"default_operation": form.cleaned_data["default_operation"]},
-                    upload=upload,
-                    source_name=Path(upload.name or "upload.csv").name,
-                )
-            except ValidationError as exc:
-                form.add_error("file", exc)
-            else:
-                messages.success(
-                    request,
-                    "The file is uploaded; it is being checked. Nothing changes in DPS "
-                    "until you confirm the preview.",
-                )
-                return redirect(_job_url(job))
-    return render(
-        request,
-        "enrollments/bulk/import.html",
-        _ctx(
-            request, form=form, tab="import", max_mb=settings.BULK_UPLOAD_MAX_BYTES // (1024 * 1024)
-        ),
-        status=status,
-    )
+    if posted and form.is_valid():
+        upload = form.cleaned_data["file"]
+        options = {"default_operation": form.cleaned_data["default_operation"]}
+        name = Path(upload.name or "upload.csv").name
+        try:
+            job = _job_start(request, JobKind.IMPORT, options, upload=upload, source_name=name)
+        except ValidationError as exc:
+            form.add_error("file", exc)
+        else:
+            messages.success(request, IMPORT_STARTED)
+            return redirect(_job_url(job))
+    max_mb = settings.BULK_UPLOAD_MAX_BYTES // (1024 * 1024)
+    ctx = _ctx(request, form=form, tab="import", max_mb=max_mb)
+    return render(request, "enrollments/bulk/import.html", ctx, status=400 if posted else 200)
 
 
 @never_cache
@@ -210,31 +197,24 @@ def _import_page(
 @service_refusals(C.ENROLLMENTS_READ.value)
 def export_start(request: PortalRequest, instance: str) -> HttpResponse:
     """Export every individual enrollment of the instance to a CSV in the import format."""
-    caps = _caps(request)
-    can_reveal = C.ATTESTATION_REVEAL in caps
-    form = ExportForm(request.POST if request.method == "POST" else None)
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            include_keys = form.cleaned_data["include_keys"]
-            if include_keys and not can_reveal:
-                return deny(
-                    request,
-                    reason="Exporting keys needs the attestation-mechanism action, which your "
-                    "Azure role on this instance lacks.",
-                    required=C.ATTESTATION_REVEAL.value,
-                    instance=request.dps_instance.name,
-                )
-            job = _job_start(request, JobKind.EXPORT, {"include_keys": include_keys})
-            messages.success(request, "The export is queued; download it here when it is done.")
-            return redirect(_job_url(job))
-    return render(
-        request,
-        "enrollments/bulk/export.html",
-        _ctx(request, form=form, can_reveal=can_reveal, tab="export"),
-        status=status,
-    )
+    can_reveal = C.ATTESTATION_REVEAL in _caps(request)
+    posted = request.method == "POST"
+    form = ExportForm(request.POST if posted else None)
+    if posted and form.is_valid():
+        include_keys = form.cleaned_data["include_keys"]
+        if include_keys and not can_reveal:
+            return deny(
+                request,
+                reason="Exporting keys needs the attestation-mechanism action, which your "
+                "Azure role on this instance lacks.",
+                required=C.ATTESTATION_REVEAL.value,
+                instance=request.dps_instance.name,
+            )
+        job = _job_start(request, JobKind.EXPORT, {"include_keys": include_keys})
+        messages.success(request, "The export is queued; download it here when it is done.")
+        return redirect(_job_url(job))
+    ctx = _ctx(request, form=form, can_reveal=can_reveal, tab="export")
+    return render(request, "enrollments/bulk/export.html", ctx, status=400 if posted else 200)
 
 
 @never_cache
