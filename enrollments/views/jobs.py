@@ -171,10 +171,9 @@ def _import_page(
     request: PortalRequest, instance: str, upload_limit: UploadLimit
 ) -> HttpResponseBase:
     posted = request.method == "POST"
-    too_large = posted and upload_limit.exceeded
-    form = ImportForm(
-        request.POST if posted else None, request.FILES if posted else None, too_large=too_large
-    )
+    # Reading the body first is what runs the upload handlers, the limit among them.
+    data, files = (request.POST, request.FILES) if posted else (None, None)
+    form = ImportForm(data, files, too_large=posted and upload_limit.exceeded)
     if posted and form.is_valid():
         upload = form.cleaned_data["file"]
         options = {"default_operation": form.cleaned_data["default_operation"]}
