@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Any
 
-from audit.diff import flatten, show
+from audit.diff import flatten, json_diff, show
 from audit.redaction import redact
 from authn.permissions import Capability
 from enrollments.forms import EnrollmentForm
@@ -39,6 +39,7 @@ def status_blocker(model: Any, caps: Container[Capability]) -> str:
 
 
 def _comparable(model: Any) -> dict[str, str]:
+    """Return the record's fields a user sets, flattened to dotted paths, as text."""
     data = {k: v for k, v in model.to_json().items() if k not in READ_ONLY}
     # GET masks symmetric keys and an absent capability means "no IoT Edge": compare what the
     # user can actually see differ, not artefacts of the read.
@@ -50,9 +51,13 @@ def _comparable(model: Any) -> dict[str, str]:
 
 def diff_rows(current: Any, mine: Any) -> list[dict[str, Any]]:
     """Return field-by-field rows of two records, secrets masked, changed ones flagged."""
-    left, right = _comparable(current), _comparable(mine)
-    rows = []
-    for path in sorted(set(left) | set(right)):
-        a, b = left.get(path, MISSING), right.get(path, MISSING)
-        rows.append({"path": path, "current": a, "mine": b, "changed": a != b})
-    return rows
+    rows = sorted(json_diff(_comparable(current), _comparable(mine)), key=lambda r: r.path)
+    return [
+        {
+            "path": row.path,
+            "current": MISSING if row.change == "added" else row.before,
+            "mine": MISSING if row.change == "removed" else row.after,
+            "changed": row.change != "same",
+        }
+        for row in rows
+    ]
