@@ -13,8 +13,9 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from authn import services
+from authn.backends import PORTAL_ADMIN
 from authn.capabilities import capabilities_invalidate_all
-from authn.decorators import app_role_required
+from authn.decorators import permission_required
 from authn.exceptions import SigninError, SigninUnavailable
 from authn.forms import DpsInstanceForm
 from authn.models import DpsInstance
@@ -70,7 +71,7 @@ def permissions_refresh(request: HttpRequest) -> HttpResponse:
 
 # -- DPS instance registry (Portal.Admin) ---------------------------------------------------------
 @never_cache
-@app_role_required("Portal.Admin")
+@permission_required(PORTAL_ADMIN)
 def instance_list(request: HttpRequest) -> HttpResponse:
     """List the registered DPS instances and register a new one."""
     form = DpsInstanceForm(request.POST or None)
@@ -92,7 +93,7 @@ def instance_list(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @require_POST
-@app_role_required("Portal.Admin")
+@permission_required(PORTAL_ADMIN)
 def instance_toggle(request: HttpRequest, name: str) -> HttpResponse:
     """Enable or disable an instance."""
     instance = get_object_or_404(DpsInstance, name=name)
