@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from audit.models import AuditEvent
+from audit.models import AuditAction, AuditEvent, AuditOutcome
+from audit.selectors import AuditFilters, audit_event_iter, audit_latest_id
+from audit.services import audit_record
 
 COLUMNS = (
     "id",
@@ -98,3 +101,45 @@ def jsonl_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
     """Yield one JSON object per line."""
     for event in events:
         yield json.dumps(event_record(event), ensure_ascii=False, sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    content_type: str
+    extension: str
+    lines: Callable[[Iterable[AuditEvent]], Iterator[str]]
+
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {
+    "csv": ExportFormat("text/csv; charset=utf-8", "csv", csv_lines),
+    "jsonl": ExportFormat("application/x-ndjson; charset=utf-8", "jsonl", jsonl_lines),
+}
+
+
+def _filters_for_record(filters: AuditFilters) -> dict[str, str]:
+    values = asdict(filters)
+    return {
+        k: (v.isoformat() if hasattr(v, "isoformat") else str(v or "")) for k, v in values.items()
+    }
+
+
+def audit_export(*, actor: Any, filters: AuditFilters, fmt: str) -> Iterator[str]:
+    """Record that ``actor`` exports the filtered log, and return the export's lines.
+
+    The end of the export is fixed before the event is recorded, so the export event is not
+    in it. ``fmt`` is a key of :data:`EXPORT_FORMATS`.
+    """
+    up_to = audit_latest_id()
+    audit_record(
+        actor=actor,
+        action=AuditAction.EXPORT,
+        outcome=AuditOutcome.SUCCESS,
+        target_type="audit_log",
+        target_id=fmt,
+        after={
+            "format": fmt,
+            "up_to_id": up_to,
+            "filters": {k: v for k, v in _filters_for_record(filters).items() if v},
+        },
+    )
+    return EXPORT_FORMATS[fmt].lines(audit_event_iter(filters, up_to_id=up_to))

@@ -75,29 +75,25 @@ def _search(qs: QuerySet[AuditEvent], text: str) -> QuerySet[AuditEvent]:
     return qs.filter(cond)
 
 
+# Filters that are one equality each: AuditFilters field → model field.
+_EXACT_FILTERS = ("action", "dps_instance", "target_type", "target_id", "outcome")
+
+
+def _actor_filter(actor: str) -> Q:
+    # A UPN (failed sign-ins have only that) or an Entra object id.
+    return Q(actor_upn=actor) if "@" in actor else Q(actor_oid=actor)
+
+
 def audit_event_queryset(filters: AuditFilters) -> QuerySet[AuditEvent]:
     """Return the events matching ``filters``, unordered."""
-    qs = AuditEvent.objects.all()
-    if filters.actor:
-        # A UPN (failed sign-ins have only that) or an Entra object id.
-        if "@" in filters.actor:
-            qs = qs.filter(actor_upn=filters.actor)
-        else:
-            qs = qs.filter(actor_oid=filters.actor)
-    if filters.action:
-        qs = qs.filter(action=filters.action)
-    if filters.dps_instance:
-        qs = qs.filter(dps_instance=filters.dps_instance)
-    if filters.target_type:
-        qs = qs.filter(target_type=filters.target_type)
-    if filters.target_id:
-        qs = qs.filter(target_id=filters.target_id)
-    if filters.outcome:
-        qs = qs.filter(outcome=filters.outcome)
+    exact = {name: getattr(filters, name) for name in _EXACT_FILTERS if getattr(filters, name)}
     if filters.since:
-        qs = qs.filter(time__gte=filters.since)
+        exact["time__gte"] = filters.since
     if filters.until:
-        qs = qs.filter(time__lt=filters.until)
+        exact["time__lt"] = filters.until
+    qs = AuditEvent.objects.filter(**exact)
+    if filters.actor:
+        qs = qs.filter(_actor_filter(filters.actor))
     if filters.q:
         qs = _search(qs, filters.q)
     return qs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import path
+from django.views.generic.base import RedirectView
 
 from audit import views
 
@@ -18,5 +19,10 @@ urlpatterns = [
     ),
     path("actors/<str:actor>/", views.actor_activity, name="actor_activity"),
     path("chart/", views.chart, name="chart"),
-    path("export.<str:fmt>", views.export, name="export"),
+    path("export/<str:fmt>/", views.export, name="export"),
+    # The exports' earlier address (APPEND_SLASH cannot map it).
+    path(
+        "export.<str:fmt>",
+        RedirectView.as_view(pattern_name="audit:export", permanent=True, query_string=True),
+    ),
 ]

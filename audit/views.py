@@ -1,12 +1,10 @@
-"""Audit pages for Portal.Admin and Portal.Auditor: list, event, histories, chart, exports.
+"""Audit pages (the ``audit.view`` permission): list, event, histories, chart, exports.
 
 Views are thin: the form validates GET parameters, selectors query, templates render.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +15,7 @@ from django.http import (
     HttpResponseBadRequest,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -24,7 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from audit.diff import json_diff
-from audit.exports import csv_lines, jsonl_lines
+from audit.exports import EXPORT_FORMATS, audit_export
 from audit.forms import KNOWN_TARGET_TYPES, AuditFilterForm
 from audit.links import target_history_url
 from audit.models import AuditAction, AuditEvent, AuditOutcome
@@ -33,19 +32,16 @@ from audit.selectors import (
     Cursor,
     audit_chart,
     audit_event_get,
-    audit_event_iter,
     audit_event_page,
-    audit_latest_id,
 )
-from audit.services import audit_record
-from authn.decorators import app_role_required
+from authn.backends import AUDIT_VIEW
+from authn.decorators import permission_required
 
-AUDIT_ROLES = ("Portal.Admin", "Portal.Auditor")
 _FILTER_KEYS = tuple(AuditFilterForm.base_fields)
 
 
 def _audit_view(view: Any) -> Any:
-    return require_GET(never_cache(app_role_required(*AUDIT_ROLES)(view)))
+    return require_GET(never_cache(permission_required(AUDIT_VIEW)(view)))
 
 
 def _filter_form(request: HttpRequest) -> tuple[AuditFilterForm, AuditFilters]:
@@ -71,13 +67,13 @@ def _page_context(request: HttpRequest, filters: AuditFilters) -> dict[str, Any]
     return {"page": page, "rows": _rows(page.events), "filter_query": _filter_query(request)}
 
 
-_OUTCOME_BADGES = {
+_OUTCOME_BADGES: dict[str, str] = {
     AuditOutcome.SUCCESS: "text-bg-success",
     AuditOutcome.DENIED: "text-bg-warning",
     AuditOutcome.FAILED: "text-bg-danger",
 }
 _ACTION_LABELS = dict(AuditAction.choices)
-_OUTCOME_LABELS = dict(AuditOutcome.choices)
+_OUTCOME_LABELS: dict[str, str] = dict(AuditOutcome.choices)
 
 
 def _rows(events: list[AuditEvent]) -> list[dict[str, Any]]:
@@ -293,42 +289,16 @@ def _chart_bars(data: Any) -> dict[str, Any]:
 # Exports
 #
 
-_EXPORT_FORMATS = {
-    "csv": ("text/csv; charset=utf-8", "csv", csv_lines),
-    "jsonl": ("application/x-ndjson; charset=utf-8", "jsonl", jsonl_lines),
-}
-
 
 @_audit_view
-def export(request: HttpRequest, fmt: str) -> HttpResponse:
-    if fmt not in _EXPORT_FORMATS:
+def export(request: HttpRequest, fmt: str) -> HttpResponseBase:
+    if fmt not in EXPORT_FORMATS:
         raise Http404("Unknown export format.")
-    content_type, extension, render_lines = _EXPORT_FORMATS[fmt]
     _form, filters = _filter_form(request)
-    # Fix the end of the export before recording it, so the export event is not in it.
-    up_to = audit_latest_id()
-    audit_record(
-        actor=request.user,
-        action=AuditAction.EXPORT,
-        outcome=AuditOutcome.SUCCESS,
-        target_type="audit_log",
-        target_id=fmt,
-        after={
-            "format": fmt,
-            "up_to_id": up_to,
-            "filters": {k: v for k, v in _filters_for_record(filters).items() if v},
-        },
-    )
-    lines: Iterator[str] = render_lines(audit_event_iter(filters, up_to_id=up_to))
-    response = StreamingHttpResponse(lines, content_type=content_type)
+    lines = audit_export(actor=request.user, filters=filters, fmt=fmt)
+    response = StreamingHttpResponse(lines, content_type=EXPORT_FORMATS[fmt].content_type)
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    extension = EXPORT_FORMATS[fmt].extension
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{extension}"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
-
-
-def _filters_for_record(filters: AuditFilters) -> dict[str, str]:
-    values = asdict(filters)
-    return {
-        k: (v.isoformat() if hasattr(v, "isoformat") else str(v or "")) for k, v in values.items()
-    }

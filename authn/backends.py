@@ -10,12 +10,17 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest
 
 from authn.permissions import Capability
+from authn.roles import AppRole
 from instances.models import DpsInstance
+
+# What a portal admin may do beyond others: see everyone's bulk jobs, manage DPS instances.
+PORTAL_ADMIN = "portal.admin"
+AUDIT_VIEW = "audit.view"
 
 # Portal-level permissions and the app roles that grant them.
 APP_ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "authn.manage_instances": frozenset({"Portal.Admin"}),
-    "audit.view": frozenset({"Portal.Admin", "Portal.Auditor"}),
+    PORTAL_ADMIN: frozenset({AppRole.ADMIN}),
+    AUDIT_VIEW: frozenset({AppRole.ADMIN, AppRole.AUDITOR}),
 }
 _CAPABILITY_NAMES = frozenset(c.value for c in Capability)
 

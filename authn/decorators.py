@@ -5,21 +5,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 
 from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
-from authn.backends import app_roles_of
+from authn.backends import APP_ROLE_PERMISSIONS, app_roles_of
 from authn.capabilities import capabilities_resolve
 from authn.permissions import Capability
+from authn.request import PortalRequest
 from instances.hosts import DpsHostError, dps_host_guard
 from instances.models import DpsInstance
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +93,18 @@ def capability_required(
     """Require a capability on the DPS instance named by the URL kwarg ``instance_kwarg``.
 
     Anonymous users are sent to sign in; a missing capability gives the 403 page and a
-    ``denied`` audit event; rights that could not be read give a 503 page and no event. The instance is available to the view as ``request.dps_instance``.
+    ``denied`` audit event; rights that could not be read give a 503 page and no event. The
+    instance is available to the view as ``request.dps_instance`` (see ``PortalRequest``).
     """
     cap = Capability(capability)
 
     def decorator(view: View) -> View:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             instance = get_object_or_404(DpsInstance, name=kwargs[instance_kwarg], enabled=True)
-            request.dps_instance = instance  # type: ignore[attr-defined]
+            cast(PortalRequest, request).dps_instance = instance
             refusal = instance_refusal(request, instance)
             if refusal is not None:
                 return refusal
@@ -123,12 +126,37 @@ def capability_required(
     return decorator
 
 
+def permission_required(permission: str) -> Callable[[View], View]:
+    """Require a portal permission (``portal.admin``, ``audit.view``) granted by app roles.
+
+    The check is ``user.has_perm`` (the Entra backend), as in the ``{% can %}`` tag.
+    """
+    roles = " or ".join(sorted(APP_ROLE_PERMISSIONS[permission]))
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not request.user.has_perm(permission):
+                return deny(
+                    request,
+                    reason=f"This page needs the {roles} role in the portal.",
+                    required=roles,
+                )
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
 def app_role_required(*roles: str) -> Callable[[View], View]:
     """Require one of the Entra app roles (Portal.Admin, Portal.Auditor)."""
 
     def decorator(view: View) -> View:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if not app_roles_of(request.user) & set(roles):

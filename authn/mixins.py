@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 
 from authn.decorators import app_role_required, capability_required
 
@@ -15,7 +16,7 @@ class CapabilityRequiredMixin:
     required_capability: str = ""
     instance_url_kwarg: str = "instance"
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not self.required_capability:
             raise NotImplementedError("set required_capability")
         check = capability_required(
@@ -29,5 +30,5 @@ class AppRoleRequiredMixin:
 
     required_roles: tuple[str, ...] = ()
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         return app_role_required(*self.required_roles)(super().dispatch)(request, *args, **kwargs)  # type: ignore[misc]

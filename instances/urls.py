@@ -12,5 +12,5 @@ from instances import views
 
 urlpatterns = [
     path("", views.instance_list, name="instance_list"),
-    path("<str:name>/toggle", views.instance_toggle, name="instance_toggle"),
+    path("<str:name>/toggle/", views.instance_toggle, name="instance_toggle"),
 ]

@@ -9,15 +9,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from authn.decorators import app_role_required
-from authn.roles import AppRole
+from authn.backends import PORTAL_ADMIN
+from authn.decorators import permission_required
 from instances.forms import DpsInstanceForm
 from instances.models import DpsInstance
 from instances.services import dps_instance_upsert
 
 
 @never_cache
-@app_role_required(AppRole.ADMIN)
+@permission_required(PORTAL_ADMIN)
 def instance_list(request: HttpRequest) -> HttpResponse:
     """List the registered DPS instances and register a new one."""
     form = DpsInstanceForm(request.POST or None)
@@ -39,7 +39,7 @@ def instance_list(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @require_POST
-@app_role_required(AppRole.ADMIN)
+@permission_required(PORTAL_ADMIN)
 def instance_toggle(request: HttpRequest, name: str) -> HttpResponse:
     """Enable or disable an instance."""
     instance = get_object_or_404(DpsInstance, name=name)

@@ -15,18 +15,18 @@ def home(request: HttpRequest) -> HttpResponse:
     """Show the landing page, or the user's DPS instances and what the user may do on each."""
     if not request.user.is_authenticated:
         return render(request, "portal/home.html", {"instances": []})
-    rows = [
-        {"instance": instance, "caps": capabilities_resolve(request.user, instance)}
+    caps = {
+        instance: capabilities_resolve(request.user, instance)
         for instance in DpsInstance.objects.filter(enabled=True)
-    ]
+    }
     # Instances the user can reach first; the others are listed so nothing looks missing.
-    rows.sort(key=lambda r: (len(r["caps"]) == 0, r["instance"].name))
+    order = sorted(caps, key=lambda instance: (len(caps[instance]) == 0, instance.name))
     return render(
         request,
         "portal/home.html",
         {
-            "instances": rows,
-            "lookup_failed": any(r["caps"].error for r in rows),
-            "arm_unreachable": any(r["caps"].unreachable for r in rows),
+            "instances": [{"instance": instance, "caps": caps[instance]} for instance in order],
+            "lookup_failed": any(c.error for c in caps.values()),
+            "arm_unreachable": any(c.unreachable for c in caps.values()),
         },
     )

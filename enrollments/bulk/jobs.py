@@ -150,12 +150,9 @@ def job_cancel(*, job: BulkJob, actor: Any) -> None:
 
 
 def _is_admin(user: Any) -> bool:
-    try:
-        from authn.backends import app_roles_of
+    from authn.backends import PORTAL_ADMIN
 
-        return "Portal.Admin" in app_roles_of(user)
-    except Exception:  # noqa: BLE001 - no roles known means not an admin
-        return False
+    return bool(user.has_perm(PORTAL_ADMIN))
 
 
 def jobs_resume_for_user(user: Any) -> int:

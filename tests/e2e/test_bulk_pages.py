@@ -55,7 +55,7 @@ def test_import_preview_confirm_in_the_browser(
     source = tmp_path / "devices.csv"
     source.write_text("\r\n".join(lines) + "\r\n")
 
-    page.goto(f"{portal}/dps/{INSTANCE}/bulk/import")
+    page.goto(f"{portal}/dps/{INSTANCE}/bulk/import/")
     page.screenshot(path="/tmp/bulk-import.png", full_page=True)
     page.get_by_test_id("import-file").set_input_files(str(source))
     page.get_by_test_id("import-submit").click()
@@ -87,7 +87,7 @@ def test_import_preview_confirm_in_the_browser(
     page.goto(f"{portal}/dps/{INSTANCE}/bulk/jobs/")
     assert page.get_by_test_id(f"job-row-{job.pk}").is_visible()
     page.screenshot(path="/tmp/bulk-jobs.png", full_page=True)
-    page.goto(f"{portal}/dps/{INSTANCE}/bulk/export")
+    page.goto(f"{portal}/dps/{INSTANCE}/bulk/export/")
     page.screenshot(path="/tmp/bulk-export.png", full_page=True)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED_WITH_ERRORS

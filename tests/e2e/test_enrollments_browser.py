@@ -165,7 +165,7 @@ def test_conflict_page_in_the_browser(page: Any, portal: str, owner: DpsClient) 
     record = _seed(owner, "conflict")
     rid = record.registration_id
     _sign_in(page, portal, *DANA)
-    page.goto(f"{portal}/dps/{INSTANCE}/enrollments/{rid}/edit")
+    page.goto(f"{portal}/dps/{INSTANCE}/enrollments/{rid}/edit/")
     behind = owner.enrollment_get(rid)
     behind.attestation = owner.enrollment_attestation_mechanism(rid)
     behind.registration_state = None

@@ -54,7 +54,7 @@ def test_csv_neutralises_every_hostile_cell(
             target_id=value,
             message=value,
         )
-    response = auditor_client.get("/audit/export.csv", {"action": "signin_failed"})
+    response = auditor_client.get("/audit/export/csv/", {"action": "signin_failed"})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
     assert "attachment;" in response["Content-Disposition"]
@@ -77,7 +77,7 @@ def test_csv_json_cells_and_negative_numbers_are_neutralised(
     record(after={"delta": -5}, message="-5")
     rows = list(
         csv.DictReader(
-            io.StringIO(body_of(auditor_client.get("/audit/export.csv")).lstrip("\ufeff"))
+            io.StringIO(body_of(auditor_client.get("/audit/export/csv/")).lstrip("\ufeff"))
         )
     )
     event_row = next(r for r in rows if r["action"] == "enrollment_update")
@@ -92,7 +92,7 @@ def test_jsonl_keeps_values_exact_one_object_per_line(
         record(actor=admin, dps_instance="dps-a", target_id=HOSTILE["="], after={"k": i})
         for i in range(3)
     ]
-    response = auditor_client.get("/audit/export.jsonl", {"dps_instance": "dps-a"})
+    response = auditor_client.get("/audit/export/jsonl/", {"dps_instance": "dps-a"})
     assert response["Content-Type"].startswith("application/x-ndjson")
     lines = body_of(response).splitlines()
     objects = [json.loads(line) for line in lines]
@@ -107,7 +107,7 @@ def test_export_applies_filters(
 ) -> None:
     record(actor=admin, outcome=AuditOutcome.DENIED)
     record(actor=auditor)
-    lines = body_of(auditor_client.get("/audit/export.jsonl", {"outcome": "denied"})).splitlines()
+    lines = body_of(auditor_client.get("/audit/export/jsonl/", {"outcome": "denied"})).splitlines()
     assert [json.loads(line)["actor_upn"] for line in lines] == ["ada@contoso.example"]
 
 
@@ -115,7 +115,7 @@ def test_export_is_audited_and_excludes_itself(
     auditor_client: Client, record: Any, admin: Any
 ) -> None:
     record(actor=admin, dps_instance="dps-a")
-    response = auditor_client.get("/audit/export.csv", {"dps_instance": "dps-a", "q": "ada"})
+    response = auditor_client.get("/audit/export/csv/", {"dps_instance": "dps-a", "q": "ada"})
     event = AuditEvent.objects.filter(action=AuditAction.EXPORT).get()
     assert (event.actor_upn, event.outcome, event.target_type, event.target_id) == (
         "audrey@contoso.example",
@@ -126,7 +126,7 @@ def test_export_is_audited_and_excludes_itself(
     assert event.after["filters"] == {"dps_instance": "dps-a", "q": "ada"}
     # Unfiltered export written after: holds the first export's event but not its own.
     body_of(response)
-    second = auditor_client.get("/audit/export.jsonl")
+    second = auditor_client.get("/audit/export/jsonl/")
     ids = [json.loads(line)["id"] for line in body_of(second).splitlines()]
     newest_export = AuditEvent.objects.filter(action=AuditAction.EXPORT).latest("id")
     assert event.pk in ids
@@ -158,7 +158,7 @@ def test_export_streams_lazily_in_chunks(
 
     monkeypatch.setattr(QuerySet, "iterator", spy_iterator)
     monkeypatch.setattr(exports, "event_record", spy_record)
-    response = auditor_client.get("/audit/export.csv")
+    response = auditor_client.get("/audit/export/csv/")
     assert response.streaming
     assert chunk_sizes == [2000]
     assert rendered == []  # the view returned before reading a single row

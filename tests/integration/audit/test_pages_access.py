@@ -22,8 +22,8 @@ def _urls(event_id: int) -> list[str]:
         "/audit/targets/?target_type=view&target_id=/a/b/",
         "/audit/actors/oid-ada/",
         "/audit/chart/",
-        "/audit/export.csv",
-        "/audit/export.jsonl",
+        "/audit/export/csv/",
+        "/audit/export/jsonl/",
     ]
 
 
@@ -37,7 +37,7 @@ def test_anonymous_is_sent_to_sign_in(event: Any) -> None:
     for url in _urls(event.pk):
         response = client.get(url)
         assert response.status_code == 302, url
-        assert response["Location"].startswith("/auth/login?next="), url
+        assert response["Location"].startswith("/auth/login/?next="), url
 
 
 def test_user_without_audit_role_gets_403_and_a_denied_event(operator: Any, event: Any) -> None:
@@ -71,7 +71,7 @@ def test_admin_and_auditor_may_open_every_page(
 
 def test_pages_are_get_only(auditor_client: Client) -> None:
     assert auditor_client.post("/audit/").status_code == 405
-    assert auditor_client.post("/audit/export.csv").status_code == 405
+    assert auditor_client.post("/audit/export/csv/").status_code == 405
 
 
 def test_navbar_links_the_audit_log_only_for_audit_roles(auditor: Any, operator: Any) -> None:
@@ -82,4 +82,4 @@ def test_navbar_links_the_audit_log_only_for_audit_roles(auditor: Any, operator:
 
 def test_unknown_event_and_export_format_are_404(auditor_client: Client) -> None:
     assert auditor_client.get("/audit/events/999999/").status_code == 404
-    assert auditor_client.get("/audit/export.xlsx").status_code == 404
+    assert auditor_client.get("/audit/export/xlsx/").status_code == 404

@@ -156,13 +156,13 @@ def test_scenario_writes_each_kind_of_event_and_no_secret(
     ada_flow = _new_client(entra_signin)
     assert ada_flow(*ADA).status_code == 302
     secrets.add(ada_flow.client.cookies["sessionid"].value)
-    assert ada_flow.client.post(f"/auth/instances/{INSTANCE}/toggle").status_code == 302
-    assert ada_flow.client.post(f"/auth/instances/{INSTANCE}/toggle").status_code == 302
-    export = ada_flow.client.get("/audit/export.jsonl")
+    assert ada_flow.client.post(f"/auth/instances/{INSTANCE}/toggle/").status_code == 302
+    assert ada_flow.client.post(f"/auth/instances/{INSTANCE}/toggle/").status_code == 302
+    export = ada_flow.client.get("/audit/export/jsonl/")
     exported = b"".join(export.streaming_content).decode()
     ada = AuditEvent.objects.filter(action=AuditAction.SIGNIN).latest("id").actor
     secrets |= _token_cache_secrets(ada)
-    assert ada_flow.client.post("/auth/logout").status_code == 302
+    assert ada_flow.client.post("/auth/logout/").status_code == 302
 
     # 5. Dana's refresh token expires: the next page asks her to sign in again.
     secrets |= _token_cache_secrets(dana)

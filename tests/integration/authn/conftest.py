@@ -59,7 +59,7 @@ class EntraSignin:
         self.browser = browser
 
     def start(self, next_url: str = "/") -> str:
-        response = self.client.get("/auth/login", {"next": next_url})
+        response = self.client.get("/auth/login/", {"next": next_url})
         assert response.status_code == 302, response.content[:500]
         return str(response["Location"])
 

@@ -218,7 +218,7 @@ def test_capability_required_allows_denies_and_audits(
 def test_anonymous_is_sent_to_sign_in(client: Any, instances: Any) -> None:
     response = client.get("/t/dps-lab/write")
     assert response.status_code == 302
-    assert response["Location"] == "/auth/login?next=/t/dps-lab/write"
+    assert response["Location"] == "/auth/login/?next=/t/dps-lab/write"
 
 
 @pytest.mark.urls(__name__)
@@ -265,13 +265,13 @@ def test_refresh_my_permissions(client: Any, user: Any, instances: Any, fake_arm
     client.get("/")
     assert len(fake_arm.calls) == 2
     fake_arm.blocks[instances[0].resource_id] = CONTRIBUTOR
-    response = client.post("/auth/permissions/refresh", {"next": "/?x=1"})
+    response = client.post("/auth/permissions/refresh/", {"next": "/?x=1"})
     assert response["Location"] == "/?x=1"
     html = client.get("/").content.decode()
     assert len(fake_arm.calls) == 4
     assert html.count('data-testid="capability-enrollments-write"') == 2
     assert (
-        client.post("/auth/permissions/refresh", {"next": "https://evil.example"})["Location"]
+        client.post("/auth/permissions/refresh/", {"next": "https://evil.example"})["Location"]
         == "/"
     )
 

@@ -91,7 +91,7 @@ def test_admin_registers_and_disables_an_instance(client: Any, admin: Any) -> No
     assert response.status_code == 302
     created = AuditEvent.objects.get(action=AuditAction.INSTANCE_CREATE)
     assert (created.actor_upn, created.target_id) == ("ada@example.test", "dps-new")
-    client.post("/auth/instances/dps-new/toggle")
+    client.post("/auth/instances/dps-new/toggle/")
     assert DpsInstance.objects.get(name="dps-new").enabled is False
     changed = AuditEvent.objects.get(action=AuditAction.INSTANCE_UPDATE)
     assert (changed.before["enabled"], changed.after["enabled"]) == (True, False)
@@ -120,4 +120,4 @@ def test_non_admin_is_denied_and_audited(client: Any, django_user_model: Any) ->
 
 def test_anonymous_is_sent_to_sign_in(client: Any) -> None:
     response = client.get("/auth/instances/")
-    assert response["Location"].startswith("/auth/login?next=")
+    assert response["Location"].startswith("/auth/login/?next=")

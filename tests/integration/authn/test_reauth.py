@@ -32,7 +32,7 @@ def _assert_reauth_prompt(response: Any) -> str:
     start = body.index('data-testid="reauth-signin"')
     href = body.rfind('href="', 0, start)
     login_url = body[href + 6 : body.index('"', href + 6)].replace("&amp;", "&")
-    assert urlsplit(login_url).path == "/auth/login"
+    assert urlsplit(login_url).path == "/auth/login/"
     assert parse_qs(urlsplit(login_url).query)["next"] == [PAGE]
     event = AuditEvent.objects.filter(action=AuditAction.REAUTH).latest("id")
     assert (event.actor_upn, event.outcome) == (DANA[0], AuditOutcome.FAILED)
@@ -82,4 +82,4 @@ def test_htmx_requests_get_a_redirect_header(
     entra_control.expire_refresh_tokens(DANA[0])
     response = entra_signin.client.get(PAGE, HTTP_HX_REQUEST="true")
     assert response.status_code == 401
-    assert response["HX-Redirect"].startswith("/auth/login?next=")
+    assert response["HX-Redirect"].startswith("/auth/login/?next=")

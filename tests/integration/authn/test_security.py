@@ -43,7 +43,7 @@ def test_security_headers_and_no_cache_on_auth_views(entra_signin: Any) -> None:
     assert home["X-Content-Type-Options"] == "nosniff"
     assert home["Referrer-Policy"] == "same-origin"
     assert home["X-Frame-Options"] == "DENY"
-    login = entra_signin.client.get("/auth/login")
+    login = entra_signin.client.get("/auth/login/")
     assert "no-store" in login["Cache-Control"]
     assert "no-store" in home["Cache-Control"]
 
@@ -55,7 +55,7 @@ def test_templates_need_no_inline_script_or_style(entra_signin: Any) -> None:
     entra_signin(*DANA)
     pages = [
         entra_signin.client.get("/").content.decode(),
-        entra_signin.client.get("/auth/login?x").content.decode(),
+        entra_signin.client.get("/auth/login/?x").content.decode(),
     ]
     for html in pages:
         assert "<style" not in html
@@ -126,7 +126,7 @@ def test_form_action_allows_only_the_portal_and_the_entra_authority(
     assert _directive(home["Content-Security-Policy"], "form-action") == ["'self'", origin]
     # The sign-out POST is answered with a redirect to the authority: the one origin it needs.
     entra_signin(*DANA)
-    out = entra_signin.client.post("/auth/logout")
+    out = entra_signin.client.post("/auth/logout/")
     assert out.status_code == 302
     assert out["Location"].startswith(origin + "/")
     settings.ENTRA_AUTHORITY = None

@@ -149,7 +149,7 @@ def test_foreign_state_from_another_browser_is_refused(entra_signin: Any) -> Non
     auth_uri = entra_signin.start()
     callback = entra_signin.callback_path(entra_signin.submit_credentials(auth_uri, *DANA))
     victim = Client(SERVER_NAME="localhost")
-    victim.get("/auth/login")  # the victim has a pending sign-in of its own
+    victim.get("/auth/login/")  # the victim has a pending sign-in of its own
     assert victim.get(callback).status_code == 400
     assert not _signed_in(victim)
 
@@ -180,7 +180,7 @@ def _closed_port() -> int:
 def test_emulator_down_at_signin_start(entra_signin: Any, settings: Any) -> None:
     """Entra unreachable: a clear 503 page, no stack trace, audited as signin_failed."""
     settings.ENTRA_AUTHORITY = f"https://127.0.0.1:{_closed_port()}/{settings.ENTRA_TENANT_ID}"
-    response = entra_signin.client.get("/auth/login")
+    response = entra_signin.client.get("/auth/login/")
     assert response.status_code == 503
     body = response.content.decode()
     assert "cannot be reached" in body
@@ -212,8 +212,8 @@ def test_signout_flushes_session_deletes_tokens_and_goes_through_entra(
     entra_signin(*DANA)
     user_id = int(entra_signin.client.session["_auth_user_id"])
     assert UserTokenCache.objects.filter(user_id=user_id).exists()
-    assert entra_signin.client.get("/auth/logout").status_code == 405  # POST only
-    response = entra_signin.client.post("/auth/logout")
+    assert entra_signin.client.get("/auth/logout/").status_code == 405  # POST only
+    response = entra_signin.client.post("/auth/logout/")
     assert response.status_code == 302
     target = urlsplit(response["Location"])
     assert f"{target.scheme}://{target.netloc}{target.path}" == (
@@ -232,5 +232,5 @@ def test_logout_requires_csrf_token(entra_signin: Any) -> None:
     entra_signin(*DANA)
     strict = Client(SERVER_NAME="localhost", enforce_csrf_checks=True)
     strict.cookies = entra_signin.client.cookies
-    assert strict.post("/auth/logout").status_code == 403
+    assert strict.post("/auth/logout/").status_code == 403
     assert _signed_in(entra_signin.client)

@@ -61,7 +61,7 @@ def test_refresh_in_flight_does_not_write_the_cache_back_after_sign_out(
     def factory(cache: Any) -> Any:
         # The broker reaches for Entra (no DPS token cached yet): the user signs out meanwhile.
         if not signed_out:
-            assert entra_signin.client.post("/auth/logout").status_code == 302
+            assert entra_signin.client.post("/auth/logout/").status_code == 302
             signed_out.append(1)
         return build_app(cache)
 
@@ -94,7 +94,7 @@ def test_refresh_in_flight_does_not_overwrite_a_sign_in_after_a_sign_out(
 
     def factory(cache: Any) -> Any:
         if not stored:
-            assert entra_signin.client.post("/auth/logout").status_code == 302
+            assert entra_signin.client.post("/auth/logout/").status_code == 302
             assert entra_signin(*DANA).status_code == 302
             stored.append(_blob(dana))
         return build_app(cache)

@@ -137,7 +137,7 @@ def test_tokens_never_reach_logs_audit_rows_sessions_or_pages(
         ):
             secrets.update(e["secret"] for e in cache.search(kind))
     assert len(secrets) >= 5  # portal-API AT, DPS AT, ARM AT, refresh tokens, ID token
-    entra_signin.client.post("/auth/logout")
+    entra_signin.client.post("/auth/logout/")
 
     audit_rows = json.dumps([list(r) for r in AuditEvent.objects.values_list()], default=str)
     sessions = " ".join(s.session_data + json.dumps(s.get_decoded()) for s in Session.objects.all())

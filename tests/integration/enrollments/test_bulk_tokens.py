@@ -63,13 +63,13 @@ def _confirmed_import(client: Client, prefix: str, n: int = 3) -> BulkJob:
     """Upload, preview and confirm an import of ``n`` new enrollments; return the running job."""
     lines = [f"create,{prefix}-{i},symmetricKey,{KEY},enabled," for i in range(n)]
     upload = SimpleUploadedFile("in.csv", ("\r\n".join([HEADER, *lines]) + "\r\n").encode())
-    response = client.post(f"{BASE}/import", {"file": upload, "default_operation": "upsert"})
+    response = client.post(f"{BASE}/import/", {"file": upload, "default_operation": "upsert"})
     assert response.status_code == 302, response.content[:800]
     job = BulkJob.objects.get(pk=int(response["Location"].rstrip("/").rsplit("/", 1)[1]))
     workflow.job_prepare(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.AWAITING_CONFIRMATION, job.error
-    assert client.post(f"{BASE}/jobs/{job.pk}/confirm").status_code == 302
+    assert client.post(f"{BASE}/jobs/{job.pk}/confirm/").status_code == 302
     job.refresh_from_db()
     assert job.state == JobState.RUNNING
     return job

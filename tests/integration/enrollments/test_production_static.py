@@ -91,7 +91,7 @@ def _production_static(settings: Any, root: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/", f"/dps/{INSTANCE}/enrollments/", f"/dps/{INSTANCE}/enrollments/new"]
+    "path", ["/", f"/dps/{INSTANCE}/enrollments/", f"/dps/{INSTANCE}/enrollments/new/"]
 )
 def test_pages_render_with_debug_off_and_the_manifest(
     collected: Path, signed_in: Any, settings: Any, path: str

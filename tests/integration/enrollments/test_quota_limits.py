@@ -94,13 +94,13 @@ def test_create_over_the_limit_says_the_instance_is_full(
     """The form comes back with DPS's limit in words; no role hint, permissions kept."""
     _fill(seed, group=kind == "groups")
     dana = signed_in("dana")
-    page = dana.get(f"{BASE}/{kind}/new")
+    page = dana.get(f"{BASE}/{kind}/new/")
     assert page.status_code == 200  # the capabilities are cached now
     user = page.wsgi_request.user
     instance = DpsInstance.objects.get(name=INSTANCE)
     assert cache.get(_cache_key(user, instance)) is not None
     response = dana.post(
-        f"{BASE}/{kind}/new", {**form, "key_mode": "generate", "provisioning_status": "enabled"}
+        f"{BASE}/{kind}/new/", {**form, "key_mode": "generate", "provisioning_status": "enabled"}
     )
     assert response.status_code == 409, response.content[:800]
     errors = response.context["form"].non_field_errors()

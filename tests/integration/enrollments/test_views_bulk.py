@@ -63,36 +63,36 @@ def _denied_events(path: str) -> int:
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("get", "/import"),
-        ("get", "/format"),
-        ("get", "/export"),
-        ("post", "/delete-selected"),
-        ("get", "/groups/g1/delete-registrations"),
+        ("get", "/import/"),
+        ("get", "/format/"),
+        ("get", "/export/"),
+        ("post", "/delete-selected/"),
+        ("get", "/groups/g1/delete-registrations/"),
         ("get", "/jobs/"),
         ("get", "/jobs/1/"),
-        ("get", "/jobs/1/progress"),
-        ("post", "/jobs/1/confirm"),
-        ("post", "/jobs/1/cancel"),
-        ("get", "/jobs/1/report.csv"),
-        ("get", "/jobs/1/download"),
+        ("get", "/jobs/1/progress/"),
+        ("post", "/jobs/1/confirm/"),
+        ("post", "/jobs/1/cancel/"),
+        ("get", "/jobs/1/report/"),
+        ("get", "/jobs/1/download/"),
     ],
 )
 def test_anonymous_is_sent_to_sign_in(signed_in: Any, method: str, path: str) -> None:
     """Every bulk page redirects an anonymous visitor to the sign-in page."""
     response = getattr(signed_in("anonymous"), method)(BASE + path)
     assert response.status_code == 302
-    assert response["Location"].startswith("/auth/login")
+    assert response["Location"].startswith("/auth/login/")
 
 
 @pytest.mark.parametrize(
     ("persona", "method", "path", "data"),
     [
-        ("reggie", "get", "/import", None),  # reader: no write
-        ("kim", "post", "/import", {}),  # reveal but no write
-        ("reggie", "post", "/delete-selected", {"selected": "x"}),
-        ("reggie", "post", "/groups/g1/delete-registrations", {}),
+        ("reggie", "get", "/import/", None),  # reader: no write
+        ("kim", "post", "/import/", {}),  # reveal but no write
+        ("reggie", "post", "/delete-selected/", {"selected": "x"}),
+        ("reggie", "post", "/groups/g1/delete-registrations/", {}),
         ("nora", "get", "/jobs/", None),  # no role at all
-        ("nora", "get", "/export", None),
+        ("nora", "get", "/export/", None),
     ],
 )
 def test_missing_capability_is_403_and_audited(
@@ -111,13 +111,13 @@ def test_missing_capability_is_403_and_audited(
 def test_export_with_keys_needs_reveal(signed_in: Any) -> None:
     """A reader may export without keys; asking for keys is refused; the box is not offered."""
     reggie = signed_in("reggie")
-    page = reggie.get(f"{BASE}/export")
+    page = reggie.get(f"{BASE}/export/")
     assert page.status_code == 200
     assert b'data-testid="include-keys"' not in page.content
     assert b'data-testid="keys-unavailable"' in page.content
-    assert reggie.post(f"{BASE}/export", {"include_keys": "on"}).status_code == 403
+    assert reggie.post(f"{BASE}/export/", {"include_keys": "on"}).status_code == 403
     assert not BulkJob.objects.exists()
-    job = _job(reggie.post(f"{BASE}/export", {}))
+    job = _job(reggie.post(f"{BASE}/export/", {}))
     assert (job.kind, job.options["include_keys"]) == (JobKind.EXPORT, False)
 
 
@@ -126,7 +126,7 @@ def test_post_without_csrf_token_is_refused(signed_in: Any) -> None:
     dana = signed_in("dana")
     strict = Client(SERVER_NAME="localhost", enforce_csrf_checks=True)
     strict.cookies = dana.cookies
-    response = strict.post(f"{BASE}/import", {"file": _upload(["create,x,symmetricKey,,,"])})
+    response = strict.post(f"{BASE}/import/", {"file": _upload(["create,x,symmetricKey,,,"])})
     assert response.status_code == 403
     assert not BulkJob.objects.exists()
 
@@ -134,10 +134,10 @@ def test_post_without_csrf_token_is_refused(signed_in: Any) -> None:
 def test_someone_elses_job_is_403_but_an_admin_sees_it(signed_in: Any) -> None:
     """Jobs are their owner's; Portal.Admin sees and lists everyone's."""
     dana = signed_in("dana")
-    job = _job(dana.post(f"{BASE}/export", {}))
+    job = _job(dana.post(f"{BASE}/export/", {}))
     reggie = signed_in("reggie")
     assert reggie.get(f"{BASE}/jobs/{job.pk}/").status_code == 403
-    assert reggie.post(f"{BASE}/jobs/{job.pk}/cancel").status_code == 403
+    assert reggie.post(f"{BASE}/jobs/{job.pk}/cancel/").status_code == 403
     listed = reggie.get(f"{BASE}/jobs/?everyone=on")
     assert f'data-testid="job-row-{job.pk}"' not in listed.content.decode()
     ada = signed_in("ada")
@@ -147,7 +147,7 @@ def test_someone_elses_job_is_403_but_an_admin_sees_it(signed_in: Any) -> None:
     )
     assert f'data-testid="job-row-{job.pk}"' not in ada.get(f"{BASE}/jobs/").content.decode()
     # An admin may cancel, but only the owner downloads.
-    assert ada.post(f"{BASE}/jobs/{job.pk}/cancel").status_code == 302
+    assert ada.post(f"{BASE}/jobs/{job.pk}/cancel/").status_code == 302
     job.refresh_from_db()
     assert job.state == JobState.CANCELLED
 
@@ -159,7 +159,7 @@ def test_someone_elses_job_is_403_but_an_admin_sees_it(signed_in: Any) -> None:
 
 def test_import_page_offers_template_example_and_help(signed_in: Any) -> None:
     """The import page has the upload form, both downloads and the format help."""
-    html = signed_in("dana").get(f"{BASE}/import").content.decode()
+    html = signed_in("dana").get(f"{BASE}/import/").content.decode()
     for testid in (
         "import-form",
         "import-file",
@@ -172,7 +172,7 @@ def test_import_page_offers_template_example_and_help(signed_in: Any) -> None:
     assert "/static/csv/example.csv" in html
     assert " style=" not in html
     assert "<script>" not in html
-    reference = signed_in("dana").get(f"{BASE}/format")
+    reference = signed_in("dana").get(f"{BASE}/format/")
     assert reference["Content-Type"].startswith("text/plain")
     assert b"registrationId" in reference.content
 
@@ -186,7 +186,7 @@ def test_import_preview_confirm_results_and_report(
     dana = signed_in("dana")
     with django_capture_on_commit_callbacks() as queued:
         response = dana.post(
-            f"{BASE}/import",
+            f"{BASE}/import/",
             {
                 "file": _upload(
                     [
@@ -233,29 +233,29 @@ def test_import_preview_confirm_results_and_report(
     assert b'data-testid="row-table"' in fragment.content
 
     reggie = signed_in("reggie")
-    assert reggie.post(f"{BASE}/jobs/{job.pk}/confirm").status_code == 403
+    assert reggie.post(f"{BASE}/jobs/{job.pk}/confirm/").status_code == 403
     with django_capture_on_commit_callbacks() as queued:
-        assert dana.post(f"{BASE}/jobs/{job.pk}/confirm").status_code == 302
+        assert dana.post(f"{BASE}/jobs/{job.pk}/confirm/").status_code == 302
     assert len(queued) == 1
     job.refresh_from_db()
     assert job.state == JobState.RUNNING
-    progress = dana.get(f"{BASE}/jobs/{job.pk}/progress?seen=running", HTTP_HX_REQUEST="true")
+    progress = dana.get(f"{BASE}/jobs/{job.pk}/progress/?seen=running", HTTP_HX_REQUEST="true")
     assert b'data-testid="progress-bar"' in progress.content
     assert "HX-Refresh" not in progress
     workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED_WITH_ERRORS
     assert (job.count_done, job.count_invalid) == (2, 2)
-    moved = dana.get(f"{BASE}/jobs/{job.pk}/progress?seen=running", HTTP_HX_REQUEST="true")
+    moved = dana.get(f"{BASE}/jobs/{job.pk}/progress/?seen=running", HTTP_HX_REQUEST="true")
     assert moved["HX-Refresh"] == "true"
     assert owner_client.enrollment_get(f"{p}-upd").provisioning_status == "disabled"
     done = dana.get(f"{BASE}/jobs/{job.pk}/", {"status": "done"})
     assert {i["row"].registration_id for i in done.context["row_items"]} == {f"{p}-new", f"{p}-upd"}
     # A second confirm is refused politely.
-    again = dana.post(f"{BASE}/jobs/{job.pk}/confirm", follow=True)
+    again = dana.post(f"{BASE}/jobs/{job.pk}/confirm/", follow=True)
     assert "not waiting for confirmation" in again.content.decode()
 
-    report = dana.get(f"{BASE}/jobs/{job.pk}/report.csv")
+    report = dana.get(f"{BASE}/jobs/{job.pk}/report/")
     assert report["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(b"".join(report.streaming_content).decode())))
     by_line = {r["line"]: r for r in rows}
@@ -270,10 +270,10 @@ def test_import_preview_confirm_results_and_report(
 def test_upload_errors_are_shown_on_the_form(signed_in: Any, settings: Any) -> None:
     """An empty or oversized file is refused on the form; no job is created."""
     dana = signed_in("dana")
-    empty = dana.post(f"{BASE}/import", {"file": SimpleUploadedFile("e.csv", b"")})
+    empty = dana.post(f"{BASE}/import/", {"file": SimpleUploadedFile("e.csv", b"")})
     assert empty.status_code == 400
     settings.BULK_UPLOAD_MAX_BYTES = 10
-    big = dana.post(f"{BASE}/import", {"file": _upload(["create,x,symmetricKey,,,"])})
+    big = dana.post(f"{BASE}/import/", {"file": _upload(["create,x,symmetricKey,,,"])})
     assert big.status_code == 400
     assert "larger than the limit" in big.content.decode()
     assert not BulkJob.objects.exists()
@@ -284,7 +284,7 @@ def test_bad_file_fails_the_job_with_one_sentence(signed_in: Any) -> None:
     dana = signed_in("dana")
     job = _job(
         dana.post(
-            f"{BASE}/import", {"file": SimpleUploadedFile("x.csv", b"\x00\x01\x02PK\x03\x04")}
+            f"{BASE}/import/", {"file": SimpleUploadedFile("x.csv", b"\x00\x01\x02PK\x03\x04")}
         )
     )
     workflow.job_prepare(job.pk)
@@ -304,15 +304,15 @@ def test_export_with_keys_downloads_and_is_audited(signed_in: Any, seed: Any) ->
     rid = f"x{uuid.uuid4().hex[:6]}"
     seed.enrollment(rid)
     dana = signed_in("dana")
-    assert b'data-testid="include-keys"' in dana.get(f"{BASE}/export").content
-    job = _job(dana.post(f"{BASE}/export", {"include_keys": "on"}))
-    assert dana.get(f"{BASE}/jobs/{job.pk}/download").status_code == 404  # not done yet
+    assert b'data-testid="include-keys"' in dana.get(f"{BASE}/export/").content
+    job = _job(dana.post(f"{BASE}/export/", {"include_keys": "on"}))
+    assert dana.get(f"{BASE}/jobs/{job.pk}/download/").status_code == 404  # not done yet
     workflow.job_prepare(job.pk)
     workflow.job_execute(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.COMPLETED, job.error
     assert b'data-testid="download-export"' in dana.get(f"{BASE}/jobs/{job.pk}/").content
-    response = dana.get(f"{BASE}/jobs/{job.pk}/download")
+    response = dana.get(f"{BASE}/jobs/{job.pk}/download/")
     assert response.status_code == 200
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     mine = next(r for r in rows if r["registrationId"] == rid)
@@ -320,7 +320,7 @@ def test_export_with_keys_downloads_and_is_audited(signed_in: Any, seed: Any) ->
     assert AuditEvent.objects.filter(
         action=AuditAction.EXPORT, target_id=str(job.pk), message__contains="with keys"
     ).exists()
-    assert signed_in("ada").get(f"{BASE}/jobs/{job.pk}/download").status_code == 403
+    assert signed_in("ada").get(f"{BASE}/jobs/{job.pk}/download/").status_code == 403
 
 
 def test_delete_selected_confirms_then_deletes(
@@ -332,7 +332,7 @@ def test_delete_selected_confirms_then_deletes(
     keep = seed.enrollment(f"{p}-keep").registration_id
     dana = signed_in("dana")
     first = dana.post(
-        f"{BASE}/delete-selected",
+        f"{BASE}/delete-selected/",
         {"selected": [f"{ids[0]}|etag1", ids[1]], "registration_ids": ids[2]},
     )
     assert first.status_code == 200
@@ -341,7 +341,7 @@ def test_delete_selected_confirms_then_deletes(
     assert keep not in html
     assert 'data-testid="confirm-delete-button"' in html
     assert not BulkJob.objects.exists()
-    job = _job(dana.post(f"{BASE}/delete-selected", {"registration_ids": ids, "confirm": "yes"}))
+    job = _job(dana.post(f"{BASE}/delete-selected/", {"registration_ids": ids, "confirm": "yes"}))
     assert job.kind == JobKind.DELETE_SELECTED
     assert job.total_rows == 0
     workflow.job_prepare(job.pk)
@@ -352,7 +352,7 @@ def test_delete_selected_confirms_then_deletes(
         with pytest.raises(DpsNotFound):
             owner_client.enrollment_get(rid)
     assert owner_client.enrollment_get(keep)
-    nothing = dana.post(f"{BASE}/delete-selected", {"confirm": "yes"})
+    nothing = dana.post(f"{BASE}/delete-selected/", {"confirm": "yes"})
     assert nothing.status_code == 400
     assert "Select at least one" in nothing.content.decode()
 
@@ -365,9 +365,9 @@ def test_group_registrations_delete_lists_then_waits_for_confirmation(
     for i in range(2):
         seed.registration(f"{group}-dev{i}", group)
     dana = signed_in("dana")
-    page = dana.get(f"{BASE}/groups/{group}/delete-registrations")
+    page = dana.get(f"{BASE}/groups/{group}/delete-registrations/")
     assert b'data-testid="list-registrations-button"' in page.content
-    job = _job(dana.post(f"{BASE}/groups/{group}/delete-registrations"))
+    job = _job(dana.post(f"{BASE}/groups/{group}/delete-registrations/"))
     workflow.job_prepare(job.pk)
     job.refresh_from_db()
     assert (job.state, job.count_delete) == (JobState.AWAITING_CONFIRMATION, 2), job.error
@@ -385,7 +385,7 @@ def test_sign_in_resumes_jobs_paused_for_sign_in(
 ) -> None:
     """Signing in again moves the owner's "needs sign-in" jobs back to work."""
     dana = signed_in("dana")
-    job = _job(dana.post(f"{BASE}/export", {}))
+    job = _job(dana.post(f"{BASE}/export/", {}))
     BulkJob.objects.filter(pk=job.pk).update(
         state=JobState.PAUSED, pause_reason=PauseReason.NEEDS_SIGNIN, options={"phase": "run"}
     )
@@ -410,7 +410,7 @@ def test_a_database_error_in_prepare_fails_the_job_and_the_sweep_leaves_it(
     from django.utils import timezone
 
     dana = signed_in("dana")
-    job = _job(dana.post(f"{BASE}/import", {"file": _upload([f"create,x,symmetricKey,{KEY},,"])}))
+    job = _job(dana.post(f"{BASE}/import/", {"file": _upload([f"create,x,symmetricKey,{KEY},,"])}))
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise DataError(
@@ -451,7 +451,7 @@ def test_a_row_copy_refuses_fails_the_job_with_postgresql_s_reason(
     real = ingest.copy_line
     monkeypatch.setattr(ingest, "copy_line", lambda fmt, row: real(fmt, row).replace("x", "\0"))
     dana = signed_in("dana")
-    job = _job(dana.post(f"{BASE}/import", {"file": _upload([f"create,x,symmetricKey,{KEY},,"])}))
+    job = _job(dana.post(f"{BASE}/import/", {"file": _upload([f"create,x,symmetricKey,{KEY},,"])}))
     workflow.job_prepare(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.FAILED
@@ -481,12 +481,12 @@ def test_an_oversized_upload_is_refused_while_it_streams(
     dana = signed_in("dana")
     line = f"create,dev-1,symmetricKey,{KEY},enabled,"
     big = _upload([line] * 100_000)  # about 6 MB
-    response = dana.post(f"{BASE}/import", {"file": big})
+    response = dana.post(f"{BASE}/import/", {"file": big})
     assert response.status_code == 400
     html = response.content.decode()
     assert "The file is larger than the limit of 100,000 bytes; split it." in html
     assert 0 < sum(stored) <= 100_000
     assert not BulkJob.objects.exists()
     # Under the limit the same form takes the file.
-    ok = dana.post(f"{BASE}/import", {"file": _upload([line])})
+    ok = dana.post(f"{BASE}/import/", {"file": _upload([line])})
     assert ok.status_code == 302

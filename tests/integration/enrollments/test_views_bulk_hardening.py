@@ -61,7 +61,7 @@ def test_import_that_deletes_needs_the_delete_capability(
     oscar = signed_in("oscar")
     job = _job(
         oscar.post(
-            f"{BASE}/import",
+            f"{BASE}/import/",
             {"file": _upload([f"delete,{doomed},,,,", f"create,{p}-new,symmetricKey,,enabled,"])},
         )
     )
@@ -74,7 +74,7 @@ def test_import_that_deletes_needs_the_delete_capability(
     assert "deletes 1 enrollment" in note.group(1)
     assert "enrollments.delete" in note.group(1)
     assert 'data-testid="confirm-button"' not in html
-    path = f"{BASE}/jobs/{job.pk}/confirm"
+    path = f"{BASE}/jobs/{job.pk}/confirm/"
     before = _denied(path)
     assert oscar.post(path).status_code == 403
     assert _denied(path) == before + 1
@@ -83,7 +83,7 @@ def test_import_that_deletes_needs_the_delete_capability(
     assert owner_client.enrollment_get(doomed)
     # The same file for someone who may delete: no note, the button is there.
     dana = signed_in("dana")
-    other = _job(dana.post(f"{BASE}/import", {"file": _upload([f"delete,{doomed},,,,"])}))
+    other = _job(dana.post(f"{BASE}/import/", {"file": _upload([f"delete,{doomed},,,,"])}))
     workflow.job_prepare(other.pk)
     html = dana.get(f"{BASE}/jobs/{other.pk}/").content.decode()
     assert 'data-testid="delete-capability-missing"' not in html
@@ -119,10 +119,10 @@ def test_delete_selected_deletes_only_the_version_the_list_showed(
     changed["provisioningStatus"] = "disabled"
     owner_client.enrollment_put(IndividualEnrollment.from_json(changed), if_match=changed["etag"])
 
-    page = dana.post(f"{BASE}/delete-selected", {"selected": shown}).content.decode()
+    page = dana.post(f"{BASE}/delete-selected/", {"selected": shown}).content.decode()
     carried = _hidden(page, "selected")
     assert carried == shown  # the confirmation carries each row's etag on
-    job = _job(dana.post(f"{BASE}/delete-selected", {"selected": carried, "confirm": "yes"}))
+    job = _job(dana.post(f"{BASE}/delete-selected/", {"selected": carried, "confirm": "yes"}))
     workflow.job_prepare(job.pk)
     workflow.job_execute(job.pk)
     job.refresh_from_db()
@@ -156,21 +156,21 @@ def test_registration_deletion_jobs_need_the_registration_capabilities(
     group = seed.group(f"g{uuid.uuid4().hex[:6]}").enrollment_group_id
     seed.registration(f"{group}-dev0", group)
     dana = signed_in("dana")
-    job = _job(dana.post(f"{BASE}/groups/{group}/delete-registrations"))
+    job = _job(dana.post(f"{BASE}/groups/{group}/delete-registrations/"))
     workflow.job_prepare(job.pk)
-    export = _job(dana.post(f"{BASE}/export", {}))
+    export = _job(dana.post(f"{BASE}/export/", {}))
     assert f'data-testid="job-row-{job.pk}"' in dana.get(f"{BASE}/jobs/").content.decode()
 
     _limit_caps(job.owner, job.instance, ["enrollments.read"])
     listed = dana.get(f"{BASE}/jobs/").content.decode()
     assert f'data-testid="job-row-{job.pk}"' not in listed
     assert f'data-testid="job-row-{export.pk}"' in listed
-    for suffix in ("", "progress", "report.csv"):
+    for suffix in ("", "progress/", "report/"):
         path = f"{BASE}/jobs/{job.pk}/{suffix}"
         before = _denied(path)
         assert dana.get(path).status_code == 403, suffix
         assert _denied(path) == before + 1
-    assert dana.post(f"{BASE}/jobs/{job.pk}/cancel").status_code == 403
+    assert dana.post(f"{BASE}/jobs/{job.pk}/cancel/").status_code == 403
     assert dana.get(f"{BASE}/jobs/{export.pk}/").status_code == 200
 
 
@@ -181,13 +181,13 @@ def test_export_with_keys_is_deleted_after_its_first_download(signed_in: Any, se
     rid = f"x{uuid.uuid4().hex[:6]}"
     seed.enrollment(rid)
     dana = signed_in("dana")
-    job = _job(dana.post(f"{BASE}/export", {"include_keys": "on"}))
+    job = _job(dana.post(f"{BASE}/export/", {"include_keys": "on"}))
     workflow.job_prepare(job.pk)
     workflow.job_execute(job.pk)
     job.refresh_from_db()
     path = Path(job.result_path)
     assert path.exists()
-    first = dana.get(f"{BASE}/jobs/{job.pk}/download")
+    first = dana.get(f"{BASE}/jobs/{job.pk}/download/")
     assert first.status_code == 200
     body = b"".join(first.streaming_content).decode()
     assert rid in body
@@ -195,20 +195,20 @@ def test_export_with_keys_is_deleted_after_its_first_download(signed_in: Any, se
     assert AuditEvent.objects.filter(
         action=AuditAction.EXPORT, target_id=str(job.pk), message__contains="deleted"
     ).exists()
-    second = dana.get(f"{BASE}/jobs/{job.pk}/download")
+    second = dana.get(f"{BASE}/jobs/{job.pk}/download/")
     assert second.status_code == 410
     html = second.content.decode()
     assert 'data-testid="export-file-gone"' in html
     assert "deleted once downloaded" in html
-    assert f'href="{BASE}/export" data-testid="export-again"' in html
+    assert f'href="{BASE}/export/" data-testid="export-again"' in html
     detail = dana.get(f"{BASE}/jobs/{job.pk}/").content.decode()
     assert 'data-testid="download-export"' not in detail
     assert 'data-testid="export-file-gone"' in detail
     # An export without keys stays downloadable until it expires.
-    plain = _job(dana.post(f"{BASE}/export", {}))
+    plain = _job(dana.post(f"{BASE}/export/", {}))
     workflow.job_prepare(plain.pk)
     workflow.job_execute(plain.pk)
     for _ in range(2):
-        response = dana.get(f"{BASE}/jobs/{plain.pk}/download")
+        response = dana.get(f"{BASE}/jobs/{plain.pk}/download/")
         assert response.status_code == 200
         b"".join(response.streaming_content)

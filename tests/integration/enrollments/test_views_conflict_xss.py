@@ -26,7 +26,7 @@ def test_two_sessions_edit_the_same_enrollment(
     created = seed.enrollment(device_id="original")
     rid = created.registration_id
     dana, ada = signed_in("dana"), signed_in("ada")
-    url = f"{BASE}/enrollments/{rid}/edit"
+    url = f"{BASE}/enrollments/{rid}/edit/"
     dana_form, ada_form = _edit_post_data(dana, url), _edit_post_data(ada, url)
 
     dana_form["device_id"] = "dana-was-here"
@@ -70,9 +70,9 @@ def test_stale_delete_asks_again(signed_in: Any, seed: Any, owner_client: Any) -
     created = seed.enrollment()
     rid = created.registration_id
     dana = signed_in("dana")
-    old = dana.get(f"{BASE}/enrollments/{rid}/delete").context["etag"]
-    dana.post(f"{BASE}/enrollments/{rid}/status", {"status": "disabled", "etag": old})
-    response = dana.post(f"{BASE}/enrollments/{rid}/delete", {"etag": old})
+    old = dana.get(f"{BASE}/enrollments/{rid}/delete/").context["etag"]
+    dana.post(f"{BASE}/enrollments/{rid}/status/", {"status": "disabled", "etag": old})
+    response = dana.post(f"{BASE}/enrollments/{rid}/delete/", {"etag": old})
     assert response.status_code == 409
     assert b'data-testid="delete-stale"' in response.content
     assert owner_client.enrollment_get(rid).registration_id == rid
@@ -91,7 +91,7 @@ def test_hostile_fields_render_inert(signed_in: Any, seed: Any) -> None:
     for url in (
         f"{BASE}/enrollments/{rid}/",
         f"{BASE}/enrollments/",
-        f"{BASE}/enrollments/{rid}/edit",
+        f"{BASE}/enrollments/{rid}/edit/",
     ):
         html = dana.get(url, {"size": 100}).content.decode()
         assert "<script>alert" not in html, url
@@ -101,7 +101,7 @@ def test_hostile_fields_render_inert(signed_in: Any, seed: Any) -> None:
 
     # A field error that echoes the input, and a DPS error message that echoes it back.
     bad = dana.post(
-        f"{BASE}/enrollments/new",
+        f"{BASE}/enrollments/new/",
         {
             "registration_id": HOSTILE,
             "attestation_type": "symmetricKey",
@@ -112,7 +112,7 @@ def test_hostile_fields_render_inert(signed_in: Any, seed: Any) -> None:
     assert bad.status_code == 400
     assert "<script>" not in bad.content.decode()
     unknown_hub = dana.post(
-        f"{BASE}/enrollments/new",
+        f"{BASE}/enrollments/new/",
         {
             "registration_id": unique("xss2"),
             "attestation_type": "symmetricKey",

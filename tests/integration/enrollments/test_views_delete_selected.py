@@ -28,7 +28,7 @@ def test_contributor_rows_carry_checkboxes_bound_to_the_delete_form(
     assert box is not None
     assert 'form="delete-selected-form"' in box
     assert f'value="{record.registration_id}|{record.etag.replace(chr(34), "&quot;")}"' in box
-    assert f'id="delete-selected-form" method="post" action="{BASE}/bulk/delete-selected"' in html
+    assert f'id="delete-selected-form" method="post" action="{BASE}/bulk/delete-selected/"' in html
     assert 'data-testid="delete-selected"' in html
 
 
@@ -51,7 +51,7 @@ def test_posting_the_selection_shows_the_confirmation(signed_in: Any, seed: Any)
     """The selection posted from the list lands on the bulk confirmation page, naming each id."""
     first, second = seed.enrollment(), seed.enrollment()
     response = signed_in("dana").post(
-        f"{BASE}/bulk/delete-selected",
+        f"{BASE}/bulk/delete-selected/",
         {
             "selected": [
                 f"{first.registration_id}|{first.etag}",

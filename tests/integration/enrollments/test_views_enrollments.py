@@ -62,7 +62,7 @@ def test_create_validates_fields_before_sending(signed_in: Any, owner_client: An
     dana = signed_in("dana")
     rid = "bad id!"
     response = dana.post(
-        f"{BASE}/enrollments/new",
+        f"{BASE}/enrollments/new/",
         {
             "registration_id": rid,
             "attestation_type": "symmetricKey",
@@ -94,7 +94,7 @@ def test_create_existing_id_shows_dps_conflict_with_tracking_id(signed_in: Any, 
     existing = seed.enrollment()
     dana = signed_in("dana")
     response = dana.post(
-        f"{BASE}/enrollments/new",
+        f"{BASE}/enrollments/new/",
         {
             "registration_id": existing.registration_id,
             "attestation_type": "symmetricKey",
@@ -119,7 +119,7 @@ def test_toggle_keeps_symmetric_keys_and_is_audited(
     rid = created.registration_id
     dana = signed_in("dana")
     response = dana.post(
-        f"{BASE}/enrollments/{rid}/status",
+        f"{BASE}/enrollments/{rid}/status/",
         {"status": "disabled", "etag": created.etag},
         HTTP_HX_REQUEST="true",
     )
@@ -149,7 +149,7 @@ def test_toggle_with_stale_etag_changes_nothing(
     owner_client.enrollment_put(changed, if_match=changed.etag)
     dana = signed_in("dana")
     response = dana.post(
-        f"{BASE}/enrollments/{rid}/status",
+        f"{BASE}/enrollments/{rid}/status/",
         {"status": "disabled", "etag": created.etag},
         HTTP_HX_REQUEST="true",
     )
@@ -164,11 +164,11 @@ def test_delete_needs_confirmation_and_the_etag(
     created = seed.enrollment()
     rid = created.registration_id
     dana = signed_in("dana")
-    confirm = dana.get(f"{BASE}/enrollments/{rid}/delete")
+    confirm = dana.get(f"{BASE}/enrollments/{rid}/delete/")
     assert confirm.status_code == 200
     assert b'data-testid="confirm-delete-button"' in confirm.content
-    assert dana.post(f"{BASE}/enrollments/{rid}/delete", {"etag": ""}).status_code == 400
-    done = dana.post(f"{BASE}/enrollments/{rid}/delete", {"etag": created.etag})
+    assert dana.post(f"{BASE}/enrollments/{rid}/delete/", {"etag": ""}).status_code == 400
+    done = dana.post(f"{BASE}/enrollments/{rid}/delete/", {"etag": created.etag})
     assert done.status_code == 302
     with pytest.raises(Exception, match="no such"):
         owner_client.enrollment_get(rid)
@@ -190,7 +190,7 @@ def test_reveal_is_audited_without_the_key(signed_in: Any, seed: Any) -> None:
     """Revealing shows the keys and writes an audit event that does not contain them."""
     created = seed.enrollment(attestation=AttestationMechanism.for_symmetric_key())
     rid = created.registration_id
-    response = signed_in("dana").post(f"{BASE}/enrollments/{rid}/reveal", HTTP_HX_REQUEST="true")
+    response = signed_in("dana").post(f"{BASE}/enrollments/{rid}/reveal/", HTTP_HX_REQUEST="true")
     assert response.status_code == 200
     assert created.attestation.symmetric_key.primary_key in response.content.decode()
     event = AuditEvent.objects.get(action=AuditAction.ATTESTATION_REVEAL, target_id=rid)

@@ -78,20 +78,20 @@ def records(endpoints: dict[str, Any]) -> dict[str, str]:
 VIEWS = [
     ("enrollment_list", "get", "/enrollments/", "enrollments.read", None, 200),
     ("enrollment_detail", "get", "/enrollments/{rid}/", "enrollments.read", None, 200),
-    ("enrollment_create_form", "get", "/enrollments/new", "enrollments.write", None, 200),
+    ("enrollment_create_form", "get", "/enrollments/new/", "enrollments.write", None, 200),
     (
         "enrollment_create_post",
         "post",
-        "/enrollments/new",
+        "/enrollments/new/",
         "enrollments.write",
         {"registration_id": "bad id!"},
         400,
     ),
-    ("enrollment_edit", "get", "/enrollments/{rid}/edit", "enrollments.write", None, 200),
+    ("enrollment_edit", "get", "/enrollments/{rid}/edit/", "enrollments.write", None, 200),
     (
         "enrollment_delete_confirm",
         "get",
-        "/enrollments/{rid}/delete",
+        "/enrollments/{rid}/delete/",
         "enrollments.delete",
         None,
         200,
@@ -99,7 +99,7 @@ VIEWS = [
     (
         "enrollment_delete_post",
         "post",
-        "/enrollments/{rid}/delete",
+        "/enrollments/{rid}/delete/",
         "enrollments.delete",
         {"etag": "stale"},
         409,
@@ -107,30 +107,30 @@ VIEWS = [
     (
         "enrollment_status",
         "post",
-        "/enrollments/{rid}/status",
+        "/enrollments/{rid}/status/",
         "enrollments.write",
         {"status": "disabled", "etag": "stale"},
         302,
     ),
-    ("enrollment_reveal", "post", "/enrollments/{rid}/reveal", "attestation.reveal", None, 200),
+    ("enrollment_reveal", "post", "/enrollments/{rid}/reveal/", "attestation.reveal", None, 200),
     ("group_list", "get", "/groups/", "enrollmentgroups.read", None, 200),
     ("group_detail", "get", "/groups/{gid}/", "enrollmentgroups.read", None, 200),
-    ("group_create_form", "get", "/groups/new", "enrollmentgroups.write", None, 200),
-    ("group_edit", "get", "/groups/{gid}/edit", "enrollmentgroups.write", None, 200),
-    ("group_delete_confirm", "get", "/groups/{gid}/delete", "enrollmentgroups.delete", None, 200),
+    ("group_create_form", "get", "/groups/new/", "enrollmentgroups.write", None, 200),
+    ("group_edit", "get", "/groups/{gid}/edit/", "enrollmentgroups.write", None, 200),
+    ("group_delete_confirm", "get", "/groups/{gid}/delete/", "enrollmentgroups.delete", None, 200),
     (
         "group_status",
         "post",
-        "/groups/{gid}/status",
+        "/groups/{gid}/status/",
         "enrollmentgroups.write",
         {"status": "disabled", "etag": "stale"},
         302,
     ),
-    ("group_reveal", "post", "/groups/{gid}/reveal", "attestation.reveal", None, 200),
+    ("group_reveal", "post", "/groups/{gid}/reveal/", "attestation.reveal", None, 200),
     (
         "group_device_key",
         "post",
-        "/groups/{gid}/device-key",
+        "/groups/{gid}/device-key/",
         "attestation.reveal",
         {"registration_id": "dev-1"},
         200,
@@ -140,7 +140,7 @@ VIEWS = [
     (
         "registration_delete_confirm",
         "get",
-        "/registrations/{dev}/delete",
+        "/registrations/{dev}/delete/",
         "registrations.delete",
         None,
         200,
@@ -148,7 +148,7 @@ VIEWS = [
     (
         "registration_delete_selected",
         "post",
-        "/groups/{gid}/registrations/delete",
+        "/groups/{gid}/registrations/delete/",
         "registrations.delete",
         {},
         302,
@@ -180,7 +180,7 @@ def test_view_matrix(
     new = AuditEvent.objects.filter(id__gt=last)
     if persona == "anonymous":
         assert response.status_code == 302
-        assert response["Location"].startswith("/auth/login")
+        assert response["Location"].startswith("/auth/login/")
         assert not new.exists()
         return
     if cap not in CAPS[persona]:

@@ -28,13 +28,13 @@ def test_delete_selected_reports_each_item(signed_in: Any, seed: Any, owner_clie
     assert {r["record"].registration_id for r in listing.context["rows"]} == set(devs)
     etags = {r["record"].registration_id: r["record"].etag for r in listing.context["rows"]}
     selected = [f"{d}|{etags[d]}" for d in devs[:2]] + [f"{devs[2]}|stale-etag"]
-    confirm = dana.post(f"{BASE}/groups/{gid}/registrations/delete", {"selected": selected})
+    confirm = dana.post(f"{BASE}/groups/{gid}/registrations/delete/", {"selected": selected})
     assert confirm.status_code == 200
     assert b'data-testid="confirm-delete-selected"' in confirm.content
     for dev in devs:
         assert owner_client.registration_get(dev)  # nothing deleted before confirming
     done = dana.post(
-        f"{BASE}/groups/{gid}/registrations/delete", {"selected": selected, "confirm": "yes"}
+        f"{BASE}/groups/{gid}/registrations/delete/", {"selected": selected, "confirm": "yes"}
     )
     assert done.status_code == 200
     results = {r.id: r for r in done.context["results"]}
@@ -58,9 +58,9 @@ def test_delete_one_registration_record(signed_in: Any, seed: Any, owner_client:
     dana = signed_in("dana")
     detail = dana.get(f"{BASE}/registrations/{dev}/", {"group": group.enrollment_group_id})
     assert detail.context["record"].status == "assigned"
-    etag = dana.get(f"{BASE}/registrations/{dev}/delete").context["etag"]
+    etag = dana.get(f"{BASE}/registrations/{dev}/delete/").context["etag"]
     done = dana.post(
-        f"{BASE}/registrations/{dev}/delete", {"etag": etag, "group": group.enrollment_group_id}
+        f"{BASE}/registrations/{dev}/delete/", {"etag": etag, "group": group.enrollment_group_id}
     )
     assert done.status_code == 302
     with pytest.raises(DpsNotFound):
@@ -73,7 +73,7 @@ def test_device_key_matches_the_documented_derivation(signed_in: Any, seed: Any)
     group = seed.group()
     keys = group.attestation.symmetric_key
     response = signed_in("kim").post(
-        f"{BASE}/groups/{group.enrollment_group_id}/device-key", {"registration_id": "sensor-42"}
+        f"{BASE}/groups/{group.enrollment_group_id}/device-key/", {"registration_id": "sensor-42"}
     )
     assert response.status_code == 200
     assert response.context["keys"].primary == derive_device_key(keys.primary_key, "sensor-42")
@@ -82,7 +82,7 @@ def test_device_key_matches_the_documented_derivation(signed_in: Any, seed: Any)
     assert "sensor-42" in event.message
     assert keys.primary_key not in str(event.after)
     bad = signed_in("kim").post(
-        f"{BASE}/groups/{group.enrollment_group_id}/device-key", {"registration_id": "bad id!"}
+        f"{BASE}/groups/{group.enrollment_group_id}/device-key/", {"registration_id": "bad id!"}
     )
     assert bad.status_code == 400
     assert b'data-testid="device-key-error"' in bad.content
@@ -101,7 +101,7 @@ def test_reader_cannot_edit_symmetric_key_and_is_told_why(
     detail = oscar.get(f"{BASE}/enrollments/{created.registration_id}/").content.decode()
     assert 'data-testid="edit-unavailable"' in detail
     assert 'data-testid="edit-button"' not in detail
-    response = oscar.get(f"{BASE}/enrollments/{created.registration_id}/edit")
+    response = oscar.get(f"{BASE}/enrollments/{created.registration_id}/edit/")
     assert response.status_code == 403
     assert b"attestation-mechanism" in response.content
 
@@ -117,12 +117,12 @@ def test_dps_403_drops_cached_permissions_and_names_the_role(
     signed_in: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A 403 from DPS (role removed since ARM was read) says which role is needed."""
-    from enrollments import views
+    from enrollments.views import errors, generic
 
     dana = signed_in("dana")
     calls: list[Any] = []
-    monkeypatch.setattr(views, "_client", lambda request: _Forbidding())
-    monkeypatch.setattr(views, "capabilities_invalidate", lambda u, i: calls.append((u, i)))
+    monkeypatch.setattr(generic, "dps_client", lambda request: _Forbidding())
+    monkeypatch.setattr(errors, "capabilities_invalidate", lambda u, i: calls.append((u, i)))
     response = dana.get(f"{BASE}/enrollments/")
     assert response.status_code == 403
     html = response.content.decode()
@@ -143,8 +143,8 @@ def test_dps_errors_in_words(
     signed_in: Any, monkeypatch: pytest.MonkeyPatch, exc_name: str, status: int, words: str
 ) -> None:
     """429, 5xx/timeouts and 409 become pages with the trackingId (429 with Retry-After)."""
-    from enrollments import views
     from enrollments.dps import exceptions
+    from enrollments.views import generic
 
     exc = getattr(exceptions, exc_name)(status=status, tracking_id="trk-1", retry_after=7)
 
@@ -153,7 +153,7 @@ def test_dps_errors_in_words(
             raise exc
 
     dana = signed_in("dana")
-    monkeypatch.setattr(views, "_client", lambda request: Failing())
+    monkeypatch.setattr(generic, "dps_client", lambda request: Failing())
     response = dana.get(f"{BASE}/enrollments/")
     assert response.status_code == status
     assert words in response.content.decode()

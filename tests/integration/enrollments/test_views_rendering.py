@@ -45,7 +45,7 @@ def test_list_rows_carry_links_toggles_and_columns(signed_in: Any, seed: Any) ->
     row = rows[hubbed.registration_id]
     rid = hubbed.registration_id
     assert f'href="{BASE}/enrollments/{rid}/"' in row
-    assert f'action="{BASE}/enrollments/{rid}/status"' in row
+    assert f'action="{BASE}/enrollments/{rid}/status/"' in row
     assert f'hx-target="#status-{rid}"' in row
     assert "<td>dev-1</td>" in row
     assert "hub-fleet-weu.azure-devices.net" in row
@@ -109,7 +109,7 @@ def test_group_rows_have_no_device_column(signed_in: Any, seed: Any) -> None:
     html = signed_in("dana").get(f"{BASE}/groups/", {"size": 100}).content.decode()
     row = _rows(html)[group.enrollment_group_id]
     assert "= registration ID" not in row
-    assert f'action="{BASE}/groups/{group.enrollment_group_id}/status"' in row
+    assert f'action="{BASE}/groups/{group.enrollment_group_id}/status/"' in row
 
 
 # User with its Entra identity, DPS instance, the encrypted token cache (its version: the token
@@ -123,9 +123,9 @@ DETAIL_QUERIES = 3 + SESSION_QUERIES
 @pytest.fixture
 def switcher_remembered(monkeypatch: Any) -> None:
     """Keep the switcher's instances for the whole test, so counts do not depend on timing."""
-    from enrollments.templatetags import enrollments_ui
+    from authn import selectors
 
-    monkeypatch.setattr(enrollments_ui, "_SWITCHER_SECONDS", 3600.0)
+    monkeypatch.setattr(selectors, "SWITCHER_SECONDS", 3600.0)
 
 
 @pytest.mark.parametrize("size", [10, 100])
@@ -173,7 +173,7 @@ def test_one_broker_call_per_request_whatever_the_dps_calls(
 
     monkeypatch.setattr(tokens, "token_for_user", counting)
     response = dana.post(
-        f"{BASE}/enrollments/{record.registration_id}/status",
+        f"{BASE}/enrollments/{record.registration_id}/status/",
         {"status": "disabled", "etag": record.etag},
     )
     assert response.status_code == 302
@@ -182,7 +182,7 @@ def test_one_broker_call_per_request_whatever_the_dps_calls(
 
 def test_switcher_lists_enabled_instances_with_their_list_urls(signed_in: Any) -> None:
     """The switcher offers every enabled instance (same section), never a disabled one."""
-    from enrollments.templatetags.enrollments_ui import instance_switcher_forget
+    from authn.selectors import instance_names_forget as instance_switcher_forget
     from instances.models import DpsInstance
 
     DpsInstance.objects.filter(name="dps-fleet-lab").update(enabled=False)

@@ -121,7 +121,7 @@ def test_individual_enrollment_round_trip(
         **att,
         **_common(allocation),
     }
-    created = dana.post(f"{BASE}/enrollments/new", data)
+    created = dana.post(f"{BASE}/enrollments/new/", data)
     assert created.status_code == 302, created.context and created.context["form"].errors
     detail = dana.get(f"{BASE}/enrollments/{rid}/")
     html = detail.content.decode()
@@ -151,7 +151,7 @@ def test_individual_enrollment_round_trip(
         sym = secrets_before["symmetricKey"]
         assert (sym["primaryKey"], sym["secondaryKey"]) == expect["keys"]
 
-    edit_url = f"{BASE}/enrollments/{rid}/edit"
+    edit_url = f"{BASE}/enrollments/{rid}/edit/"
     post = _edit_post_data(dana, edit_url)
     post["device_id"] = "renamed-device"
     if "pems" in expect:
@@ -167,8 +167,8 @@ def test_individual_enrollment_round_trip(
     assert _stable(after.to_json()) == expected
     assert owner_client.enrollment_attestation_mechanism(rid).to_json() == secrets_before
 
-    confirm = dana.get(f"{BASE}/enrollments/{rid}/delete")
-    gone = dana.post(f"{BASE}/enrollments/{rid}/delete", {"etag": confirm.context["etag"]})
+    confirm = dana.get(f"{BASE}/enrollments/{rid}/delete/")
+    gone = dana.post(f"{BASE}/enrollments/{rid}/delete/", {"etag": confirm.context["etag"]})
     assert gone.status_code == 302
     with pytest.raises(DpsNotFound):
         owner_client.enrollment_get(rid)
@@ -191,7 +191,7 @@ def test_enrollment_group_round_trip(
     gid = unique(f"grt-{case}")
     att, expect = _attestation(case, gid, group=True)
     created = dana.post(
-        f"{BASE}/groups/new", {"enrollment_group_id": gid, **att, **_common(allocation)}
+        f"{BASE}/groups/new/", {"enrollment_group_id": gid, **att, **_common(allocation)}
     )
     assert created.status_code == 302, created.context and created.context["form"].errors
     detail = dana.get(f"{BASE}/groups/{gid}/")
@@ -206,7 +206,7 @@ def test_enrollment_group_round_trip(
     before = owner_client.group_get(gid)
     secrets_before = owner_client.group_attestation_mechanism(gid).to_json()
 
-    edit_url = f"{BASE}/groups/{gid}/edit"
+    edit_url = f"{BASE}/groups/{gid}/edit/"
     post = _edit_post_data(dana, edit_url)
     post["twin_tags"] = json.dumps({"site": "rtm"})
     if "pems" in expect:
@@ -220,9 +220,9 @@ def test_enrollment_group_round_trip(
     assert _stable(after.to_json()) == expected
     assert owner_client.group_attestation_mechanism(gid).to_json() == secrets_before
 
-    confirm = dana.get(f"{BASE}/groups/{gid}/delete")
+    confirm = dana.get(f"{BASE}/groups/{gid}/delete/")
     assert (
-        dana.post(f"{BASE}/groups/{gid}/delete", {"etag": confirm.context["etag"]}).status_code
+        dana.post(f"{BASE}/groups/{gid}/delete/", {"etag": confirm.context["etag"]}).status_code
         == 302
     )
     with pytest.raises(DpsNotFound):
@@ -237,9 +237,10 @@ def test_x509_edit_without_certificate_is_refused_before_sending(
     rid = unique("x509-keep")
     att, _ = _attestation("x509-certs", rid, group=False)
     dana.post(
-        f"{BASE}/enrollments/new", {"registration_id": rid, **att, "provisioning_status": "enabled"}
+        f"{BASE}/enrollments/new/",
+        {"registration_id": rid, **att, "provisioning_status": "enabled"},
     )
-    edit_url = f"{BASE}/enrollments/{rid}/edit"
+    edit_url = f"{BASE}/enrollments/{rid}/edit/"
     page = dana.get(edit_url)
     assert b'data-testid="certificate-note"' in page.content
     post = _edit_post_data(dana, edit_url)

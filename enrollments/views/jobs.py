@@ -8,6 +8,8 @@ when a worker runs it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +17,18 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from audit.models import AuditAction, AuditOutcome
-from audit.services import audit_record
-from authn.backends import app_roles_of
 from authn.capabilities import capabilities_resolve
 from authn.decorators import capability_required, deny
 from authn.permissions import Capability
+from authn.request import PortalRequest
 from enrollments.bulk import jobs as bulk
 from enrollments.bulk import retention, selectors
 from enrollments.forms_bulk import (
@@ -39,11 +40,22 @@ from enrollments.forms_bulk import (
     UploadLimit,
     selected_items,
 )
+from enrollments.job_access import (
+    JobDenied,
+    export_download_open,
+    export_downloadable,
+    is_portal_admin,
+    job_for_viewer,
+)
 from enrollments.models import BulkJob, JobKind, JobState, RowPlan
+from enrollments.views.context import page_context
 
 C = Capability
 ROWS_PER_PAGE = 50
-ADMIN_ROLE = "Portal.Admin"
+IMPORT_STARTED = (
+    "The file is uploaded; it is being checked. Nothing changes in DPS until you confirm the "
+    "preview."
+)
 
 
 #
@@ -51,58 +63,85 @@ ADMIN_ROLE = "Portal.Admin"
 #
 
 
-def _instance(request: HttpRequest) -> Any:
-    return request.dps_instance  # type: ignore[attr-defined]
+def _caps(request: PortalRequest) -> Any:
+    return capabilities_resolve(request.user, request.dps_instance)
 
 
-def _caps(request: HttpRequest) -> Any:
-    return capabilities_resolve(request.user, _instance(request))
+def _cap_values(request: PortalRequest) -> list[str]:
+    return [c.value for c in _caps(request)]
 
 
-def _is_admin(request: HttpRequest) -> bool:
-    return ADMIN_ROLE in app_roles_of(request.user)
-
-
-def _ctx(request: HttpRequest, **extra: Any) -> dict[str, Any]:
-    return {
-        "instance": _instance(request),
-        "caps": _caps(request),
-        "section": "bulk",
-        "is_admin": _is_admin(request),
-        **extra,
-    }
+def _ctx(request: PortalRequest, **extra: Any) -> dict[str, Any]:
+    return page_context(request, "bulk", **extra)
 
 
 def _job_url(job: BulkJob, view: str = "job_detail") -> str:
     return reverse(f"bulk:{view}", args=[job.instance.name, job.pk])
 
 
-def _job_or_deny(request: HttpRequest, job_id: int) -> BulkJob | HttpResponse:
-    """Return the job if it is on this instance and the user owns it (or is an admin)."""
-    job = get_object_or_404(
-        BulkJob.objects.select_related("owner", "instance"), pk=job_id, instance=_instance(request)
+def _denied(request: PortalRequest, exc: JobDenied) -> HttpResponse:
+    return deny(
+        request, reason=exc.reason, required=exc.required, instance=request.dps_instance.name
     )
-    if job.owner_id != request.user.pk and not _is_admin(request):
-        return deny(
-            request,
-            reason="This job belongs to someone else; only its owner and portal admins see it.",
-            required="job owner or Portal.Admin",
-            instance=_instance(request).name,
-        )
-    if job.kind not in bulk.job_visible_kinds(c.value for c in _caps(request)):
-        needs = ", ".join(bulk.VIEW_REQUIRED[job.kind])
-        return deny(
-            request,
-            reason=f"Seeing a job of this kind ({job.get_kind_display()}) needs {needs}, "
-            "which your role on this DPS instance lacks.",
-            required=needs,
-            instance=_instance(request).name,
-        )
-    return job
 
 
-def _service_denied(request: HttpRequest, exc: PermissionDenied, required: str) -> HttpResponse:
-    return deny(request, reason=str(exc), required=required, instance=_instance(request).name)
+JobView = Callable[..., HttpResponseBase]
+
+
+def job_view(method: str, *, cached: bool = True) -> Callable[[JobView], JobView]:
+    """Make a page of one job: ``method`` only, the read capability, and the job named by the
+    URL handed to the view if the user may see it (403 + audit if not)."""
+
+    def decorator(view: JobView) -> JobView:
+        @wraps(view)
+        def wrapped(request: PortalRequest, instance: str, job_id: int) -> HttpResponseBase:
+            try:
+                job = job_for_viewer(
+                    user=request.user,
+                    instance=request.dps_instance,
+                    job_id=job_id,
+                    capabilities=_cap_values(request),
+                )
+            except JobDenied as exc:
+                return _denied(request, exc)
+            return view(request, job)
+
+        guarded = require_http_methods([method])(capability_required(C.ENROLLMENTS_READ)(wrapped))
+        return never_cache(guarded) if cached else guarded
+
+    return decorator
+
+
+def _service_denied(request: PortalRequest, exc: PermissionDenied, required: str) -> HttpResponse:
+    return deny(request, reason=str(exc), required=required, instance=request.dps_instance.name)
+
+
+def service_refusals(required: str) -> Callable[[JobView], JobView]:
+    """Answer a service's PermissionDenied with the 403 page naming ``required`` (audited)."""
+
+    def decorator(view: JobView) -> JobView:
+        @wraps(view)
+        def wrapped(request: PortalRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            try:
+                return view(request, *args, **kwargs)
+            except PermissionDenied as exc:
+                return _service_denied(request, exc, required)
+
+        return wrapped
+
+    return decorator
+
+
+def _job_start(request: PortalRequest, kind: str, options: dict[str, Any], **kw: Any) -> BulkJob:
+    """Create a job of ``kind`` for the user on this instance (the service re-checks rights)."""
+    return bulk.job_create(
+        owner=request.user,
+        instance=request.dps_instance,
+        kind=kind,
+        capabilities=_cap_values(request),
+        options=options,
+        **kw,
+    )
 
 
 #
@@ -113,7 +152,7 @@ def _service_denied(request: HttpRequest, exc: PermissionDenied, required: str) 
 @csrf_exempt  # only until the upload limit is in place: _import_page checks the token
 @never_cache
 @require_http_methods(["GET", "POST"])
-def import_page(request: HttpRequest, instance: str) -> HttpResponse:
+def import_page(request: PortalRequest, instance: str) -> HttpResponseBase:
     """Upload a CSV; the job validates it and previews the changes before anything is written.
 
     The upload limit must be among the upload handlers before anything reads the body,
@@ -127,94 +166,61 @@ def import_page(request: HttpRequest, instance: str) -> HttpResponse:
 @csrf_protect
 @capability_required(C.ENROLLMENTS_READ)
 @capability_required(C.ENROLLMENTS_WRITE)
-def _import_page(request: HttpRequest, instance: str, upload_limit: UploadLimit) -> HttpResponse:
+@service_refusals(C.ENROLLMENTS_WRITE.value)
+def _import_page(
+    request: PortalRequest, instance: str, upload_limit: UploadLimit
+) -> HttpResponseBase:
     posted = request.method == "POST"
-    form = ImportForm(
-        request.POST if posted else None,
-        request.FILES if posted else None,
-        too_large=posted and upload_limit.exceeded,
-    )
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            upload = form.cleaned_data["file"]
-            try:
-                job = bulk.job_create(
-                    owner=request.user,
-                    instance=_instance(request),
-                    kind=JobKind.IMPORT,
-                    capabilities=[c.value for c in _caps(request)],
-                    options={"default_operation": form.cleaned_data["default_operation"]},
-                    upload=upload,
-                    source_name=Path(upload.name or "upload.csv").name,
-                )
-            except PermissionDenied as exc:
-                return _service_denied(request, exc, C.ENROLLMENTS_WRITE.value)
-            except ValidationError as exc:
-                form.add_error("file", exc)
-            else:
-                messages.success(
-                    request,
-                    "The file is uploaded; it is being checked. Nothing changes in DPS "
-                    "until you confirm the preview.",
-                )
-                return redirect(_job_url(job))
-    return render(
-        request,
-        "enrollments/bulk/import.html",
-        _ctx(
-            request, form=form, tab="import", max_mb=settings.BULK_UPLOAD_MAX_BYTES // (1024 * 1024)
-        ),
-        status=status,
-    )
+    # Reading the body first is what runs the upload handlers, the limit among them.
+    data, files = (request.POST, request.FILES) if posted else (None, None)
+    form = ImportForm(data, files, too_large=posted and upload_limit.exceeded)
+    if posted and form.is_valid():
+        upload = form.cleaned_data["file"]
+        options = {"default_operation": form.cleaned_data["default_operation"]}
+        name = Path(upload.name or "upload.csv").name
+        try:
+            job = _job_start(request, JobKind.IMPORT, options, upload=upload, source_name=name)
+        except ValidationError as exc:
+            form.add_error("file", exc)
+        else:
+            messages.success(request, IMPORT_STARTED)
+            return redirect(_job_url(job))
+    max_mb = settings.BULK_UPLOAD_MAX_BYTES // (1024 * 1024)
+    ctx = _ctx(request, form=form, tab="import", max_mb=max_mb)
+    return render(request, "enrollments/bulk/import.html", ctx, status=400 if posted else 200)
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
 @capability_required(C.ENROLLMENTS_READ)
-def export_start(request: HttpRequest, instance: str) -> HttpResponse:
+@service_refusals(C.ENROLLMENTS_READ.value)
+def export_start(request: PortalRequest, instance: str) -> HttpResponse:
     """Export every individual enrollment of the instance to a CSV in the import format."""
-    caps = _caps(request)
-    can_reveal = C.ATTESTATION_REVEAL in caps
-    form = ExportForm(request.POST if request.method == "POST" else None)
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            include_keys = form.cleaned_data["include_keys"]
-            if include_keys and not can_reveal:
-                return deny(
-                    request,
-                    reason="Exporting keys needs the attestation-mechanism action, which your "
-                    "Azure role on this instance lacks.",
-                    required=C.ATTESTATION_REVEAL.value,
-                    instance=_instance(request).name,
-                )
-            try:
-                job = bulk.job_create(
-                    owner=request.user,
-                    instance=_instance(request),
-                    kind=JobKind.EXPORT,
-                    capabilities=[c.value for c in caps],
-                    options={"include_keys": include_keys},
-                )
-            except PermissionDenied as exc:
-                return _service_denied(request, exc, C.ENROLLMENTS_READ.value)
-            messages.success(request, "The export is queued; download it here when it is done.")
-            return redirect(_job_url(job))
-    return render(
-        request,
-        "enrollments/bulk/export.html",
-        _ctx(request, form=form, can_reveal=can_reveal, tab="export"),
-        status=status,
-    )
+    can_reveal = C.ATTESTATION_REVEAL in _caps(request)
+    posted = request.method == "POST"
+    form = ExportForm(request.POST if posted else None)
+    if posted and form.is_valid():
+        include_keys = form.cleaned_data["include_keys"]
+        if include_keys and not can_reveal:
+            return deny(
+                request,
+                reason="Exporting keys needs the attestation-mechanism action, which your "
+                "Azure role on this instance lacks.",
+                required=C.ATTESTATION_REVEAL.value,
+                instance=request.dps_instance.name,
+            )
+        job = _job_start(request, JobKind.EXPORT, {"include_keys": include_keys})
+        messages.success(request, "The export is queued; download it here when it is done.")
+        return redirect(_job_url(job))
+    ctx = _ctx(request, form=form, can_reveal=can_reveal, tab="export")
+    return render(request, "enrollments/bulk/export.html", ctx, status=400 if posted else 200)
 
 
 @never_cache
 @require_POST
 @capability_required(C.ENROLLMENTS_DELETE)
-def delete_selected(request: HttpRequest, instance: str) -> HttpResponse:
+@service_refusals(C.ENROLLMENTS_DELETE.value)
+def delete_selected(request: PortalRequest, instance: str) -> HttpResponse:
     """Delete a POSTed list of individual enrollments as a job, after a confirmation page.
 
     The first POST (from a list page: ``selected`` or ``registration_ids``) shows what will be
@@ -227,15 +233,8 @@ def delete_selected(request: HttpRequest, instance: str) -> HttpResponse:
     form = DeleteSelectedForm(request.POST if confirming else None, ids=ids)
     if confirming and form.is_valid():
         try:
-            job = bulk.job_create(
-                owner=request.user,
-                instance=_instance(request),
-                kind=JobKind.DELETE_SELECTED,
-                capabilities=[c.value for c in _caps(request)],
-                options={"registration_ids": ids, "etags": etags},
-            )
-        except PermissionDenied as exc:
-            return _service_denied(request, exc, C.ENROLLMENTS_DELETE.value)
+            options = {"registration_ids": ids, "etags": etags}
+            job = _job_start(request, JobKind.DELETE_SELECTED, options)
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -263,19 +262,11 @@ def delete_selected(request: HttpRequest, instance: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @capability_required(C.REGISTRATIONS_READ)
 @capability_required(C.REGISTRATIONS_DELETE)
-def group_registrations_delete(request: HttpRequest, instance: str, key: str) -> HttpResponse:
+@service_refusals(C.REGISTRATIONS_DELETE.value)
+def group_registrations_delete(request: PortalRequest, instance: str, key: str) -> HttpResponse:
     """Delete every registration record of a group: list them, preview the count, confirm."""
     if request.method == "POST":
-        try:
-            job = bulk.job_create(
-                owner=request.user,
-                instance=_instance(request),
-                kind=JobKind.DELETE_REGISTRATIONS,
-                capabilities=[c.value for c in _caps(request)],
-                options={"group_id": key},
-            )
-        except PermissionDenied as exc:
-            return _service_denied(request, exc, C.REGISTRATIONS_DELETE.value)
+        job = _job_start(request, JobKind.DELETE_REGISTRATIONS, {"group_id": key})
         messages.success(
             request, f"Listing the registration records of {key}; confirm the count to delete."
         )
@@ -285,7 +276,7 @@ def group_registrations_delete(request: HttpRequest, instance: str, key: str) ->
 
 @require_GET
 @capability_required(C.ENROLLMENTS_READ)
-def format_help(request: HttpRequest, instance: str) -> HttpResponse:
+def format_help(request: PortalRequest, instance: str) -> HttpResponse:
     """Serve docs/csv-format.md, the format's full reference, as plain text."""
     path = Path(settings.BASE_DIR) / "docs" / "csv-format.md"
     if not path.exists():
@@ -301,18 +292,18 @@ def format_help(request: HttpRequest, instance: str) -> HttpResponse:
 @never_cache
 @require_GET
 @capability_required(C.ENROLLMENTS_READ)
-def job_list(request: HttpRequest, instance: str) -> HttpResponse:
+def job_list(request: PortalRequest, instance: str) -> HttpResponse:
     """List my jobs on this instance (everyone's for a portal admin who asks)."""
     form = JobFilterForm(request.GET or None)
     state, everyone = "", False
     if form.is_valid():
         state = form.cleaned_data["state"]
-        everyone = form.cleaned_data["everyone"] and _is_admin(request)
+        everyone = form.cleaned_data["everyone"] and is_portal_admin(request.user)
     jobs = selectors.job_list(
-        instance=_instance(request),
+        instance=request.dps_instance,
         owner=None if everyone else request.user,
         state=state,
-        kinds=bulk.job_visible_kinds(c.value for c in _caps(request)),
+        kinds=bulk.job_visible_kinds(_cap_values(request)),
     )
     page = Paginator(jobs, 25).get_page(request.GET.get("page"))
     return render(
@@ -322,7 +313,7 @@ def job_list(request: HttpRequest, instance: str) -> HttpResponse:
     )
 
 
-def _row_table(request: HttpRequest, job: BulkJob) -> dict[str, Any]:
+def _row_table(request: PortalRequest, job: BulkJob) -> dict[str, Any]:
     form = RowFilterForm(request.GET or None)
     filters: dict[str, Any] = {}
     if form.is_valid():
@@ -342,14 +333,9 @@ def _row_table(request: HttpRequest, job: BulkJob) -> dict[str, Any]:
     return {"row_form": form, "row_page": page, "row_items": items, "row_query": query.urlencode()}
 
 
-@never_cache
-@require_GET
-@capability_required(C.ENROLLMENTS_READ)
-def job_detail(request: HttpRequest, instance: str, job_id: int) -> HttpResponse:
+@job_view("GET")
+def job_detail(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Show a job: state, live progress, preview counts, invalid rows and per-row results."""
-    job = _job_or_deny(request, job_id)
-    if isinstance(job, HttpResponse):
-        return job
     ctx = _ctx(request, job=job, progress=selectors.job_progress(job), tab="jobs")
     ctx["missing"] = bulk.job_missing(job, (c.value for c in ctx["caps"]))
     ctx["file_gone"] = (
@@ -364,14 +350,9 @@ def job_detail(request: HttpRequest, instance: str, job_id: int) -> HttpResponse
     return render(request, "enrollments/bulk/job_detail.html", ctx)
 
 
-@never_cache
-@require_GET
-@capability_required(C.ENROLLMENTS_READ)
-def job_progress(request: HttpRequest, instance: str, job_id: int) -> HttpResponse:
+@job_view("GET")
+def job_progress(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Answer the htmx poll with the progress fragment; reload the page when the state moves."""
-    job = _job_or_deny(request, job_id)
-    if isinstance(job, HttpResponse):
-        return job
     response = render(
         request,
         "enrollments/bulk/_progress.html",
@@ -384,17 +365,11 @@ def job_progress(request: HttpRequest, instance: str, job_id: int) -> HttpRespon
     return response
 
 
-@require_POST
-@capability_required(C.ENROLLMENTS_READ)
-def job_confirm(request: HttpRequest, instance: str, job_id: int) -> HttpResponse:
+@job_view("POST", cached=False)
+def job_confirm(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Start a previewed job."""
-    job = _job_or_deny(request, job_id)
-    if isinstance(job, HttpResponse):
-        return job
     try:
-        bulk.job_confirm(
-            job=job, actor=request.user, capabilities=[c.value for c in _caps(request)]
-        )
+        bulk.job_confirm(job=job, actor=request.user, capabilities=_cap_values(request))
     except PermissionDenied as exc:
         owner = job.owner_id == request.user.pk
         return _service_denied(
@@ -407,13 +382,9 @@ def job_confirm(request: HttpRequest, instance: str, job_id: int) -> HttpRespons
     return redirect(_job_url(job))
 
 
-@require_POST
-@capability_required(C.ENROLLMENTS_READ)
-def job_cancel(request: HttpRequest, instance: str, job_id: int) -> HttpResponse:
+@job_view("POST", cached=False)
+def job_cancel(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Cancel a job: rows not yet applied are skipped; applied rows stay applied."""
-    job = _job_or_deny(request, job_id)
-    if isinstance(job, HttpResponse):
-        return job
     try:
         bulk.job_cancel(job=job, actor=request.user)
     except PermissionDenied as exc:
@@ -425,14 +396,9 @@ def job_cancel(request: HttpRequest, instance: str, job_id: int) -> HttpResponse
     return redirect(_job_url(job))
 
 
-@never_cache
-@require_GET
-@capability_required(C.ENROLLMENTS_READ)
-def job_report(request: HttpRequest, instance: str, job_id: int) -> HttpResponse:
+@job_view("GET")
+def job_report(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Stream the result report: every input row with its plan, outcome and error."""
-    job = _job_or_deny(request, job_id)
-    if isinstance(job, HttpResponse):
-        return job
     if job.kind == JobKind.EXPORT:
         raise Http404("An export has no per-row report; download the file.")
     response = StreamingHttpResponse(
@@ -442,43 +408,17 @@ def job_report(request: HttpRequest, instance: str, job_id: int) -> HttpResponse
     return response
 
 
-@never_cache
-@require_GET
-@capability_required(C.ENROLLMENTS_READ)
-def job_download(request: HttpRequest, instance: str, job_id: int) -> HttpResponse:
+@job_view("GET")
+def job_download(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Download a finished export (only its owner; keys need the reveal capability now too)."""
-    job = _job_or_deny(request, job_id)
-    if isinstance(job, HttpResponse):
-        return job
-    if job.kind != JobKind.EXPORT or job.state != JobState.COMPLETED:
+    if not export_downloadable(job):
         raise Http404("No export file to download.")
-    if job.owner_id != request.user.pk:
-        return deny(
-            request,
-            reason="Only the owner of an export downloads it.",
-            required="job owner",
-            instance=job.instance.name,
-        )
-    with_keys = bool(job.options.get("include_keys"))
-    if with_keys and C.ATTESTATION_REVEAL not in _caps(request):
-        return deny(
-            request,
-            reason="This export holds keys, which your Azure role no longer lets you read.",
-            required=C.ATTESTATION_REVEAL.value,
-            instance=job.instance.name,
-        )
-    handle = retention.export_open(job, request.user)
+    try:
+        handle = export_download_open(job=job, user=request.user, capabilities=_cap_values(request))
+    except JobDenied as exc:
+        return _denied(request, exc)
     if handle is None:
         return _file_gone(request, job)
-    audit_record(
-        actor=request.user,
-        action=AuditAction.EXPORT,
-        outcome=AuditOutcome.SUCCESS,
-        target_type="bulk_job",
-        target_id=str(job.pk),
-        dps_instance=job.instance.name,
-        message="export downloaded" + (" with keys" if with_keys else ""),
-    )
     return FileResponse(
         handle,
         as_attachment=True,
@@ -487,7 +427,7 @@ def job_download(request: HttpRequest, instance: str, job_id: int) -> HttpRespon
     )
 
 
-def _file_gone(request: HttpRequest, job: BulkJob) -> HttpResponse:
+def _file_gone(request: PortalRequest, job: BulkJob) -> HttpResponse:
     """Answer 410 Gone: the export's file was deleted (downloaded once, or expired)."""
     return render(
         request,
