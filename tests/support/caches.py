@@ -33,7 +33,7 @@ NOT_PORTAL = frozenset({"tests", "emulators"})
 NAMED_RESETS: tuple[str, ...] = (
     "authn.msal_app.reset_http_cache",
     "authn.tokens.token_memo_forget",
-    "enrollments.templatetags.enrollments_ui.instance_switcher_forget",
+    "authn.selectors.instance_names_forget",
 )
 
 

@@ -38,7 +38,7 @@ def upload(client: Client, name: str, data: bytes, *, verified: bool = False) ->
     form: dict[str, Any] = {"name": name, "file": SimpleUploadedFile("ca.pem", data)}
     if verified:
         form["verified"] = "on"
-    return client.post(f"{CERTS}upload", form)
+    return client.post(f"{CERTS}upload/", form)
 
 
 def row_etag(client: Client, name: str) -> str:
@@ -74,7 +74,7 @@ def test_whole_flow_upload_code_sign_verify_delete(
     assert f'data-testid="unverified-{name}"' in page
     assert "CN=Portal Flow Root CA" in page
 
-    r = carl.post(f"{CERTS}{name}/code", {"etag": row_etag(carl, name)})
+    r = carl.post(f"{CERTS}{name}/code/", {"etag": row_etag(carl, name)})
     assert r.status_code == 302
     page = carl.get(CERTS).content.decode()
     code = carl.session[f"controlplane:code:{INSTANCE}:{name}"]
@@ -84,7 +84,7 @@ def test_whole_flow_upload_code_sign_verify_delete(
 
     proof = verification_cert(ca, code)
     r = carl.post(
-        f"{CERTS}{name}/verify",
+        f"{CERTS}{name}/verify/",
         {"etag": row_etag(carl, name), "file": SimpleUploadedFile("v.pem", proof.pem.encode())},
     )
     assert r.status_code == 302
@@ -107,7 +107,7 @@ def test_whole_flow_upload_code_sign_verify_delete(
     assert group_page.status_code == 200
     assert name in group_page.content.decode()
 
-    r = carl.post(f"{CERTS}{name}/delete", {"etag": row_etag(carl, name)})
+    r = carl.post(f"{CERTS}{name}/delete/", {"etag": row_etag(carl, name)})
     assert r.status_code == 302
     assert f"certificate-row-{name}" not in carl.get(CERTS).content.decode()
     for action in ("certificate_upload", "certificate_code", "certificate_verify"):
@@ -124,7 +124,7 @@ def test_cer_upload_verified_on_upload(persona: Callable[[str], Client]) -> None
     carl = persona("carl")
     ca, name = make_ca("CER Root CA"), unique("cer")
     r = carl.post(
-        f"{CERTS}upload",
+        f"{CERTS}upload/",
         {"name": name, "file": SimpleUploadedFile("ca.cer", ca.der), "verified": "on"},
     )
     assert r.status_code == 302
@@ -158,7 +158,7 @@ def test_wrong_proof_refused_nothing_changed(persona: Callable[[str], Client], w
     carl = persona("carl")
     ca, name = make_ca("Proof CA"), unique("proof")
     assert upload(carl, name, ca.pem.encode()).status_code == 302
-    carl.post(f"{CERTS}{name}/code", {"etag": row_etag(carl, name)})
+    carl.post(f"{CERTS}{name}/code/", {"etag": row_etag(carl, name)})
     code = carl.session[f"controlplane:code:{INSTANCE}:{name}"]
     proof = (
         verification_cert(ca, "F" * 48)
@@ -167,7 +167,7 @@ def test_wrong_proof_refused_nothing_changed(persona: Callable[[str], Client], w
     )
     etag = row_etag(carl, name)
     r = carl.post(
-        f"{CERTS}{name}/verify",
+        f"{CERTS}{name}/verify/",
         {"etag": etag, "file": SimpleUploadedFile("v.pem", proof.pem.encode())},
         follow=True,
     )
@@ -186,8 +186,8 @@ def test_stale_etag_on_delete_changes_nothing(persona: Callable[[str], Client]) 
     name = unique("stale")
     assert upload(carl, name, make_ca("Stale CA").pem.encode()).status_code == 302
     stale = row_etag(carl, name)
-    carl.post(f"{CERTS}{name}/code", {"etag": stale})  # changes the ETag
-    r = carl.post(f"{CERTS}{name}/delete", {"etag": stale}, follow=True)
+    carl.post(f"{CERTS}{name}/code/", {"etag": stale})  # changes the ETag
+    r = carl.post(f"{CERTS}{name}/delete/", {"etag": stale}, follow=True)
     page = r.content.decode()
     assert f"Certificate {name} was not deleted." in page
     assert "changed by someone else" in page
@@ -198,10 +198,10 @@ def test_stale_etag_on_delete_changes_nothing(persona: Callable[[str], Client]) 
 
 
 ACTIONS = [
-    ("upload", "post", "upload", {"name": "x"}),
-    ("code", "post", "x/code", {"etag": "*"}),
-    ("verify", "post", "x/verify", {"etag": "*"}),
-    ("delete", "post", "x/delete", {"etag": "*"}),
+    ("upload", "post", "upload/", {"name": "x"}),
+    ("code", "post", "x/code/", {"etag": "*"}),
+    ("verify", "post", "x/verify/", {"etag": "*"}),
+    ("delete", "post", "x/delete/", {"etag": "*"}),
 ]
 
 
@@ -269,11 +269,11 @@ def test_linked_hubs_page_and_selector(persona: Callable[[str], Client]) -> None
 def verified_through_portal(carl: Client, ca: Issued, name: str) -> None:
     """Upload ``ca`` as ``name``, generate the code, sign it with the CA's key and verify."""
     assert upload(carl, name, ca.pem.encode()).status_code == 302
-    carl.post(f"{CERTS}{name}/code", {"etag": row_etag(carl, name)})
+    carl.post(f"{CERTS}{name}/code/", {"etag": row_etag(carl, name)})
     code = carl.session[f"controlplane:code:{INSTANCE}:{name}"]
     proof = verification_cert(ca, code).pem.encode()
     r = carl.post(
-        f"{CERTS}{name}/verify",
+        f"{CERTS}{name}/verify/",
         {"etag": row_etag(carl, name), "file": SimpleUploadedFile("v.pem", proof)},
     )
     assert r.status_code == 302
