@@ -40,6 +40,7 @@ from enrollments.dps.exceptions import (
     DpsUnauthorized,
 )
 from enrollments.dps.types import IndividualEnrollment
+from enrollments.form_choices import form_choices
 from enrollments.forms import DeviceKeyForm, EnrollmentForm, EnrollmentGroupForm
 
 C = Capability
@@ -422,7 +423,7 @@ def _form_error(form: Any, exc: DpsError) -> None:
 
 def _create(request: HttpRequest, kind: _Kind) -> HttpResponse:
     instance = request.dps_instance  # type: ignore[attr-defined]
-    form = kind.form_class(request.POST or None)
+    form = kind.form_class(request.POST or None, **form_choices(request, instance))
     status = 200
     if request.method == "POST":
         status = 400
@@ -463,7 +464,9 @@ def _edit(request: HttpRequest, kind: _Kind, key: str) -> HttpResponse:
         return deny(
             request, reason=blocker, required=C.ATTESTATION_REVEAL.value, instance=instance.name
         )
-    form = kind.form_class(request.POST or None, existing=existing)
+    form = kind.form_class(
+        request.POST or None, existing=existing, **form_choices(request, instance)
+    )
     status = 200
     if request.method == "POST":
         status = 400
