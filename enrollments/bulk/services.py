@@ -33,6 +33,7 @@ from enrollments.bulk.retention import rows_scrub
 from enrollments.bulk.runner import fail_pending_deletes, rows_in_flight, run_rows
 from enrollments.bulk.store import RowWriter
 from enrollments.csv.reader import CsvFormatError
+from enrollments.csv.references import references_check
 from enrollments.dps.exceptions import DpsError, DpsForbidden, DpsUnauthorized
 from enrollments.models import (
     BulkJob,
@@ -331,6 +332,7 @@ def job_prepare(job_id: int) -> None:
             if _stop_requested(job_id):
                 job_cancel_finish(job_id)
                 return
+            references_check(job)  # linked hubs and verified CAs, as the owner (issue 15)
             preview_job(
                 job,
                 client,

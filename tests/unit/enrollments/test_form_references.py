@@ -14,7 +14,9 @@ from enrollments.forms import EnrollmentForm, EnrollmentGroupForm
 WEU = LinkedHub("hub-weu.azure-devices.net", "westeurope", 2, True)
 NEU = LinkedHub("hub-neu.azure-devices.net", "northeurope", 1, False)
 HUBS = Choices([WEU, NEU])
-NO_ARM = "Your Azure role cannot read the DPS resource (Microsoft.Devices/provisioningServices/read)."
+NO_ARM = (
+    "Your Azure role cannot read the DPS resource (Microsoft.Devices/provisioningServices/read)."
+)
 NO_CERTS = "Your Azure role cannot list this instance's CA certificates."
 
 
