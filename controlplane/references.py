@@ -44,9 +44,9 @@ def hub_label(hub: LinkedHub) -> str:
     weight = (
         "default weight" if hub.allocation_weight is None else f"weight {hub.allocation_weight}"
     )
-    policy = "allocation policy applies" if hub.apply_allocation_policy else "policy not applied"
+    policy = "policy applies" if hub.apply_allocation_policy else "policy not applied"
     place = f"{hub.location}, " if hub.location else ""
-    return f"{hub.name} ({place}{weight}, {policy})"
+    return f"{hub.name} — {place}{weight}, {policy}"
 
 
 def ca_label(cert: CaCertificate) -> str:

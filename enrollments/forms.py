@@ -61,6 +61,7 @@ ALLOCATION_LABELS = [
     ("static", "Static configuration (one hub)"),
     ("custom", "Custom (Azure Function webhook)"),
 ]
+_HUBS_HELP = "The instance's linked hubs (Ctrl or ⌘ to choose several); none chosen: every one."
 _SPLIT = re.compile(r"[\s,;]+")
 #: The field of each input of ``validate_allocation``, to put its errors on.
 _ALLOCATION_FIELDS = {
@@ -244,11 +245,9 @@ class _EnrollmentFieldsForm(forms.Form, Generic[RecordT]):
             label=field.label,
             required=False,
             choices=options,
-            help_text="The instance's linked hubs; none chosen: every linked hub."
-            if options
-            else "No IoT hub is linked to this DPS instance.",
+            help_text=_HUBS_HELP if options else "No IoT hub is linked to this DPS instance.",
             widget=forms.SelectMultiple(
-                attrs={"class": "form-select", "size": str(min(max(len(options), 2), 8))}
+                attrs={"class": "form-select", "size": str(min(max(len(options), 3), 8))}
             ),
         )
 

@@ -20,7 +20,9 @@ from tests.integration.controlplane.conftest import BASE, INSTANCE, unique
 from tests.integration.controlplane.test_certificate_pages import upload, verified_through_portal
 
 pytestmark = pytest.mark.django_db
-HEADER = "operation,registrationId,attestationType,x509CaReferencePrimary,iotHubs,provisioningStatus"
+HEADER = (
+    "operation,registrationId,attestationType,x509CaReferencePrimary,iotHubs,provisioningStatus"
+)
 WEU, NEU = "hub-fleet-weu.azure-devices.net", "hub-fleet-neu.azure-devices.net"
 OTHER = "hub-elsewhere.azure-devices.net"
 

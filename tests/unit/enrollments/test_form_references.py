@@ -99,8 +99,8 @@ def test_hub_field_is_a_multi_select_with_location_weight_and_policy() -> None:
     html = str(EnrollmentForm(hub_choices=HUBS)["iot_hubs"])
     assert "<select" in html
     assert "multiple" in html
-    assert "hub-weu.azure-devices.net (westeurope, weight 2, allocation policy applies)" in html
-    assert "hub-neu.azure-devices.net (northeurope, weight 1, policy not applied)" in html
+    assert "hub-weu.azure-devices.net — westeurope, weight 2, policy applies" in html
+    assert "hub-neu.azure-devices.net — northeurope, weight 1, policy not applied" in html
 
 
 def test_hub_field_stays_text_with_the_reason() -> None:
