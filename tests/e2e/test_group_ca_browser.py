@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.urls import reverse
 
 from tests.e2e.test_certificates_browser import CARL, _shot, _upload
 from tests.e2e.test_signin_capabilities import _sign_in
@@ -29,7 +30,7 @@ def test_group_of_a_verified_ca_on_a_linked_hub(page: Any, portal: str, tmp_path
     page.get_by_test_id(f"verify-{name}").click()
     page.get_by_test_id(f"verified-{name}").wait_for()
 
-    page.goto(f"{portal}/dps/dps-fleet-prod/groups/new")
+    page.goto(portal + reverse("enrollments:group_create", args=["dps-fleet-prod"]))
     page.get_by_test_id("field-enrollment_group_id").fill(gid)
     page.get_by_test_id("field-attestation_type").select_option("x509")
     page.get_by_test_id("field-x509_kind").select_option("ca_references")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.urls import reverse
 
 from authn.arm import ArmClient, ArmUnavailable
 from controlplane.selectors import linked_hubs_forget
@@ -16,7 +17,7 @@ from enrollments.bulk import services
 from enrollments.models import BulkJob, BulkRow, JobState, PauseReason, RowPlan
 from instances.models import DpsInstance
 from tests.integration.controlplane.certs import make_ca
-from tests.integration.controlplane.conftest import BASE, INSTANCE, unique
+from tests.integration.controlplane.conftest import INSTANCE, unique
 from tests.integration.controlplane.test_certificate_pages import upload, verified_through_portal
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +39,10 @@ def _bulk_settings(settings: Any, tmp_path: Any) -> None:
 
 def import_prepared(client: Client, lines: list[str]) -> BulkJob:
     body = "\r\n".join([HEADER, *lines]) + "\r\n"
-    r = client.post(f"{BASE}/bulk/import", {"file": SimpleUploadedFile("in.csv", body.encode())})
+    r = client.post(
+        reverse("bulk:import", args=[INSTANCE]),
+        {"file": SimpleUploadedFile("in.csv", body.encode())},
+    )
     assert r.status_code == 302, r.content[:800]
     job = BulkJob.objects.get(pk=int(r["Location"].rstrip("/").rsplit("/", 1)[1]))
     services.job_prepare(job.pk)
@@ -78,7 +82,7 @@ def test_unlinked_hub_and_unverified_ca_are_row_errors(persona: Callable[[str], 
     assert NEU in errors["iotHubs"]
     assert row(job, 5) == (RowPlan.CREATE, {})
     assert (job.count_invalid, job.count_create) == (2, 2)
-    page = carl.get(f"{BASE}/bulk/jobs/{job.pk}/").content.decode()
+    page = carl.get(reverse("bulk:job_detail", args=[INSTANCE, job.pk])).content.decode()
     assert 'data-testid="row-4"' in page
     assert f"{OTHER} is not linked" in page
     assert 'data-testid="references-unchecked"' not in page
@@ -91,7 +95,7 @@ def test_data_plane_only_owner_is_told_hubs_were_not_checked(
     job = import_prepared(dana, [f"create,{unique('dn')},symmetricKey,,{OTHER},enabled"])
     assert job.state == JobState.AWAITING_CONFIRMATION
     assert row(job, 2) == (RowPlan.CREATE, {})
-    page = dana.get(f"{BASE}/bulk/jobs/{job.pk}/").content.decode()
+    page = dana.get(reverse("bulk:job_detail", args=[INSTANCE, job.pk])).content.decode()
     assert 'data-testid="references-unchecked"' in page
     assert "provisioningServices/read" in page
 

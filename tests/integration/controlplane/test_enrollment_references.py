@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 
 from enrollments.dps.exceptions import DpsNotFound
 from tests.integration.controlplane.certs import issue, make_ca
-from tests.integration.controlplane.conftest import BASE, unique
+from tests.integration.controlplane.conftest import INSTANCE, unique
 from tests.integration.controlplane.test_certificate_pages import (
     dps_owner,
     register_x509,
@@ -20,6 +21,13 @@ from tests.integration.controlplane.test_certificate_pages import (
 )
 
 pytestmark = pytest.mark.django_db
+
+
+def url(name: str, *args: str) -> str:
+    """Return a page of the instance by its URL name (the paths' spelling may change)."""
+    return reverse(name, args=[INSTANCE, *args])
+
+
 WEU, NEU = "hub-fleet-weu.azure-devices.net", "hub-fleet-neu.azure-devices.net"
 
 
@@ -32,7 +40,7 @@ def new_group(client: Client, gid: str, ca: str, **extra: Any) -> Any:
         "provisioning_status": "enabled",
         **extra,
     }
-    return client.post(f"{BASE}/groups/new", data)
+    return client.post(url("enrollments:group_create"), data)
 
 
 def test_group_of_a_verified_ca_created_in_the_portal_registers_its_device(
@@ -41,7 +49,7 @@ def test_group_of_a_verified_ca_created_in_the_portal_registers_its_device(
     carl = persona("carl")
     ca, name, gid = make_ca("Portal Group CA"), unique("pgca"), unique("pgrp")
     verified_through_portal(carl, ca, name)
-    page = carl.get(f"{BASE}/groups/new").content.decode()
+    page = carl.get(url("enrollments:group_create")).content.decode()
     assert f'<option value="{name}">' in page
     assert f'<option value="{WEU}">' in page
     r = new_group(carl, gid, name, iot_hubs=[WEU], allocation_policy="static")
@@ -53,7 +61,7 @@ def test_group_of_a_verified_ca_created_in_the_portal_registers_its_device(
     r = register_x509(endpoints, issue(rid, issuer=ca), tmp_path)
     assert r.status_code == 200, r.text
     assert r.json()["registrationState"]["assignedHub"] == WEU
-    assert rid in carl.get(f"{BASE}/groups/{gid}/registrations/").content.decode()
+    assert rid in carl.get(url("enrollments:registration_list", gid)).content.decode()
 
 
 def test_unverified_ca_and_unlinked_hub_are_refused_nothing_sent(
@@ -78,11 +86,11 @@ def test_data_plane_only_user_gets_text_fields_with_the_reason(
     persona: Callable[[str], Client],
 ) -> None:
     dana = persona("dana")
-    page = dana.get(f"{BASE}/groups/new").content.decode()
+    page = dana.get(url("enrollments:group_create")).content.decode()
     assert '<textarea name="iot_hubs"' in page
     assert 'data-testid="help-iot_hubs"' in page
     assert "provisioningServices/read" in page
     assert '<input type="text" name="ca_primary"' in page
     assert "provisioningServices/certificates/read" in page
-    enrollment = dana.get(f"{BASE}/enrollments/new").content.decode()
+    enrollment = dana.get(url("enrollments:enrollment_create")).content.decode()
     assert '<textarea name="iot_hubs"' in enrollment
