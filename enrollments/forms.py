@@ -17,6 +17,8 @@ from typing import Any, Generic, TypeVar
 from django import forms
 from django.core.exceptions import ValidationError
 
+from controlplane.references import ca_label, check_ca_reference, check_iot_hubs, hub_label
+from controlplane.types import CaCertificate, Choices, LinkedHub
 from enrollments import validation as v
 from enrollments.attestation import (
     AttestationBody,
@@ -59,6 +61,7 @@ ALLOCATION_LABELS = [
     ("static", "Static configuration (one hub)"),
     ("custom", "Custom (Azure Function webhook)"),
 ]
+_HUBS_HELP = "The instance's linked hubs (Ctrl or ⌘ to choose several); none chosen: every one."
 _SPLIT = re.compile(r"[\s,;]+")
 #: The field of each input of ``validate_allocation``, to put its errors on.
 _ALLOCATION_FIELDS = {
@@ -90,6 +93,13 @@ def _reprovision_choice(policy: ReprovisionPolicy | None) -> str:
         return ""
     pair = (bool(policy.update_hub_assignment), bool(policy.migrate_device_data))
     return next(k for k, val in REPROVISION.items() if val == pair)
+
+
+class _AnyHubField(forms.MultipleChoiceField):
+    """A multi-select of hubs that lets any value through: ``clean()`` names the linked ones."""
+
+    def valid_value(self, value: str) -> bool:
+        return True
 
 
 class _EnrollmentFieldsForm(forms.Form, Generic[RecordT]):
@@ -177,8 +187,22 @@ class _EnrollmentFieldsForm(forms.Form, Generic[RecordT]):
     )
     etag = forms.CharField(required=False, widget=forms.HiddenInput())
 
-    def __init__(self, *args: Any, existing: RecordT | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        existing: RecordT | None = None,
+        hub_choices: Choices[LinkedHub] | None = None,
+        ca_choices: Choices[CaCertificate] | None = None,
+        **kw: Any,
+    ) -> None:
+        """``hub_choices`` / ``ca_choices``: the instance's linked hubs and verified CAs.
+
+        Given, the hub and CA fields become choices and anything else is refused; given with a
+        ``reason``, the fields stay text and show why; left out, the fields are free text.
+        """
         self.existing: RecordT | None = existing
+        self.linked_hubs: list[str] | None = None
+        self.verified_cas: list[str] | None = None
         if existing is not None and "initial" not in kw:
             # Also when bound: disabled fields (the id) take their value from ``initial``.
             kw["initial"] = self.initial_from(existing)
@@ -199,6 +223,63 @@ class _EnrollmentFieldsForm(forms.Form, Generic[RecordT]):
         if existing is None:
             del self.fields["attestation_keep"]
             del self.fields["etag"]
+        if hub_choices is not None:
+            self._offer_hubs(hub_choices)
+        if ca_choices is not None:
+            self._offer_cas(ca_choices)
+
+    def _offer_hubs(self, choices: Choices[LinkedHub]) -> None:
+        field = self.fields["iot_hubs"]
+        if not choices.available:
+            field.help_text = f"{field.help_text} {choices.reason}"
+            return
+        self.linked_hubs = [h.name for h in choices.items]
+        current = self.initial.get("iot_hubs") or ""
+        chosen = [h for h in _SPLIT.split(current) if h] if isinstance(current, str) else current
+        options = [(h.name, hub_label(h)) for h in choices.items]
+        # A hub the record names but the instance no longer links stays visible (and refused).
+        linked = {h.lower() for h in self.linked_hubs}
+        options += [(h, f"{h} (not linked)") for h in chosen if h.lower() not in linked]
+        self.initial["iot_hubs"] = chosen
+        self.fields["iot_hubs"] = _AnyHubField(
+            label=field.label,
+            required=False,
+            choices=options,
+            help_text=_HUBS_HELP if options else "No IoT hub is linked to this DPS instance.",
+            widget=forms.SelectMultiple(
+                attrs={"class": "form-select", "size": str(min(max(len(options), 3), 8))}
+            ),
+        )
+
+    def _offer_cas(self, choices: Choices[CaCertificate]) -> None:
+        if not choices.available:
+            for name in ("ca_primary", "ca_secondary"):
+                field = self.fields[name]
+                field.help_text = f"{field.help_text} {choices.reason}".strip()
+            return
+        self.verified_cas = [c.name for c in choices.items]
+        options: list[tuple[str, str]] = [(c.name, ca_label(c)) for c in choices.items]
+        verified = {n.lower() for n in self.verified_cas}
+        for name, blank in (
+            ("ca_primary", "Choose a verified CA certificate"),
+            ("ca_secondary", "None"),
+        ):
+            field = self.fields[name]
+            current = str(self.initial.get(name) or "")
+            unknown = current and current.lower() not in verified
+            extra: list[tuple[str, str]] = (
+                [(current, f"{current} (not verified)")] if unknown else []
+            )
+            # A CharField with a select: any name posted reaches clean(), which says what is wrong.
+            field.widget = forms.Select(
+                attrs={"class": "form-select"}, choices=[("", blank), *options, *extra]
+            )
+            field.help_text = (
+                "Verified CA certificates of this instance (the Certificates page)."
+                if options
+                else "No verified CA certificate on this instance: upload one and prove "
+                "possession on the Certificates page."
+            )
 
     def _choice_field(self, name: str) -> forms.ChoiceField:
         field = self.fields[name]
@@ -271,7 +352,13 @@ class _EnrollmentFieldsForm(forms.Form, Generic[RecordT]):
                 )
         if not keep or self.existing is None:
             self._clean_attestation(cd, kind)
-        hubs = self._check("iot_hubs", v.validate_iot_hubs, _SPLIT.split(cd.get("iot_hubs") or ""))
+        raw_hubs = cd.get("iot_hubs") or ""
+        hubs = self._check(
+            "iot_hubs",
+            check_iot_hubs,
+            _SPLIT.split(raw_hubs) if isinstance(raw_hubs, str) else raw_hubs,
+            self.linked_hubs,
+        )
         cd["hubs"] = hubs or []
         try:
             cd["allocation"] = v.validate_allocation(
@@ -297,10 +384,11 @@ class _EnrollmentFieldsForm(forms.Form, Generic[RecordT]):
                 "tpm_storage_root_key", v.validate_storage_root_key, cd.get("tpm_storage_root_key")
             )
         elif kind == "x509" and cd.get("x509_kind") == "ca_references":
-            cd["ca1"] = self._check("ca_primary", v.validate_ca_reference, cd.get("ca_primary"))
+            cas = self.verified_cas
+            cd["ca1"] = self._check("ca_primary", check_ca_reference, cd.get("ca_primary"), cas)
             second = (cd.get("ca_secondary") or "").strip()
             cd["ca2"] = (
-                self._check("ca_secondary", v.validate_ca_reference, second) if second else None
+                self._check("ca_secondary", check_ca_reference, second, cas) if second else None
             )
         elif kind == "x509":
             first = self._check("x509_primary", v.validate_certificate, cd.get("x509_primary"))

@@ -37,6 +37,7 @@ from enrollments.bulk.preview import plan_counts_store, preview_job, registratio
 from enrollments.bulk.retention import job_inputs_discard
 from enrollments.bulk.runner import fail_pending_deletes, rows_in_flight, run_rows
 from enrollments.csv.reader import CsvFormatError
+from enrollments.csv.references import references_check
 from enrollments.dps.exceptions import DpsForbidden, DpsUnauthorized
 from enrollments.models import (
     BulkJob,
@@ -201,6 +202,7 @@ def _prepare_rows(job: BulkJob) -> None:
         job.save(update_fields=["options"])
     if should_stop():
         return
+    references_check(job)  # linked hubs and verified CAs, read as the owner
     preview_job(
         job,
         client,

@@ -35,6 +35,7 @@ from enrollments.dps.exceptions import (
     DpsQuotaExceeded,
 )
 from enrollments.dps.types import DpsApi, IndividualEnrollment
+from enrollments.form_choices import form_choices
 from enrollments.views.context import page_context
 from enrollments.views.errors import dps_errors, htmx_alert, is_htmx, needing
 from enrollments.views.kinds import RecordKind, list_rows, status_cell
@@ -182,10 +183,14 @@ class RecordCreateView(RecordView):
     action = reads = "write"
 
     def get(self, request: PortalRequest, instance: str) -> HttpResponse:
-        return self.form_page(request, self.kind.form_class(None), 200)
+        return self.form_page(
+            request, self.kind.form_class(None, **form_choices(request, request.dps_instance)), 200
+        )
 
     def post(self, request: PortalRequest, instance: str) -> HttpResponse:
-        form = self.kind.form_class(request.POST or None)
+        form = self.kind.form_class(
+            request.POST or None, **form_choices(request, request.dps_instance)
+        )
         if not form.is_valid():
             return self.form_page(request, form, 400)
         try:
@@ -231,10 +236,20 @@ class RecordEditView(RecordView):
         return super().dispatch(request, *args, **kwargs)
 
     def get(self, request: PortalRequest, instance: str, key: str) -> HttpResponse:
-        return self.form_page(request, self.kind.form_class(None, existing=self.existing), 200)
+        return self.form_page(
+            request,
+            self.kind.form_class(
+                None, existing=self.existing, **form_choices(request, request.dps_instance)
+            ),
+            200,
+        )
 
     def post(self, request: PortalRequest, instance: str, key: str) -> HttpResponse:
-        form = self.kind.form_class(request.POST or None, existing=self.existing)
+        form = self.kind.form_class(
+            request.POST or None,
+            existing=self.existing,
+            **form_choices(request, request.dps_instance),
+        )
         if not form.is_valid():
             return self.form_page(request, form, 400)
         client, mine = dps_client(request), None
