@@ -9,7 +9,8 @@ Two MSAL caches per user, stored together and encrypted in :class:`UserTokenCach
 
 Keeping them apart is what makes every downstream token an OBO token (docs/architecture.md,
 "The decisions everything else follows"): with a single cache MSAL would mint DPS tokens
-straight from the sign-in refresh token. Workers call :func:`token_for_user` with a user id and get the same silent → OBO path.
+straight from the sign-in refresh token. Workers call :func:`token_for_user` with a user id
+and get the same silent → OBO path.
 
 Tokens are returned to the caller and go nowhere else: no log line, exception message,
 audit row or task argument contains one.
