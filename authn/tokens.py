@@ -58,7 +58,8 @@ from authn.msal_app import (
 log = logging.getLogger(__name__)
 
 RESOURCES = (DPS_RESOURCE, ARM_RESOURCE)
-# Entra errors that only a new interactive sign-in can fix (reference/identity §5.4).
+# Entra errors that only a new interactive sign-in can fix: refresh token revoked or expired,
+# MFA or consent now required.
 REAUTH_ERRORS = frozenset(
     {"invalid_grant", "interaction_required", "login_required", "consent_required"}
 )
