@@ -10,7 +10,7 @@ Decisions:
   (``access_token``, ``refresh_token``, ``id_token``, continuation tokens included: they
   carry nothing an auditor needs), client assertions, SAS ``sig`` values and connection
   strings.
-* TPM ``endorsementKey`` and ``storageRootKey`` are public keys, but DESIGN.md §5 treats
+* TPM ``endorsementKey`` and ``storageRootKey`` are public keys, but the portal treats
   all attestation material as something only ``attestation.reveal`` may see, so they are
   redacted too.
 * X.509 attestation keeps the ``info`` DPS computes (subject, issuer, thumbprints, validity)

@@ -2,7 +2,7 @@
 
 A ``ConfidentialClientApplication`` is cheap once the OpenID discovery document is in the
 shared ``http_cache``, so one is built per request (or per task) around that user's token
-cache, as Microsoft's web samples do (reference/identity §1.9).
+cache, as Microsoft's web samples do.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def _certificate_credential(path: str) -> dict[str, str]:
             "ENTRA_CLIENT_CERTIFICATE_PATH must name a PEM file holding the private key "
             "and the certificate."
         )
-    # No thumbprint: MSAL then signs PS256 with an x5t#S256 header (reference/identity §1.2).
+    # No thumbprint: MSAL then signs PS256 with an x5t#S256 header, which Entra accepts.
     return {"private_key": key, "public_certificate": certs[0]}
 
 

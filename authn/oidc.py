@@ -1,6 +1,6 @@
 """Validate ID tokens ourselves: MSAL checks neither signature nor issuer nor audience.
 
-reference/identity §0.1 and §1.5: since msal 1.38 the ID token is only decoded. The
+Since msal 1.38 the ID token is only decoded. The
 signature is checked against the authority's JWKS (re-fetched once on an unknown ``kid``,
 for key rollover), then issuer, audience, expiry, nonce and tenant.
 """

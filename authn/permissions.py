@@ -1,6 +1,6 @@
 """Azure RBAC permission blocks → portal capabilities. Pure: no I/O, no Django.
 
-Semantics (reference/identity §4.3): ``*`` matches any run of characters, ``/`` included,
+Semantics (Azure RBAC's, for data actions): ``*`` matches any run of characters, ``/`` included,
 anywhere in a pattern; comparison ignores case; ``actions`` never grant data actions;
 inside one block ``notDataActions`` subtract from ``dataActions``; blocks are unioned, so a
 data action removed by one role and granted by another is allowed.

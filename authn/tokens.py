@@ -7,9 +7,10 @@ Two MSAL caches per user, stored together and encrypted in :class:`UserTokenCach
 * ``obo``: tokens for DPS and ARM, each derived from the portal-API token with the
   on-behalf-of grant, plus the refresh token that grant returns.
 
-Keeping them apart is what makes every downstream token an OBO token (DESIGN.md §4): with a
-single cache MSAL would mint DPS tokens straight from the sign-in refresh token. Workers
-call :func:`token_for_user` with a user id and get the same silent → OBO path.
+Keeping them apart is what makes every downstream token an OBO token (docs/architecture.md,
+"The decisions everything else follows"): with a single cache MSAL would mint DPS tokens
+straight from the sign-in refresh token. Workers call :func:`token_for_user` with a user id
+and get the same silent → OBO path.
 
 Tokens are returned to the caller and go nowhere else: no log line, exception message,
 audit row or task argument contains one.
@@ -57,7 +58,8 @@ from authn.msal_app import (
 log = logging.getLogger(__name__)
 
 RESOURCES = (DPS_RESOURCE, ARM_RESOURCE)
-# Entra errors that only a new interactive sign-in can fix (reference/identity §5.4).
+# Entra errors that only a new interactive sign-in can fix: refresh token revoked or expired,
+# MFA or consent now required.
 REAUTH_ERRORS = frozenset(
     {"invalid_grant", "interaction_required", "login_required", "consent_required"}
 )

@@ -1,7 +1,7 @@
 """Build the ``attestation`` body DPS takes: the one builder the form and the CSV import share.
 
 Each function takes values already checked by :mod:`enrollments.validation` and returns the
-JSON of an attestation mechanism (reference/dps-service/API.md §4). The form turns it into an
+JSON of an attestation mechanism (the service API's ``AttestationMechanism``). The form turns it into an
 :class:`~enrollments.dps.types.AttestationMechanism`; the CSV import stores it as it is. Plain
 dicts rather than dataclasses: the import builds one per row, and at 100,000 rows a model
 round trip per row would cost more than parsing the row.

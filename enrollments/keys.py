@@ -1,7 +1,7 @@
 """Symmetric keys of enrollments: generate one, and derive a device key from a group key.
 
 The derived key is what a device of a symmetric-key enrollment group signs its registration
-with; the group key itself must never reach devices (reference/dps-service/API.md §9).
+with; the group key itself must never reach devices.
 """
 
 from __future__ import annotations

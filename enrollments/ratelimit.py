@@ -1,7 +1,7 @@
 """One token bucket per DPS instance, shared by every worker through Redis.
 
 DPS allows a number of service operations per minute per instance (1,000 by default,
-reference/dps-service/API.md §10) and counts each call, a bulk call of ten included, as one.
+as Azure's DPS quotas list it) and counts each call, a bulk call of ten included, as one.
 Every process that calls DPS for bulk work takes a token first, so the portal as a whole stays
 under the quota however many workers run.
 

@@ -1,7 +1,7 @@
 """Reads of DPS enrollments, groups and registration records, shaped for the pages.
 
 DPS has no server-side search or sort: lists follow the continuation token forward, one
-page per request (DESIGN.md §6).
+page per request (docs/architecture.md, "The request path").
 """
 
 from __future__ import annotations

@@ -89,7 +89,8 @@ def _audited(
 
 
 def _require_etag(etag: str | None) -> str:
-    # The UI never sends "If-Match: *" (DESIGN.md §6): an edit without the etag seen is refused.
+    # Never "If-Match: *": a change must not overwrite a version the user did not see, so an
+    # edit without the etag seen is refused.
     etag = (etag or "").strip()
     if not etag or etag == "*":
         raise ValidationError("The page did not carry the record's version (ETag); reload it.")

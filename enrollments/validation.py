@@ -3,7 +3,8 @@
 Each validator takes what a form or CSV cell holds, returns the cleaned value and raises
 ``django.core.exceptions.ValidationError`` with a sentence that says what is wrong and what is
 expected. None of them needs settings or a database, so CSV import and forms share them.
-The rules come from reference/dps-service/API.md (§4, §9) and the IoT Hub limits it cites.
+The rules are those of the DPS service API 2021-10-01 (record fields, attestation, keys)
+and the IoT Hub limits it applies (device ids, twin sizes).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ made, so a request that may have reached the other side is never sent twice here
 that know an operation is safe to repeat retry it themselves, with :func:`backoff`).
 
 ``trust_env`` is off: ``REQUESTS_CA_BUNDLE`` would otherwise silently replace the CA set
-here, and proxy or netrc settings of the environment would apply (reference/identity §1.11).
+here, and proxy or netrc settings of the environment would apply.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class EmulatorContext:
 
     @property
     def v1_issuer(self) -> str:
-        # Microsoft first-party resources receive v1 tokens (reference/identity §3.9).
+        # Microsoft first-party resources (DPS, ARM, Graph) receive v1 tokens, as in Entra.
         return f"https://sts.windows.net/{self.tenant.tenant_id}/"
 
     @property

@@ -1,6 +1,6 @@
 """Azure RBAC as the emulators need it: built-in DPS roles, assignments, data-action checks.
 
-Semantics follow reference/identity §4.3: wildcards match any run of characters (``/``
+Semantics follow Azure RBAC's: wildcards match any run of characters (``/``
 included), comparisons ignore case, ``notDataActions`` subtract inside one permission
 block, blocks are unioned, assignments inherit down the scope tree and through groups.
 """

@@ -1,6 +1,6 @@
 """Choose the IoT hub a registering device is assigned to; pure functions, no I/O.
 
-Policies (reference/dps-service/API.md §4.5): ``hashed`` spreads devices evenly and stably,
+Policies (DPS's ``allocationPolicy``): ``hashed`` spreads devices evenly and stably,
 ``static`` takes the single configured hub, ``geoLatency`` takes the first hub in the DPS
 instance's own region (the emulator has no network latency to measure), and ``custom`` fails
 because the emulator never calls webhooks. Re-registration follows the reprovision policy.

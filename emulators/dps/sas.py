@@ -2,7 +2,7 @@
 
 The device signs ``{idScope}/registrations/{registrationId}`` with its own symmetric key or,
 in a symmetric-key enrollment group, with a key derived from the group key
-(reference/dps-service/API.md §2.1 and §9).
+(HMAC-SHA256 of the registration id under the group key, base64).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Entra ID emulator: v2.0 endpoints that unmodified MSAL and azure-identity talk to.
 
-Routes (reference/identity §3.1):
+Routes (those of Entra ID's v2.0 endpoints):
 
 - ``GET /{tenant}/v2.0/.well-known/openid-configuration`` and the v1 document
 - ``GET /{tenant}/discovery/v2.0/keys``, ``/common/discovery/keys``: JWKS

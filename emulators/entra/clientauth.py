@@ -1,4 +1,4 @@
-"""Authenticate the client at the token endpoint (reference/identity §1.2, §3.6).
+"""Authenticate the client at the token endpoint.
 
 Accepted: ``client_secret`` in the body or HTTP Basic; a ``client_assertion`` JWT signed
 RS256 with header ``x5t`` (SHA-1 thumbprint) or PS256 with ``x5t#S256`` (SHA-256

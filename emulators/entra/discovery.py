@@ -1,4 +1,4 @@
-"""OpenID configuration documents, JWKS and instance discovery (reference/identity §3.2-3.4)."""
+"""OpenID configuration documents, JWKS and instance discovery, as Entra serves them."""
 
 from __future__ import annotations
 

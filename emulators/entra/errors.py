@@ -1,4 +1,4 @@
-"""Entra-shaped OAuth errors (reference/identity §3.8).
+"""Entra-shaped OAuth errors.
 
 Every failure of the token endpoint is an :class:`EntraError`; :func:`error_response`
 renders it as Entra does: ``error``, ``error_description`` starting with the AADSTS code

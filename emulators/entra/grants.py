@@ -1,7 +1,7 @@
-"""The token endpoint's grants (reference/identity §3.6, §3.7).
+"""The token endpoint's grants: authorization code, refresh token, on-behalf-of, client credentials.
 
 Refresh tokens rotate: every refresh returns a new one, and, as in Entra, the old one stays
-valid until it expires or is revoked (reference/identity §5.5).
+valid until it expires or is revoked.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Resolve requested scopes into one resource, its audience and the granted scope names.
 
-Rules (reference/identity §3.6, §3.10): ``openid profile email offline_access`` are OIDC
+Rules (Entra's v2.0 scopes): ``openid profile email offline_access`` are OIDC
 scopes, not a resource; everything else names a resource by prefix (``<resource>/<scope>``)
 or, for a bare name such as ``User.Read``, Microsoft Graph. A token request may name one
 resource only. ``.default`` means every scope the client was granted on that resource.

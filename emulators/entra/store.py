@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_ACCESS_TOKEN_LIFETIME = 3600
-DEFAULT_REFRESH_TOKEN_LIFETIME = 90 * 24 * 3600  # confidential web app (reference/identity §5.5)
+DEFAULT_REFRESH_TOKEN_LIFETIME = 90 * 24 * 3600  # confidential web app, as in Entra
 DEFAULT_CODE_LIFETIME = 600
 TRANSACTION_LIFETIME = 1800
 

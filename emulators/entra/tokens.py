@@ -1,4 +1,4 @@
-"""Mint ID and access tokens with the claims of reference/identity §3.9.
+"""Mint ID and access tokens with the claims Entra puts in them.
 
 The resource decides the access-token version: Microsoft first-party APIs (DPS, ARM,
 Graph) get v1 tokens (``iss`` https://sts.windows.net/<tid>/, ``appid``, ``upn``), apps

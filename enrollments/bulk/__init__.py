@@ -1,1 +1,1 @@
-"""Bulk jobs: CSV import, export and bulk delete, run by Celery workers (DESIGN.md §7)."""
+"""Bulk jobs: CSV import, export and bulk delete, run by Celery workers (docs/architecture.md, "The import path")."""

@@ -3,8 +3,8 @@
 * When a job ends (done, failed, cancelled) the key material in its rows' payloads is cleared:
   the run needed it, the report never shows it. What counts as a secret is what
   :func:`audit.redaction.is_sensitive_key` says of the attestation's fields (symmetric keys,
-  and TPM endorsement and storage root keys, which DESIGN.md §5 treats as reveal-only
-  attestation material); twin tags and properties are the operator's data and stay.
+  and TPM endorsement and storage root keys: the portal shows any attestation material only
+  to holders of ``attestation.reveal``); twin tags and properties are the operator's data and stay.
 * Result files (exports) are deleted ``BULK_FILE_RETENTION_HOURS`` after the job ended, by a
   beat task; stray files in the bulk directory that no job refers to go after the same time.
 * An export that holds keys is deleted as soon as it has been handed out once.

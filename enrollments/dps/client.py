@@ -1,4 +1,4 @@
-"""A thin client of the DPS service API 2021-10-01 over ``requests`` (DESIGN.md §6).
+"""A thin client of the DPS service API 2021-10-01 over ``requests``, made as the user.
 
 One method per operation, typed results (``types.py``), typed errors (``exceptions.py``), a
 timeout on every call and retries only where repeating the request cannot do harm; the

@@ -2,7 +2,7 @@
 
 Each model reads and writes the camelCase JSON of the service. A round trip loses nothing:
 keys the model does not know are kept in ``extra``, and keys DPS sent as ``null`` (DPS echoes
-``"provisioningStatus": null``, reference/dps-service/API.md §4.5) are written back as ``null``,
+``"provisioningStatus": null`` on some records) are written back as ``null``,
 while fields that were absent stay absent. Timestamps stay strings so their seven fractional
 digits survive; :func:`parse_dps_datetime` turns them into ``datetime`` for display.
 """

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_signin_capabilities import _sign_in
-from tests.integration.controlplane.certs import make_ca, verification_cert
+from tests.support import certs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 SHOTS = Path(os.environ.get("E2E_SCREENSHOT_DIR", "/tmp/i15-shots"))
@@ -32,9 +32,9 @@ def _shot(page: Any, name: str) -> None:
 
 
 def test_certificate_flow_in_the_browser(page: Any, portal: str, tmp_path: Path) -> None:
-    ca, name = make_ca("Browser Root CA"), f"browser-{uuid.uuid4().hex[:6]}"
+    ca, name = certs.ca("Browser Root CA"), f"browser-{uuid.uuid4().hex[:6]}"
     ca_file = tmp_path / "ca.pem"
-    ca_file.write_text(ca.pem)
+    ca_file.write_text(certs.pem(ca.cert))
     _sign_in(page, portal, *CARL)
     _upload(page, portal, name, ca_file)
 
@@ -44,7 +44,7 @@ def test_certificate_flow_in_the_browser(page: Any, portal: str, tmp_path: Path)
     _shot(page, "certificates-code")
 
     proof_file = tmp_path / "verification.pem"
-    proof_file.write_text(verification_cert(ca, code).pem)
+    proof_file.write_text(certs.pem(certs.verification(ca, code).cert))
     page.get_by_test_id(f"verify-file-{name}").set_input_files(str(proof_file))
     page.get_by_test_id(f"verify-{name}").click()
     page.get_by_test_id(f"verified-{name}").wait_for()
@@ -66,7 +66,7 @@ def test_certificate_reader_sees_no_actions(
 ) -> None:
     name = f"reader-{uuid.uuid4().hex[:6]}"
     ca_file = tmp_path / "ca.pem"
-    ca_file.write_text(make_ca("Reader View Root CA", days=365).pem)
+    ca_file.write_text(certs.pem(certs.ca("Reader View Root CA", days=365).cert))
     admin = chromium.new_context(ignore_https_errors=True).new_page()
     _sign_in(admin, portal, *CARL)
     _upload(admin, portal, name, ca_file)

@@ -7,6 +7,7 @@ unless the test names its own window.
     root = ca("Fleet Root CA")
     device = leaf("device-001", issuer=root)
     pem(device.cert), der_b64(device.cert), key_pem(device.key)
+    proof = verification(root, code)  # proof of possession of a CA's key for DPS
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ PrivateKey = CertificateIssuerPrivateKeyTypes
 #: How far back a fresh certificate's validity starts, so a slightly slower clock accepts it.
 SKEW = timedelta(minutes=5)
 DEFAULT_DAYS = 30
+
+#: The key usages of a CA certificate: it signs certificates and CRLs (and, as many do, data).
+CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 @dataclass(frozen=True)
@@ -73,17 +87,19 @@ def certificate(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     serial: int | None = None,
+    expired: bool = False,
 ) -> Issued:
     """Return a certificate for ``key`` (a new EC key when None), signed by ``issuer``.
 
     Without ``issuer`` the certificate is self-signed. ``not_before``/``not_after`` override
-    the window of ``days``.
+    the window of ``days``; ``expired`` makes one that ran out yesterday. A CA certificate
+    also carries the key usages of a CA (certificate and CRL signing), as real ones do.
     """
     key = key or ec_key()
     subject_name = name(subject) if isinstance(subject, str) else subject
-    start, end = validity(days)
+    start, end = expired_window() if expired else validity(days)
     signer_key, signer_name = (issuer.key, issuer.cert.subject) if issuer else (key, subject_name)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject_name)
         .issuer_name(signer_name)
@@ -92,19 +108,31 @@ def certificate(
         .not_valid_before(not_before or start)
         .not_valid_after(not_after or end)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(signer_key, hashes.SHA256())
     )
-    return Issued(key, cert)
+    if ca:
+        builder = builder.add_extension(CA_KEY_USAGE, critical=True)
+    return Issued(key, builder.sign(signer_key, hashes.SHA256()))
 
 
-def ca(cn: str, *, days: int = DEFAULT_DAYS) -> Issued:
-    """Return a self-signed CA certificate (basic constraints ``ca=True``)."""
-    return certificate(cn, ca=True, days=days)
+def expired_window() -> tuple[datetime, datetime]:
+    """Return (not before, not after) of a certificate valid from ten days ago until yesterday."""
+    now = datetime.now(UTC)
+    return now - timedelta(days=10), now - timedelta(days=1)
+
+
+def ca(cn: str, *, days: int = DEFAULT_DAYS, expired: bool = False) -> Issued:
+    """Return a self-signed CA certificate (basic constraints ``ca=True``, CA key usages)."""
+    return certificate(cn, ca=True, days=days, expired=expired)
 
 
 def leaf(subject: str | x509.Name, *, issuer: Issued, days: int = DEFAULT_DAYS) -> Issued:
     """Return an end-entity certificate signed by the CA ``issuer``."""
     return certificate(subject, issuer=issuer, days=days)
+
+
+def verification(issuer: Issued, code: str) -> Issued:
+    """Return DPS's proof of possession: a certificate with subject CN=``code`` signed by ``issuer``."""
+    return leaf(code, issuer=issuer)
 
 
 def self_signed_pem(cn: str, *, ca: bool = False, days: int = DEFAULT_DAYS) -> str:
@@ -115,6 +143,11 @@ def self_signed_pem(cn: str, *, ca: bool = False, days: int = DEFAULT_DAYS) -> s
 def pem(cert: x509.Certificate) -> str:
     """Return the certificate as PEM text."""
     return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def pem_b64(cert: x509.Certificate) -> str:
+    """Return the PEM text in base64 on one line (the ARM certificate body's usual form)."""
+    return base64.b64encode(pem(cert).encode()).decode()
 
 
 def der(cert: x509.Certificate) -> bytes:

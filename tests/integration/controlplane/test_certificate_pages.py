@@ -27,8 +27,8 @@ from enrollments.dps.auth import parse_connection_string
 from enrollments.dps.client import DpsClient
 from enrollments.dps.types import AttestationMechanism, EnrollmentGroup
 from instances.models import DpsInstance
-from tests.integration.controlplane.certs import Issued, issue, make_ca, verification_cert
 from tests.integration.controlplane.conftest import BASE, INSTANCE, unique
+from tests.support import certs
 
 pytestmark = pytest.mark.django_db
 CERTS = f"{BASE}/certificates/"
@@ -66,8 +66,8 @@ def test_whole_flow_upload_code_sign_verify_delete(
     persona: Callable[[str], Client], endpoints: dict[str, Any]
 ) -> None:
     carl = persona("carl")
-    ca, name = make_ca("Portal Flow Root CA"), unique("flow")
-    r = upload(carl, name, ca.pem.encode())
+    ca, name = certs.ca("Portal Flow Root CA"), unique("flow")
+    r = upload(carl, name, certs.pem(ca.cert).encode())
     assert r.status_code == 302, r.content[:800]
     page = carl.get(CERTS).content.decode()
     assert f'data-testid="certificate-row-{name}"' in page
@@ -82,10 +82,13 @@ def test_whole_flow_upload_code_sign_verify_delete(
     assert f'data-testid="verification-code-{name}">{code}<' in page
     assert f'-subj "/CN={code}"' in page
 
-    proof = verification_cert(ca, code)
+    proof = certs.verification(ca, code)
     r = carl.post(
         f"{CERTS}{name}/verify/",
-        {"etag": row_etag(carl, name), "file": SimpleUploadedFile("v.pem", proof.pem.encode())},
+        {
+            "etag": row_etag(carl, name),
+            "file": SimpleUploadedFile("v.pem", certs.pem(proof.cert).encode()),
+        },
     )
     assert r.status_code == 302
     page = carl.get(CERTS).content.decode()
@@ -122,10 +125,10 @@ def test_whole_flow_upload_code_sign_verify_delete(
 
 def test_cer_upload_verified_on_upload(persona: Callable[[str], Client]) -> None:
     carl = persona("carl")
-    ca, name = make_ca("CER Root CA"), unique("cer")
+    ca, name = certs.ca("CER Root CA"), unique("cer")
     r = carl.post(
         f"{CERTS}upload/",
-        {"name": name, "file": SimpleUploadedFile("ca.cer", ca.der), "verified": "on"},
+        {"name": name, "file": SimpleUploadedFile("ca.cer", certs.der(ca.cert)), "verified": "on"},
     )
     assert r.status_code == 302
     assert f'data-testid="verified-{name}"' in carl.get(CERTS).content.decode()
@@ -134,8 +137,8 @@ def test_cer_upload_verified_on_upload(persona: Callable[[str], Client]) -> None
 @pytest.mark.parametrize(
     ("label", "make", "message"),
     [
-        ("leaf", lambda: issue("device-001"), "is not a CA certificate"),
-        ("expired", lambda: make_ca("Old CA", expired=True), "expired on"),
+        ("leaf", lambda: certs.certificate("device-001"), "is not a CA certificate"),
+        ("expired", lambda: certs.ca("Old CA", expired=True), "expired on"),
         ("garbage", None, "not an X.509 certificate"),
     ],
 )
@@ -144,7 +147,7 @@ def test_bad_uploads_refused_with_a_message(
 ) -> None:
     carl = persona("carl")
     name = unique(label)
-    data = make().pem.encode() if make else b"-----BEGIN CERTIFICATE-----\nnope\n"
+    data = certs.pem(make().cert).encode() if make else b"-----BEGIN CERTIFICATE-----\nnope\n"
     r = upload(carl, name, data)
     assert r.status_code == 400
     assert message in r.content.decode()
@@ -156,19 +159,19 @@ def test_bad_uploads_refused_with_a_message(
 @pytest.mark.parametrize("wrong", ["code", "key"])
 def test_wrong_proof_refused_nothing_changed(persona: Callable[[str], Client], wrong: str) -> None:
     carl = persona("carl")
-    ca, name = make_ca("Proof CA"), unique("proof")
-    assert upload(carl, name, ca.pem.encode()).status_code == 302
+    ca, name = certs.ca("Proof CA"), unique("proof")
+    assert upload(carl, name, certs.pem(ca.cert).encode()).status_code == 302
     carl.post(f"{CERTS}{name}/code/", {"etag": row_etag(carl, name)})
     code = carl.session[f"controlplane:code:{INSTANCE}:{name}"]
     proof = (
-        verification_cert(ca, "F" * 48)
+        certs.verification(ca, "F" * 48)
         if wrong == "code"
-        else verification_cert(make_ca("Impostor CA"), code)
+        else certs.verification(certs.ca("Impostor CA"), code)
     )
     etag = row_etag(carl, name)
     r = carl.post(
         f"{CERTS}{name}/verify/",
-        {"etag": etag, "file": SimpleUploadedFile("v.pem", proof.pem.encode())},
+        {"etag": etag, "file": SimpleUploadedFile("v.pem", certs.pem(proof.cert).encode())},
         follow=True,
     )
     page = r.content.decode()
@@ -184,7 +187,7 @@ def test_wrong_proof_refused_nothing_changed(persona: Callable[[str], Client], w
 def test_stale_etag_on_delete_changes_nothing(persona: Callable[[str], Client]) -> None:
     carl = persona("carl")
     name = unique("stale")
-    assert upload(carl, name, make_ca("Stale CA").pem.encode()).status_code == 302
+    assert upload(carl, name, certs.pem(certs.ca("Stale CA").cert).encode()).status_code == 302
     stale = row_etag(carl, name)
     carl.post(f"{CERTS}{name}/code/", {"etag": stale})  # changes the ETag
     r = carl.post(f"{CERTS}{name}/delete/", {"etag": stale}, follow=True)
@@ -228,7 +231,7 @@ def test_data_plane_only_user_sees_nothing_and_is_refused(
 def test_certificate_reader_sees_the_list_only(persona: Callable[[str], Client]) -> None:
     carl, cora = persona("carl"), persona("cora")
     name = unique("ro")
-    assert upload(carl, name, make_ca("Read Only CA").pem.encode()).status_code == 302
+    assert upload(carl, name, certs.pem(certs.ca("Read Only CA").cert).encode()).status_code == 302
     r = cora.get(CERTS)
     assert r.status_code == 200
     page = r.content.decode()
@@ -266,12 +269,12 @@ def test_linked_hubs_page_and_selector(persona: Callable[[str], Client]) -> None
     assert not hasattr(weu, "connection_string")
 
 
-def verified_through_portal(carl: Client, ca: Issued, name: str) -> None:
+def verified_through_portal(carl: Client, ca: certs.Issued, name: str) -> None:
     """Upload ``ca`` as ``name``, generate the code, sign it with the CA's key and verify."""
-    assert upload(carl, name, ca.pem.encode()).status_code == 302
+    assert upload(carl, name, certs.pem(ca.cert).encode()).status_code == 302
     carl.post(f"{CERTS}{name}/code/", {"etag": row_etag(carl, name)})
     code = carl.session[f"controlplane:code:{INSTANCE}:{name}"]
-    proof = verification_cert(ca, code).pem.encode()
+    proof = certs.pem(certs.verification(ca, code).cert).encode()
     r = carl.post(
         f"{CERTS}{name}/verify/",
         {"etag": row_etag(carl, name), "file": SimpleUploadedFile("v.pem", proof)},
@@ -279,12 +282,14 @@ def verified_through_portal(carl: Client, ca: Issued, name: str) -> None:
     assert r.status_code == 302
 
 
-def register_x509(endpoints: dict[str, Any], device: Issued, tmp_path: Path) -> requests.Response:
+def register_x509(
+    endpoints: dict[str, Any], device: certs.Issued, tmp_path: Path
+) -> requests.Response:
     """Register like a device over HTTPS: its certificate in the TLS handshake, no SAS."""
     entry = next(d for d in endpoints["dps"] if d["name"] == INSTANCE)
     cert_file, key_file = tmp_path / "device.pem", tmp_path / "device.key"
-    cert_file.write_text(device.pem)
-    key_file.write_text(device.key_pem)
+    cert_file.write_text(certs.pem(device.cert))
+    key_file.write_text(certs.key_pem(device.key))
     rid = device.cert.subject.rfc4514_string().removeprefix("CN=")
     session = requests.Session()
     session.trust_env = False
@@ -305,7 +310,7 @@ def test_device_of_a_verified_ca_registers_in_the_group(
     persona: Callable[[str], Client], endpoints: dict[str, Any], tmp_path: Path
 ) -> None:
     carl = persona("carl")
-    ca, name, gid = make_ca("Fleet Device CA"), unique("devca"), unique("x509grp")
+    ca, name, gid = certs.ca("Fleet Device CA"), unique("devca"), unique("x509grp")
     verified_through_portal(carl, ca, name)
     dps_owner(endpoints).group_put(
         EnrollmentGroup(
@@ -314,7 +319,7 @@ def test_device_of_a_verified_ca_registers_in_the_group(
         )
     )
     rid = unique("device")
-    r = register_x509(endpoints, issue(rid, issuer=ca), tmp_path)
+    r = register_x509(endpoints, certs.certificate(rid, issuer=ca), tmp_path)
     assert r.status_code == 200, r.text
     state = r.json()["registrationState"]
     assert state["status"] == "assigned"
@@ -327,8 +332,10 @@ def test_device_of_an_unverified_or_foreign_ca_is_refused(
     persona: Callable[[str], Client], endpoints: dict[str, Any], tmp_path: Path
 ) -> None:
     carl = persona("carl")
-    ca, name, gid = make_ca("Unverified Device CA"), unique("uvca"), unique("x509grp")
-    assert upload(carl, name, ca.pem.encode()).status_code == 302  # uploaded, not verified
+    ca, name, gid = certs.ca("Unverified Device CA"), unique("uvca"), unique("x509grp")
+    assert (
+        upload(carl, name, certs.pem(ca.cert).encode()).status_code == 302
+    )  # uploaded, not verified
     dps_owner(endpoints).group_put(
         EnrollmentGroup(
             enrollment_group_id=gid,
@@ -337,14 +344,14 @@ def test_device_of_an_unverified_or_foreign_ca_is_refused(
     )
     # TLS refuses a certificate whose issuer is not a verified CA (DPS itself would answer 401).
     with pytest.raises(requests.exceptions.ConnectionError):  # TLS 1.3: reset after the handshake
-        register_x509(endpoints, issue(unique("device"), issuer=ca), tmp_path)
+        register_x509(endpoints, certs.certificate(unique("device"), issuer=ca), tmp_path)
     # A device certificate whose CN is not the registration id is refused by the device API.
-    trusted, trusted_name = make_ca("Trusted Device CA"), unique("tca")
+    trusted, trusted_name = certs.ca("Trusted Device CA"), unique("tca")
     verified_through_portal(carl, trusted, trusted_name)
-    device = issue(unique("device"), issuer=trusted)
+    device = certs.certificate(unique("device"), issuer=trusted)
     entry = next(d for d in endpoints["dps"] if d["name"] == INSTANCE)
-    (tmp_path / "d.pem").write_text(device.pem)
-    (tmp_path / "d.key").write_text(device.key_pem)
+    (tmp_path / "d.pem").write_text(certs.pem(device.cert))
+    (tmp_path / "d.key").write_text(certs.key_pem(device.key))
     session = requests.Session()
     session.trust_env = False
     r = session.put(
@@ -363,8 +370,13 @@ def test_expiring_ca_certificates_are_flagged_and_listed(
 ) -> None:
     carl = persona("carl")
     soon, later = unique("soon"), unique("later")
-    assert upload(carl, soon, make_ca("Soon CA", days=10).pem.encode()).status_code == 302
-    assert upload(carl, later, make_ca("Later CA", days=400).pem.encode()).status_code == 302
+    assert (
+        upload(carl, soon, certs.pem(certs.ca("Soon CA", days=10).cert).encode()).status_code == 302
+    )
+    assert (
+        upload(carl, later, certs.pem(certs.ca("Later CA", days=400).cert).encode()).status_code
+        == 302
+    )
     page = carl.get(CERTS).content.decode()
     assert f'data-testid="expiring-{soon}"' in page
     assert f'data-testid="expiring-{later}"' not in page
@@ -379,8 +391,8 @@ def test_expiring_ca_certificates_are_flagged_and_listed(
 def test_upload_under_a_taken_name_says_so(persona: Callable[[str], Client]) -> None:
     carl = persona("carl")
     name = unique("taken")
-    assert upload(carl, name, make_ca("First CA").pem.encode()).status_code == 302
-    r = upload(carl, name, make_ca("Second CA").pem.encode())
+    assert upload(carl, name, certs.pem(certs.ca("First CA").cert).encode()).status_code == 302
+    r = upload(carl, name, certs.pem(certs.ca("Second CA").cert).encode())
     assert r.status_code == 400
     assert f"A certificate named {name} already exists" in r.content.decode()
     assert "CN=First CA" in carl.get(CERTS).content.decode()

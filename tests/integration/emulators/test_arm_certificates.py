@@ -22,8 +22,8 @@ from azure.mgmt.iothubprovisioningservices.models import (
     VerificationCodeRequest,
 )
 
-from tests.integration.controlplane.certs import issue, make_ca, verification_cert
 from tests.integration.emulators.conftest import ARM_SCOPE, Entra
+from tests.support import certs
 
 SUB = "61bbc72c-832c-469c-a36e-8c2fffbbc31c"
 RG = "rg-iot-fleet"
@@ -77,13 +77,15 @@ def upload(entra: Entra, token: str, name: str, b64: str, **props: Any) -> reque
 
 def test_sdk_runs_the_whole_proof_of_possession_flow(entra: Entra, tokens: dict[str, str]) -> None:
     sdk = client(entra, tokens["carl.certadmin"])
-    ca = make_ca("SDK Flow Root CA")
+    ca = certs.ca("SDK Flow Root CA")
     name = f"sdk-{uuid.uuid4().hex[:8]}"
     created = sdk.dps_certificate.create_or_update(
         RG,
         DPS,
         name,
-        CertificateResponse(properties=CertificateProperties(certificate=ca.pem.encode())),
+        CertificateResponse(
+            properties=CertificateProperties(certificate=certs.pem(ca.cert).encode())
+        ),
     )
     assert created.name == name
     assert created.type == "Microsoft.Devices/provisioningServices/certificates"
@@ -98,12 +100,12 @@ def test_sdk_runs_the_whole_proof_of_possession_flow(entra: Entra, tokens: dict[
         name, RG, DPS, etag=created.etag, match_condition=MatchConditions.IfNotModified
     )
     assert code.etag != created.etag
-    proof = verification_cert(ca, code.properties.verification_code)
+    proof = certs.verification(ca, code.properties.verification_code)
     verified = sdk.dps_certificate.verify_certificate(
         name,
         RG,
         DPS,
-        VerificationCodeRequest(certificate=proof.pem),
+        VerificationCodeRequest(certificate=certs.pem(proof.cert)),
         etag=code.etag,
         match_condition=MatchConditions.IfNotModified,
     )
@@ -121,21 +123,24 @@ def test_sdk_runs_the_whole_proof_of_possession_flow(entra: Entra, tokens: dict[
 
 def test_sdk_sees_the_error_details_of_a_wrong_proof(entra: Entra, tokens: dict[str, str]) -> None:
     sdk = client(entra, tokens["carl.certadmin"])
-    ca, other = make_ca("Wrong Proof CA"), make_ca("Another CA")
+    ca, other = certs.ca("Wrong Proof CA"), certs.ca("Another CA")
     name = f"sdk-{uuid.uuid4().hex[:8]}"
     created = sdk.dps_certificate.create_or_update(
-        RG, DPS, name, CertificateResponse(properties=CertificateProperties(certificate=ca.der))
+        RG,
+        DPS,
+        name,
+        CertificateResponse(properties=CertificateProperties(certificate=certs.der(ca.cert))),
     )
     code = sdk.dps_certificate.generate_verification_code(
         name, RG, DPS, etag=created.etag, match_condition=MatchConditions.IfNotModified
     )
-    forged = verification_cert(other, code.properties.verification_code)
+    forged = certs.verification(other, code.properties.verification_code)
     with pytest.raises(HttpResponseError) as err:
         sdk.dps_certificate.verify_certificate(
             name,
             RG,
             DPS,
-            VerificationCodeRequest(certificate=forged.pem),
+            VerificationCodeRequest(certificate=certs.pem(forged.cert)),
             etag=code.etag,
             match_condition=MatchConditions.IfNotModified,
         )
@@ -147,18 +152,18 @@ def test_sdk_sees_the_error_details_of_a_wrong_proof(entra: Entra, tokens: dict[
 def test_wrong_code_refused_and_nothing_changes(entra: Entra, tokens: dict[str, str]) -> None:
     token = tokens["carl.certadmin"]
     auth = {"Authorization": f"Bearer {token}"}
-    ca = make_ca("Wrong Code CA")
+    ca = certs.ca("Wrong Code CA")
     name = f"raw-{uuid.uuid4().hex[:8]}"
-    etag = upload(entra, token, name, ca.b64_pem).json()["etag"]
+    etag = upload(entra, token, name, certs.pem_b64(ca.cert)).json()["etag"]
     r = entra.http.post(
         cert_url(entra, name, "generateVerificationCode"), headers={**auth, "If-Match": etag}
     )
     assert r.status_code == 200, r.text
     etag = r.json()["etag"]
-    proof = verification_cert(ca, "0" * 48)
+    proof = certs.verification(ca, "0" * 48)
     r = entra.http.post(
         cert_url(entra, name, "verify"),
-        json={"certificate": proof.pem},
+        json={"certificate": certs.pem(proof.cert)},
         headers={**auth, "If-Match": etag},
     )
     assert r.status_code == 400
@@ -172,12 +177,12 @@ def test_wrong_code_refused_and_nothing_changes(entra: Entra, tokens: dict[str, 
 
 def test_verify_before_a_code_is_refused(entra: Entra, tokens: dict[str, str]) -> None:
     token = tokens["carl.certadmin"]
-    ca = make_ca("No Code CA")
+    ca = certs.ca("No Code CA")
     name = f"raw-{uuid.uuid4().hex[:8]}"
-    etag = upload(entra, token, name, ca.b64_pem).json()["etag"]
+    etag = upload(entra, token, name, certs.pem_b64(ca.cert)).json()["etag"]
     r = entra.http.post(
         cert_url(entra, name, "verify"),
-        json={"certificate": verification_cert(ca, "ABC").pem},
+        json={"certificate": certs.pem(certs.verification(ca, "ABC").cert)},
         headers={"Authorization": f"Bearer {token}", "If-Match": etag},
     )
     assert r.status_code == 400
@@ -188,9 +193,9 @@ def test_etags_guard_update_and_delete(entra: Entra, tokens: dict[str, str]) -> 
     token = tokens["carl.certadmin"]
     auth = {"Authorization": f"Bearer {token}"}
     name = f"raw-{uuid.uuid4().hex[:8]}"
-    first = upload(entra, token, name, make_ca("Etag CA").b64_pem).json()
+    first = upload(entra, token, name, certs.pem_b64(certs.ca("Etag CA").cert)).json()
     # Update without If-Match, and delete with a stale or missing ETag: 412, nothing changed.
-    assert upload(entra, token, name, make_ca("Etag CA 2").b64_pem).status_code == 412
+    assert upload(entra, token, name, certs.pem_b64(certs.ca("Etag CA 2").cert)).status_code == 412
     for headers in ({**auth}, {**auth, "If-Match": "AAAAAAAAAAA="}):
         r = entra.http.delete(cert_url(entra, name), headers=headers)
         assert r.status_code == 412, r.text
@@ -198,7 +203,12 @@ def test_etags_guard_update_and_delete(entra: Entra, tokens: dict[str, str]) -> 
     assert entra.http.get(cert_url(entra, name), headers=auth).json()["etag"] == first["etag"]
     r = entra.http.put(
         cert_url(entra, name),
-        json={"properties": {"certificate": make_ca("Etag CA 3").b64_pem, "isVerified": True}},
+        json={
+            "properties": {
+                "certificate": certs.pem_b64(certs.ca("Etag CA 3").cert),
+                "isVerified": True,
+            }
+        },
         headers={**auth, "If-Match": first["etag"]},
     )
     assert r.status_code == 200
@@ -213,9 +223,9 @@ def test_upload_parses_pem_text_der_and_refuses_garbage(
     entra: Entra, tokens: dict[str, str]
 ) -> None:
     token = tokens["carl.certadmin"]
-    ca = make_ca("Formats CA")
+    ca = certs.ca("Formats CA")
     name = f"raw-{uuid.uuid4().hex[:8]}"
-    der = base64.b64encode(ca.der).decode()
+    der = base64.b64encode(certs.der(ca.cert)).decode()
     r = upload(entra, token, name, der, isVerified=True)
     assert r.status_code == 200
     props = r.json()["properties"]
@@ -234,10 +244,16 @@ def test_leaf_and_expired_certificates_are_accepted_as_the_portal_decides(
 ) -> None:
     # The emulator accepts them (unconfirmed whether the real service refuses); the portal refuses.
     token = tokens["carl.certadmin"]
-    leaf = issue("just-a-device")
-    assert upload(entra, token, f"raw-{uuid.uuid4().hex[:8]}", leaf.b64_pem).status_code == 200
-    old = make_ca("Expired CA", expired=True)
-    assert upload(entra, token, f"raw-{uuid.uuid4().hex[:8]}", old.b64_pem).status_code == 200
+    leaf = certs.certificate("just-a-device")
+    assert (
+        upload(entra, token, f"raw-{uuid.uuid4().hex[:8]}", certs.pem_b64(leaf.cert)).status_code
+        == 200
+    )
+    old = certs.ca("Expired CA", expired=True)
+    assert (
+        upload(entra, token, f"raw-{uuid.uuid4().hex[:8]}", certs.pem_b64(old.cert)).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize(

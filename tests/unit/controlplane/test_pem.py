@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from controlplane.pem import MAX_BYTES, CertificateInputError, load, load_ca
-from tests.integration.controlplane.certs import issue, make_ca
+from tests.support import certs
 
 
 def test_pem_and_der_give_the_same_certificate() -> None:
-    ca = make_ca("Unit CA")
-    from_pem, from_der = load_ca(ca.pem.encode()), load_ca(ca.der)
+    ca = certs.ca("Unit CA")
+    from_pem, from_der = load_ca(certs.pem(ca.cert).encode()), load_ca(certs.der(ca.cert))
     assert from_pem.thumbprint == from_der.thumbprint
     assert len(from_pem.thumbprint) == 40
     assert from_pem.subject == "CN=Unit CA"
@@ -18,9 +18,9 @@ def test_pem_and_der_give_the_same_certificate() -> None:
 
 
 def test_pem_with_leading_text_is_read() -> None:
-    ca = make_ca("Bag Attributes CA")
+    ca = certs.ca("Bag Attributes CA")
     assert load(
-        b"Bag Attributes\n  friendlyName: ca\n" + ca.pem.encode()
+        b"Bag Attributes\n  friendlyName: ca\n" + certs.pem(ca.cert).encode()
     ).subject == "CN=Unit CA".replace("Unit", "Bag Attributes")
 
 
@@ -40,14 +40,14 @@ def test_not_a_certificate(data: bytes, message: str) -> None:
 
 def test_leaf_refused() -> None:
     with pytest.raises(CertificateInputError, match="not a CA certificate"):
-        load_ca(issue("device-1").pem.encode())
+        load_ca(certs.pem(certs.certificate("device-1").cert).encode())
 
 
 def test_expired_ca_refused() -> None:
     with pytest.raises(CertificateInputError, match="expired on"):
-        load_ca(make_ca("Old", expired=True).pem.encode())
+        load_ca(certs.pem(certs.ca("Old", expired=True).cert).encode())
 
 
 def test_leaf_accepted_as_verification_certificate() -> None:
     # The proof of possession is a leaf: only the upload of a CA requires CA:TRUE.
-    assert load(issue("ABCDEF").pem.encode()).subject == "CN=ABCDEF"
+    assert load(certs.pem(certs.certificate("ABCDEF").cert).encode()).subject == "CN=ABCDEF"
