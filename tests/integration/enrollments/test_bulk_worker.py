@@ -34,7 +34,10 @@ from tests.integration.enrollments.bulk_support import EmulatorAccess
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
+# The worker's broker: a Redis database of its own, one per xdist worker (gw0 → 14, gw1 → 13, ...),
+# so two test processes never take each other's tasks; TEST_WORKER_REDIS_URL overrides it.
+_XDIST_INDEX = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_URL = os.environ.get("TEST_WORKER_REDIS_URL") or f"redis://127.0.0.1:6379/{14 - _XDIST_INDEX}"
 INSTANCE = "dps-fleet-prod"
 KEY = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="
 ROOT = Path(__file__).resolve().parents[3]
