@@ -11,21 +11,21 @@ from django.urls import reverse
 
 from tests.e2e.test_certificates_browser import CARL, _shot, _upload
 from tests.e2e.test_signin_capabilities import _sign_in
-from tests.integration.controlplane.certs import make_ca, verification_cert
+from tests.support import certs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 WEU = "hub-fleet-weu.azure-devices.net"
 
 
 def test_group_of_a_verified_ca_on_a_linked_hub(page: Any, portal: str, tmp_path: Path) -> None:
-    ca, name = make_ca("Browser Group CA"), f"grpca-{uuid.uuid4().hex[:6]}"
+    ca, name = certs.ca("Browser Group CA"), f"grpca-{uuid.uuid4().hex[:6]}"
     gid = f"e2e-x509-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "ca.pem").write_text(ca.pem)
+    (tmp_path / "ca.pem").write_text(certs.pem(ca.cert))
     _sign_in(page, portal, *CARL)
     _upload(page, portal, name, tmp_path / "ca.pem")
     page.get_by_test_id(f"generate-code-{name}").click()
     code = page.get_by_test_id(f"verification-code-{name}").inner_text().strip()
-    (tmp_path / "proof.pem").write_text(verification_cert(ca, code).pem)
+    (tmp_path / "proof.pem").write_text(certs.pem(certs.verification(ca, code).cert))
     page.get_by_test_id(f"verify-file-{name}").set_input_files(str(tmp_path / "proof.pem"))
     page.get_by_test_id(f"verify-{name}").click()
     page.get_by_test_id(f"verified-{name}").wait_for()

@@ -16,9 +16,9 @@ from controlplane.selectors import linked_hubs_forget
 from enrollments.bulk import workflow
 from enrollments.models import BulkJob, BulkRow, JobState, PauseReason, RowPlan
 from instances.models import DpsInstance
-from tests.integration.controlplane.certs import make_ca
 from tests.integration.controlplane.conftest import INSTANCE, unique
 from tests.integration.controlplane.test_certificate_pages import upload, verified_through_portal
+from tests.support import certs
 
 pytestmark = pytest.mark.django_db
 HEADER = (
@@ -58,8 +58,11 @@ def row(job: BulkJob, line: int) -> tuple[str, dict[str, str]]:
 def test_unlinked_hub_and_unverified_ca_are_row_errors(persona: Callable[[str], Client]) -> None:
     carl = persona("carl")
     ca, unverified, p = unique("csvca"), unique("csvuv"), unique("csv")
-    verified_through_portal(carl, make_ca("CSV CA"), ca)
-    assert upload(carl, unverified, make_ca("CSV Unverified CA").pem.encode()).status_code == 302
+    verified_through_portal(carl, certs.ca("CSV CA"), ca)
+    assert (
+        upload(carl, unverified, certs.pem(certs.ca("CSV Unverified CA").cert).encode()).status_code
+        == 302
+    )
     job = import_prepared(
         carl,
         [

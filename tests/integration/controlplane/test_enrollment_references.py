@@ -11,7 +11,6 @@ from django.test import Client
 from django.urls import reverse
 
 from enrollments.dps.exceptions import DpsNotFound
-from tests.integration.controlplane.certs import issue, make_ca
 from tests.integration.controlplane.conftest import INSTANCE, unique
 from tests.integration.controlplane.test_certificate_pages import (
     dps_owner,
@@ -19,6 +18,7 @@ from tests.integration.controlplane.test_certificate_pages import (
     upload,
     verified_through_portal,
 )
+from tests.support import certs
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +47,7 @@ def test_group_of_a_verified_ca_created_in_the_portal_registers_its_device(
     persona: Callable[[str], Client], endpoints: dict[str, Any], tmp_path: Path
 ) -> None:
     carl = persona("carl")
-    ca, name, gid = make_ca("Portal Group CA"), unique("pgca"), unique("pgrp")
+    ca, name, gid = certs.ca("Portal Group CA"), unique("pgca"), unique("pgrp")
     verified_through_portal(carl, ca, name)
     page = carl.get(url("enrollments:group_create")).content.decode()
     assert f'<option value="{name}">' in page
@@ -58,7 +58,7 @@ def test_group_of_a_verified_ca_created_in_the_portal_registers_its_device(
     assert stored.attestation.x509.ca_references.primary == name  # type: ignore[union-attr]
     assert stored.iot_hubs == [WEU]
     rid = unique("device")
-    r = register_x509(endpoints, issue(rid, issuer=ca), tmp_path)
+    r = register_x509(endpoints, certs.leaf(rid, issuer=ca), tmp_path)
     assert r.status_code == 200, r.text
     assert r.json()["registrationState"]["assignedHub"] == WEU
     assert rid in carl.get(url("enrollments:registration_list", gid)).content.decode()
@@ -69,7 +69,7 @@ def test_unverified_ca_and_unlinked_hub_are_refused_nothing_sent(
 ) -> None:
     carl = persona("carl")
     name, gid = unique("uvca"), unique("pgrp")
-    assert upload(carl, name, make_ca("Unverified CA").pem.encode()).status_code == 302
+    assert upload(carl, name, certs.pem(certs.ca("Unverified CA").cert).encode()).status_code == 302
     r = new_group(carl, gid, name, iot_hubs=["hub-elsewhere.azure-devices.net"])
     assert r.status_code == 400
     page = r.content.decode()
