@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "audit",
     "authn",
     "enrollments",
+    "fleet",
 ]
 
 MIDDLEWARE = [
