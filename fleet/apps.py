@@ -7,3 +7,11 @@ class FleetConfig(AppConfig):
     name = "fleet"
     default_auto_field = "django.db.models.BigAutoField"
     verbose_name = "Fleet index"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_save
+
+        from authn.models import DpsInstance
+        from fleet.refresh import instance_registered
+
+        post_save.connect(instance_registered, sender=DpsInstance, dispatch_uid="fleet.first_pass")

@@ -62,6 +62,9 @@ class IndexedRecord(models.Model):
     seen_pass = models.BigIntegerField(default=0)
     portal_written_at = models.DateTimeField(null=True)
     drift_at = models.DateTimeField(null=True)
+    # A change a pass found and has not yet judged: {"before": row snapshot, "etag", "updated"}.
+    # Judged at the end of the pass, once every portal write in flight has been journaled.
+    drift_pending = models.JSONField(null=True, blank=True)
     indexed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -135,8 +138,11 @@ class PortalWrite(models.Model):
     instance = models.ForeignKey("authn.DpsInstance", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16, choices=RecordKind.choices)
     key = models.CharField(max_length=128)
-    etag = models.CharField(max_length=128, blank=True)  # "" for a delete or a failed write
+    # The ETag DPS returned; "" for a delete, a failed write or a bulk write (DPS's bulk answer
+    # carries no ETags: a version DPS stamped between started_at and finished_at is ours).
+    etag = models.CharField(max_length=128, blank=True)
     deleted = models.BooleanField(default=False)
+    bulk = models.BooleanField(default=False)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True)
 
