@@ -114,7 +114,13 @@ def tracked(
     """Wrap a single DPS write so the journal and the index follow it (enrollments/services.py)."""
 
     def run() -> T:
-        journal = record_writing(instance, target_type, record_id, deleting=deleting)
+        try:
+            journal: int | None = record_writing(
+                instance, target_type, record_id, deleting=deleting
+            )
+        except Exception:  # the index must never stop a write; the next pass repairs it
+            log.exception("fleet index: journaling a write of %s failed", record_id)
+            journal = None
         try:
             result = call()
         except BaseException:

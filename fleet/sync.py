@@ -110,7 +110,7 @@ class Reader:
             except (DpsForbidden, DpsUnauthorized, access.NoReadIdentity):
                 if self._fell_back:
                     raise
-                log.info("fleet sync of %s: the app may not read; on behalf of the user")
+                log.info("fleet sync of %s: the app may not read it; as the user", self.instance)
                 self._use_user()
 
 
@@ -376,6 +376,7 @@ def _finish(reader: Reader, state: SyncState, owner: str) -> None:
             owner,
             phase=SyncPhase.IDLE,
             finished_at=timezone.now(),
+            last_error="",
             lease_until=None,
         )
     drift.prune_journal(started)
