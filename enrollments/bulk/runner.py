@@ -41,6 +41,7 @@ from enrollments.dps.exceptions import (
 from enrollments.dps.types import DpsApi, IndividualEnrollment
 from enrollments.models import BulkJob, BulkRow, JobKind, RowPlan, RowStatus
 from enrollments.ratelimit import TokenBucket
+from fleet.services import record_bulk_applied
 
 log = logging.getLogger(__name__)
 
@@ -346,6 +347,7 @@ def run_chunk(
         _finish_rows(job, outcomes)
         return
     errors = {e.id.lower(): e for e in result.errors or () if e.id}
+    record_bulk_applied(job.instance, mode, [items[row.id] for row in to_send], set(errors))
     for row in to_send:
         err = errors.get(row.reg_key)
         if err is None:

@@ -321,3 +321,27 @@ def test_instance_the_app_may_not_read_runs_as_the_requesting_user(
     state.refresh_from_db()
     assert state.identity == "user:dana.contributor@contoso-iot.example"
     assert state.last_error == ""
+
+
+def test_bulk_writes_of_the_portal_are_not_drift(
+    prod: DpsInstance, seed: Any, owner_client: Any
+) -> None:
+    """DPS's bulk answer has no ETags: the versions stamped during the call are the portal's."""
+    updated = [seed.enrollment(unique("fleet-bulk")) for _ in range(3)]
+    doomed = seed.enrollment(unique("fleet-bulk-del"))
+    run_pass(prod)
+    for rec in updated:
+        rec.provisioning_status = "disabled"
+    result = owner_client.enrollment_bulk("updateIfMatchETag", updated)
+    fleet_services.record_bulk_applied(prod, "updateIfMatchETag", updated, result.failed_ids())
+    result = owner_client.enrollment_bulk("delete", [doomed])
+    fleet_services.record_bulk_applied(prod, "delete", [doomed], result.failed_ids())
+    statuses = set(
+        IndexedRecord.objects.filter(
+            key__in=[r.registration_id.lower() for r in updated]
+        ).values_list("status", flat=True)
+    )
+    assert statuses == {"disabled"}  # written through at once
+    run_pass(prod)
+    assert not drift_events()
+    assert index_etags(prod) == dps_etags(owner_client)
