@@ -173,6 +173,33 @@ def _begin(state: SyncState, owner: str) -> None:
     )
 
 
+def _new_row(
+    instance: DpsInstance,
+    state: SyncState,
+    kind: str,
+    key: str,
+    doc: dict[str, Any],
+    row: IndexedRecord | None,
+    judge: bool,
+) -> IndexedRecord:
+    """Build the row a page's document replaces ``row`` with, marked for judging if due."""
+    etag = doc.get("etag") or ""
+    pending = row.drift_pending if row is not None else None
+    if judge and pending is None:
+        pending = {"before": drift.snapshot(row)}
+    if pending is not None:
+        pending = {**pending, "etag": etag, "updated": doc.get("lastUpdatedDateTimeUtc")}
+    return IndexedRecord(
+        instance=instance,
+        kind=kind,
+        key=key,
+        seen_pass=state.pass_id,
+        drift_pending=pending,
+        drift_at=row.drift_at if row is not None else None,
+        **record_fields(kind, doc),
+    )
+
+
 def apply_records(
     instance: DpsInstance,
     state: SyncState,
@@ -182,11 +209,8 @@ def apply_records(
 ) -> int:
     """Store one page of enrollments or groups; mark changes for judging; return the count."""
     judge = state.finished_at is not None  # the first pass fills the index: nothing is drift
-    by_key = {}
-    for doc in docs:
-        key = record_key(kind, doc)
-        if key:
-            by_key[key] = doc
+    by_key = {record_key(kind, doc): doc for doc in docs}
+    by_key.pop("", None)
     existing = {
         r.key: r
         for r in IndexedRecord.objects.filter(instance=instance, kind=kind, key__in=list(by_key))
@@ -198,31 +222,14 @@ def apply_records(
     rows: list[IndexedRecord] = []
     for key, doc in by_key.items():
         row = existing.get(key)
-        etag = doc.get("etag") or ""
-        if row is not None and row.etag and row.etag == etag:
-            unchanged.append(row.pk)
-            continue
-        if judge and page_is_stale(writes.get(key, []), fetched_at):
+        same = row is not None and bool(row.etag) and row.etag == doc.get("etag")
+        if same or (judge and page_is_stale(writes.get(key, []), fetched_at)):
+            # Unchanged, or the portal wrote it after this page was read: the write-through
+            # row is newer than the page's copy.
             if row is not None:
                 unchanged.append(row.pk)
             continue
-        fields = record_fields(kind, doc)
-        pending = row.drift_pending if row is not None else None
-        if judge and pending is None:
-            pending = {"before": drift.snapshot(row), "etag": etag}
-        if pending is not None:
-            pending = {**pending, "etag": etag, "updated": doc.get("lastUpdatedDateTimeUtc")}
-        rows.append(
-            IndexedRecord(
-                instance=instance,
-                kind=kind,
-                key=key,
-                seen_pass=state.pass_id,
-                drift_pending=pending,
-                drift_at=row.drift_at if row is not None else None,
-                **fields,
-            )
-        )
+        rows.append(_new_row(instance, state, kind, key, doc, row, judge))
     if unchanged:
         IndexedRecord.objects.filter(pk__in=unchanged).update(seen_pass=state.pass_id)
     if rows:
