@@ -22,7 +22,7 @@ def test_seeded_records_are_valid_varied_and_served_masked(tmp_path: Path) -> No
     assert {d["attestation"]["type"] for d in page.items} == {"symmetricKey", "tpm", "x509"}
     assert {d["provisioningStatus"] for d in page.items} == {"enabled", "disabled"}
     assert all("symmetricKey" not in d["attestation"] for d in page.items)  # keys masked
-    assert store.get_enrollment("bench-0000007")["attestation"]["symmetricKey"]["primaryKey"]
+    assert store.get_enrollment("bench-0000003")["attestation"]["symmetricKey"]["primaryKey"]
     x509 = store.get_enrollment("bench-0000009")["attestation"]["x509"]
     assert x509["clientCertificates"]["primary"]["info"]["notAfterUtc"].endswith("Z")
 
