@@ -85,7 +85,7 @@ class IndexedRecord(models.Model):
             models.Index(fields=("instance", "kind", "seen_pass"), name="fleet_rec_pass"),
             models.Index(fields=("instance", "kind", "drift_at"), name="fleet_rec_drift"),
             models.Index("instance", "kind", "registration_read_at", name="fleet_rec_regread"),
-            models.Index(Upper("record_id"), name="fleet_rec_id_upper"),
+            models.Index("instance", "kind", Upper("record_id"), name="fleet_rec_id_upper"),
         ]
 
     def __str__(self) -> str:
