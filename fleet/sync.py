@@ -43,6 +43,7 @@ from fleet.models import (
     SyncState,
 )
 from fleet.pacing import bucket_for_sync, paced_read
+from fleet.upsert import upsert_records
 
 log = logging.getLogger(__name__)
 
@@ -181,23 +182,23 @@ def _new_row(
     doc: dict[str, Any],
     row: IndexedRecord | None,
     judge: bool,
-) -> IndexedRecord:
-    """Build the row a page's document replaces ``row`` with, marked for judging if due."""
+) -> dict[str, Any]:
+    """Return the row a page's document replaces ``row`` with, marked for judging if due."""
     etag = doc.get("etag") or ""
     pending = row.drift_pending if row is not None else None
     if judge and pending is None:
         pending = {"before": drift.snapshot(row)}
     if pending is not None:
         pending = {**pending, "etag": etag, "updated": doc.get("lastUpdatedDateTimeUtc")}
-    return IndexedRecord(
-        instance=instance,
-        kind=kind,
-        key=key,
-        seen_pass=state.pass_id,
-        drift_pending=pending,
-        drift_at=row.drift_at if row is not None else None,
+    return {
+        "instance_id": instance.pk,
+        "kind": kind,
+        "key": key,
+        "seen_pass": state.pass_id,
+        "drift_pending": pending,
+        "drift_at": row.drift_at if row is not None else None,
         **record_fields(kind, doc),
-    )
+    }
 
 
 def apply_records(
@@ -211,34 +212,45 @@ def apply_records(
     judge = state.finished_at is not None  # the first pass fills the index: nothing is drift
     by_key = {record_key(kind, doc): doc for doc in docs}
     by_key.pop("", None)
-    existing = {
-        r.key: r
-        for r in IndexedRecord.objects.filter(instance=instance, kind=kind, key__in=list(by_key))
-        .select_for_update()
-        .only("id", "key", "etag", "drift_pending", "drift_at", *RECORD_FIELDS)
-    }
+    # Keys and ETags first (most rows of a later pass are unchanged); whole rows only for the
+    # changed ones, locked so a write-through of the same record waits for this page.
+    known = dict(
+        IndexedRecord.objects.filter(instance=instance, kind=kind, key__in=list(by_key))
+        .values_list("key", "etag")
+        .iterator()
+    )
+    same = {k for k, doc in by_key.items() if known.get(k) and known[k] == doc.get("etag")}
+    changed_keys = [k for k in by_key if k in known and k not in same]
+    existing = (
+        {
+            r.key: r
+            for r in IndexedRecord.objects.filter(
+                instance=instance, kind=kind, key__in=changed_keys
+            )
+            .select_for_update()
+            .only("id", "key", "etag", "drift_pending", "drift_at", *RECORD_FIELDS)
+        }
+        if changed_keys
+        else {}
+    )
     writes = writes_of(instance, kind, by_key) if judge else {}
-    unchanged: list[int] = []
-    rows: list[IndexedRecord] = []
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
     for key, doc in by_key.items():
+        if key in same:
+            continue
         row = existing.get(key)
-        same = row is not None and bool(row.etag) and row.etag == doc.get("etag")
-        if same or (judge and page_is_stale(writes.get(key, []), fetched_at)):
-            # Unchanged, or the portal wrote it after this page was read: the write-through
-            # row is newer than the page's copy.
-            if row is not None:
-                unchanged.append(row.pk)
+        if judge and page_is_stale(writes.get(key, []), fetched_at):
+            # The portal wrote it after this page was read: the write-through row is newer.
+            skipped.append(key)
             continue
         rows.append(_new_row(instance, state, kind, key, doc, row, judge))
+    unchanged = [*same, *(k for k in skipped if k in known)]
     if unchanged:
-        IndexedRecord.objects.filter(pk__in=unchanged).update(seen_pass=state.pass_id)
-    if rows:
-        IndexedRecord.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=("instance", "kind", "key"),
-            update_fields=(*RECORD_FIELDS, "seen_pass", "drift_pending", "drift_at"),
+        IndexedRecord.objects.filter(instance=instance, kind=kind, key__in=unchanged).update(
+            seen_pass=state.pass_id
         )
+    upsert_records(rows, (*RECORD_FIELDS, "seen_pass", "drift_pending", "drift_at"))
     return len(by_key)
 
 
