@@ -74,10 +74,10 @@ def generate(count: int, *, prefix: str = "seed", start: int = 0) -> Iterator[di
             "attestation": _attestation(i, now),
             "capabilities": {"iotEdge": i % 20 == 0},
             "initialTwin": {
-                "tags": {"plant": str(i % 10), "line": "abcd"[i % 4]},
+                "tags": {"plant": str((i // 7) % 10), "line": "abcd"[(i // 3) % 4]},
                 "properties": {"desired": {"firmware": f"1.{i % 5}"}},
             },
-            "provisioningStatus": "disabled" if i % 10 == 9 else "enabled",
+            "provisioningStatus": "disabled" if i % 13 == 0 else "enabled",
             "reprovisionPolicy": {"updateHubAssignment": True, "migrateDeviceData": True},
             "allocationPolicy": "hashed",
         }
