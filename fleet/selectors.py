@@ -18,6 +18,7 @@ from django.db.models import Count, QuerySet
 from django.db.models.functions import Upper
 from django.utils import timezone
 
+from fleet import facets
 from fleet.models import IndexedRecord, SyncState
 
 SORTS = {
@@ -118,10 +119,33 @@ def facet_counts(qs: QuerySet[IndexedRecord]) -> tuple[int, dict[str, dict[str, 
     return total, facets
 
 
+def _from_counts(
+    instance: Any, kind: str, q: RecordQuery
+) -> tuple[int, dict[str, dict[str, int]]] | None:
+    """Return total and facets from fleet.facets when ``q``'s filters allow it, else None."""
+    live_only = (
+        q.search.strip(),
+        q.hub,
+        q.allocation_policy,
+        q.registration_status,
+        q.expires_within_days is not None,
+        q.expired,
+        q.drifted,
+        len(q.tags) > 1,
+    )
+    if any(live_only):
+        return None
+    tag = next(iter(q.tags.items())) if q.tags else None
+    return facets.counted(
+        instance, kind, status=q.status, attestation=q.attestation, iot_edge=q.iot_edge, tag=tag
+    )
+
+
 def record_page(instance: Any, kind: str, q: RecordQuery) -> RecordPage:
     """Return the page ``q`` asks for, with its total and facets."""
     qs = records_matching(instance, kind, q)
-    total, facets = facet_counts(qs)
+    answer = _from_counts(instance, kind, q)
+    total, facets = answer if answer is not None else facet_counts(qs)
     pages = max(1, math.ceil(total / q.per_page))
     page = min(max(1, q.page), pages)
     order = SORTS.get(q.sort, SORTS["id"])

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from fleet import facets
 from fleet.extract import RECORD_FIELDS, record_fields
 from fleet.models import IndexedRecord, IndexedRegistration, PortalWrite, RecordKind
 
@@ -36,6 +37,18 @@ def kind_of(target: Any) -> str:
     if isinstance(target, dict):
         return RecordKind.GROUP if "enrollmentGroupId" in target else RecordKind.ENROLLMENT
     return RecordKind.GROUP if hasattr(target, "enrollment_group_id") else RecordKind.ENROLLMENT
+
+
+_COUNTED = ("status", "attestation", "iot_edge", "tags")
+
+
+def _counted(instance: Any, kind: str, key: str) -> dict[str, Any] | None:
+    """Return the fields fleet.facets counts of a row, None when there is no row."""
+    return (
+        IndexedRecord.objects.filter(instance=instance, kind=kind, key=key)
+        .values(*_COUNTED)
+        .first()
+    )
 
 
 def record_writing(instance: Any, kind: str, record_id: str, *, deleting: bool = False) -> int:
@@ -66,12 +79,14 @@ def record_written(instance: Any, model: Any, *, journal: int | None = None) -> 
             if journal is None:
                 journal = record_writing(instance, kind, key)
             _finish(journal, etag=fields["etag"])
+            old = _counted(instance, kind, key)
             IndexedRecord.objects.update_or_create(
                 instance=instance,
                 kind=kind,
                 key=key,
                 defaults={**fields, "portal_written_at": timezone.now()},
             )
+            facets.adjust(instance, kind, old, fields)
     except Exception:  # the write succeeded in DPS; the next pass repairs the index
         log.exception("fleet index: write-through of %s %s failed", kind, key)
 
@@ -85,7 +100,9 @@ def record_deleted(instance: Any, kind: str, record_id: str, *, journal: int | N
             if journal is None:
                 journal = record_writing(instance, kind, key, deleting=True)
             _finish(journal, deleted=True)
+            old = _counted(instance, kind, key)
             IndexedRecord.objects.filter(instance=instance, kind=kind, key=key).delete()
+            facets.adjust(instance, kind, old, None)
             if kind == RecordKind.ENROLLMENT:
                 IndexedRegistration.objects.filter(instance=instance, key=key).delete()
     except Exception:
@@ -170,8 +187,12 @@ def record_bulk_applied(
             base = IndexedRecord.objects.filter(
                 instance=instance, kind=RecordKind.ENROLLMENT, key__in=keys
             )
+            tag_keys = facets.tag_keys_of(instance, RecordKind.ENROLLMENT)
+            olds = {row["key"]: row for row in base.values("key", *_COUNTED)}
             if deleting:
                 base.delete()
+                for old in olds.values():
+                    facets.adjust(instance, RecordKind.ENROLLMENT, old, None, tag_keys)
                 return
             for doc in docs:
                 fields = record_fields(RecordKind.ENROLLMENT, doc)
@@ -180,11 +201,10 @@ def record_bulk_applied(
                 for unknown in ("created", "updated"):  # DPS stamps them; the pass reads them
                     if fields[unknown] is None:
                         del fields[unknown]
+                key = fields["record_id"].lower()
                 IndexedRecord.objects.update_or_create(
-                    instance=instance,
-                    kind=RecordKind.ENROLLMENT,
-                    key=fields["record_id"].lower(),
-                    defaults=fields,
+                    instance=instance, kind=RecordKind.ENROLLMENT, key=key, defaults=fields
                 )
+                facets.adjust(instance, RecordKind.ENROLLMENT, olds.get(key), fields, tag_keys)
     except Exception:
         log.exception("fleet index: write-through of a bulk %s call failed", mode)

@@ -25,7 +25,7 @@ from django.utils import timezone
 from authn.models import DpsInstance
 from enrollments.dps.exceptions import DpsForbidden, DpsNotFound, DpsUnauthorized
 from enrollments.ratelimit import TokenBucket
-from fleet import access, drift
+from fleet import access, drift, facets
 from fleet.extract import (
     RECORD_FIELDS,
     REGISTRATION_FIELDS,
@@ -149,7 +149,7 @@ def _save(state: SyncState, owner: str, **fields: Any) -> None:
         **{
             f.name: getattr(state, f.name)
             for f in SyncState._meta.concrete_fields
-            if f.name not in ("id", "requested_by", "lease_owner")
+            if f.name not in ("id", "requested_by", "lease_owner", "facet_tags")
         }
     )
     if not updated:
@@ -201,6 +201,12 @@ def _new_row(
     }
 
 
+def _counted_fields(row: IndexedRecord | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {f: getattr(row, f) for f in ("status", "attestation", "iot_edge", "tags")}
+
+
 def apply_records(
     instance: DpsInstance,
     state: SyncState,
@@ -246,6 +252,11 @@ def apply_records(
             continue
         rows.append(_new_row(instance, state, kind, key, doc, row, judge))
     unchanged = [*same, *(k for k in skipped if k in known)]
+    if judge and rows:
+        tag_keys = facets.tag_keys_of(instance, kind)
+        for new_row in rows:
+            old = existing.get(new_row["key"])
+            facets.adjust(instance, kind, _counted_fields(old), new_row, tag_keys)
     if unchanged:
         IndexedRecord.objects.filter(instance=instance, kind=kind, key__in=unchanged).update(
             seen_pass=state.pass_id
@@ -381,6 +392,8 @@ def _finish(reader: Reader, state: SyncState, owner: str) -> None:
     started = state.started_at or timezone.now()
     with transaction.atomic():
         drift.judge_pass(instance, state, started)
+        for kind in (RecordKind.ENROLLMENT, RecordKind.GROUP):
+            facets.rebuild(instance, kind)
         IndexedRegistration.objects.filter(instance=instance).exclude(group_key="").exclude(
             seen_pass=state.pass_id
         ).delete()

@@ -345,3 +345,63 @@ def test_bulk_writes_of_the_portal_are_not_drift(
     run_pass(prod)
     assert not drift_events()
     assert index_etags(prod) == dps_etags(owner_client)
+
+
+def _counts_agree(instance: DpsInstance) -> None:
+    from fleet import facets
+    from fleet.selectors import RecordQuery, facet_counts, records_matching
+
+    for q in (
+        RecordQuery(),
+        RecordQuery(status="disabled"),
+        RecordQuery(attestation="symmetricKey", status="enabled"),
+        RecordQuery(tags={"plant": "7"}),
+        RecordQuery(tags={"plant": "7"}, status="disabled"),
+    ):
+        tag = next(iter(q.tags.items())) if q.tags else None
+        stored = facets.counted(
+            instance, "enrollment", status=q.status, attestation=q.attestation, tag=tag
+        )
+        live = facet_counts(records_matching(instance, "enrollment", q))
+        assert stored is not None
+        assert stored[0] == live[0], q
+        assert {k: v for k, v in stored[1].items() if k != "iot_edge"} == {
+            k: v for k, v in live[1].items() if k != "iot_edge"
+        }, q
+
+
+def test_stored_counts_follow_passes_and_portal_writes(
+    prod: DpsInstance, seed: Any, owner_client: Any, signed_in: Any
+) -> None:
+    tagged = [
+        seed.enrollment(unique("fleet-count"), initial_twin=InitialTwin.of(tags={"plant": "7"}))
+        for _ in range(3)
+    ]
+    run_pass(prod)
+    _counts_agree(prod)
+    signed_in("dana")
+    edited = IndividualEnrollment.from_json(tagged[0].to_json())
+    edited.provisioning_status = "disabled"
+    enrollment_services.record_update(
+        actor=_dana(),
+        instance=prod,
+        client=owner_client,
+        model=edited,
+        etag=tagged[0].etag,
+        before=tagged[0],
+    )
+    enrollment_services.enrollment_delete(
+        actor=_dana(),
+        instance=prod,
+        client=owner_client,
+        registration_id=tagged[1].registration_id,
+        etag=tagged[1].etag,
+    )
+    _counts_agree(prod)
+    outside = IndividualEnrollment.from_json(tagged[2].to_json())
+    outside.provisioning_status = "disabled"
+    owner_client.enrollment_put(outside, if_match=tagged[2].etag)
+    run_pass(prod, stop=lambda: SyncState.objects.get(instance=prod).phase == SyncPhase.FINISH)
+    _counts_agree(prod)  # during the pass, before the rebuild
+    run_pass(prod)
+    _counts_agree(prod)
