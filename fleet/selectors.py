@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, QuerySet
-from django.db.models.functions import Upper
+from django.db import connection
+from django.db.models import Count, QuerySet, TextField
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Upper
 from django.utils import timezone
 
 from fleet import facets
@@ -71,6 +73,16 @@ class RecordPage:
     synced_at: datetime | None
 
 
+def _tagged(qs: QuerySet[IndexedRecord], tags: dict[str, str]) -> QuerySet[IndexedRecord]:
+    if connection.vendor == "postgresql":
+        return qs.filter(tags__contains=tags)  # @>, answered by the GIN index
+    # SQLite has no JSON containment: compare each key's text.
+    for i, (key, value) in enumerate(tags.items()):
+        text = Cast(KeyTextTransform(key, "tags"), output_field=TextField())
+        qs = qs.alias(**{f"tag_{i}": text}).filter(**{f"tag_{i}": value})
+    return qs
+
+
 def records_matching(instance: Any, kind: str, q: RecordQuery) -> QuerySet[IndexedRecord]:
     """Return the rows of ``instance`` of ``kind`` that ``q``'s filters select (unordered)."""
     qs = IndexedRecord.objects.filter(instance=instance, kind=kind)
@@ -93,7 +105,7 @@ def records_matching(instance: Any, kind: str, q: RecordQuery) -> QuerySet[Index
     if q.iot_edge is not None:
         qs = qs.filter(iot_edge=q.iot_edge)
     if q.tags:
-        qs = qs.filter(tags__contains=q.tags)
+        qs = _tagged(qs, q.tags)
     now = timezone.now()
     if q.expired:
         qs = qs.filter(cert_not_after__lt=now)
