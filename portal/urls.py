@@ -14,4 +14,5 @@ urlpatterns = [
     path("dps/<str:instance>/", include("enrollments.urls")),
     path("dps/<str:instance>/", include("enrollments.urls_bulk")),
     path("audit/", include("audit.urls")),
+    path("instances/<str:instance>/fleet/", include("fleet.urls")),
 ]
