@@ -70,8 +70,9 @@ def bucket_for_sync(instance_name: str) -> SyncBucket:
     if client is not None:
         own = RedisTokenBucket(client, f"portal:fleet-sync-bucket:{instance_name.lower()}", rate)
     else:
-        own = _local.get(instance_name.lower()) or LocalTokenBucket(rate)
-        _local[instance_name.lower()] = own  # type: ignore[assignment]
+        local = _local.get(instance_name.lower()) or LocalTokenBucket(rate)
+        _local[instance_name.lower()] = local
+        own = local
     return SyncBucket(own, bucket_for(instance_name))
 
 

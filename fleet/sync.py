@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -106,8 +107,9 @@ class Reader:
         while True:
             try:
                 self.ops += 1
-                kw = {"sleep": self.sleep} if self.sleep else {}
-                return paced_read(self.bucket, lambda: fn(self._client), **kw)
+                if self.sleep is not None:
+                    return paced_read(self.bucket, lambda: fn(self._client), sleep=self.sleep)
+                return paced_read(self.bucket, lambda: fn(self._client))
             except (DpsForbidden, DpsUnauthorized, access.NoReadIdentity):
                 if self._fell_back:
                     raise
@@ -352,6 +354,10 @@ def _run_registrations_phase(
             _save(state, owner, phase=SyncPhase.STATES, group_cursor="", continuation="")
 
 
+def _registration(registration_id: str, client: Any) -> dict[str, Any]:
+    return access.registration_raw(client, registration_id)
+
+
 def _run_states_phase(reader: Reader, state: SyncState, owner: str, result: PassResult) -> None:
     """Read a budget of individual registration states: never-read first, then newest-changed."""
     instance = reader.instance
@@ -364,7 +370,7 @@ def _run_states_phase(reader: Reader, state: SyncState, owner: str, result: Pass
     )
     for pk, rid in targets:
         try:
-            doc: dict[str, Any] | None = reader.call(lambda c, r=rid: access.registration_raw(c, r))
+            doc: dict[str, Any] | None = reader.call(partial(_registration, rid))
         except DpsNotFound:
             doc = None
         with transaction.atomic():

@@ -21,10 +21,10 @@ _JSON = {"tags", "desired", "iot_hubs", "drift_pending"}
 
 
 def _columns(fields: Sequence[str]) -> list[str]:
-    names = []
+    names: list[str] = []
     for name in fields:
         f = IndexedRecord._meta.get_field(name)
-        names.append(f.column)
+        names.append(str(getattr(f, "column", name)))
     return names
 
 

@@ -22,8 +22,14 @@ from fleet.refresh import refresh_request
 from fleet.selectors import record_page
 
 C = Capability
-_TITLES = {RecordKind.ENROLLMENT: "Individual enrollments", RecordKind.GROUP: "Enrollment groups"}
-_LIST_URLS = {RecordKind.ENROLLMENT: "fleet:enrollments", RecordKind.GROUP: "fleet:groups"}
+_TITLES: dict[str, str] = {
+    RecordKind.ENROLLMENT: "Individual enrollments",
+    RecordKind.GROUP: "Enrollment groups",
+}
+_LIST_URLS: dict[str, str] = {
+    RecordKind.ENROLLMENT: "fleet:enrollments",
+    RecordKind.GROUP: "fleet:groups",
+}
 
 
 def _records(request: HttpRequest, instance: str, kind: str) -> HttpResponse:
