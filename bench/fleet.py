@@ -123,6 +123,10 @@ def sync_child(db_name: str, endpoints_file: str, instance_name: str) -> None:
 
     instance = DpsInstance.objects.get(name=instance_name)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base_cpu = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_utime
+        + resource.getrusage(resource.RUSAGE_SELF).ru_stime
+    )
     t0 = time.perf_counter()
     result = sync_instance(
         instance.pk,
@@ -139,6 +143,9 @@ def sync_child(db_name: str, endpoints_file: str, instance_name: str) -> None:
                 "seconds": seconds,
                 "dps_seconds": waited[0],
                 "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "cpu_seconds": resource.getrusage(resource.RUSAGE_SELF).ru_utime
+                + resource.getrusage(resource.RUSAGE_SELF).ru_stime
+                - base_cpu,
                 "rss_before_kb": base_rss,
                 "finished": result.finished,
             }
@@ -170,7 +177,9 @@ def _run_sync(db: str, endpoints_file: Path, name: str, expected: int) -> dict[s
         f"({out['records'] / out['seconds']:,.0f}/s end to end); portal work "
         f"{portal_seconds:.1f} s = {out['records'] / portal_seconds:,.0f} records/s; "
         f"waiting for DPS {out['dps_seconds']:.1f} s = {out['pages'] / out['dps_seconds']:.1f} "
-        f"pages/s from the emulator"
+        f"pages/s from the emulator; the sync process's own CPU {out['cpu_seconds']:.1f} s "
+        f"= {out['records'] / out['cpu_seconds']:,.0f} records per CPU second (PostgreSQL's "
+        f"share is not in it); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     print(
         f"  operations: {out['ops']:,} (queries {out['pages']:,}, floor ceil(N/{PAGE}) per query "

@@ -223,9 +223,9 @@ def apply_records(
     # Keys and ETags first (most rows of a later pass are unchanged); whole rows only for the
     # changed ones, locked so a write-through of the same record waits for this page.
     known = dict(
-        IndexedRecord.objects.filter(instance=instance, kind=kind, key__in=list(by_key))
-        .values_list("key", "etag")
-        .iterator()
+        IndexedRecord.objects.filter(
+            instance=instance, kind=kind, key__in=list(by_key)
+        ).values_list("key", "etag")
     )
     same = {k for k, doc in by_key.items() if known.get(k) and known[k] == doc.get("etag")}
     changed_keys = [k for k in by_key if k in known and k not in same]
