@@ -60,7 +60,7 @@ def judge_pass(instance: Any, state: SyncState, started: datetime) -> int:
         # Not seen by this pass and not written by the portal since it started: gone from DPS.
         gone = list(
             IndexedRecord.objects.filter(instance=instance, kind=kind)
-            .exclude(seen_pass=state.pass_id)
+            .filter(seen_pass__lt=state.pass_id)
             .exclude(Q(portal_written_at__gte=started))
         )
         writes = writes_of(instance, kind, [r.key for r in changed + gone])

@@ -400,8 +400,8 @@ def _finish(reader: Reader, state: SyncState, owner: str) -> None:
         drift.judge_pass(instance, state, started)
         for kind in (RecordKind.ENROLLMENT, RecordKind.GROUP):
             facets.rebuild(instance, kind)
-        IndexedRegistration.objects.filter(instance=instance).exclude(group_key="").exclude(
-            seen_pass=state.pass_id
+        IndexedRegistration.objects.filter(instance=instance, seen_pass__lt=state.pass_id).exclude(
+            group_key=""
         ).delete()
         # Individual registration records whose enrollment is gone.
         IndexedRegistration.objects.filter(instance=instance, group_key="").exclude(
