@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F
 from django.db.models.functions import Upper
 
 
@@ -98,12 +97,9 @@ class IndexedRecord(models.Model):
                 name="fleet_rec_pending",
                 condition=models.Q(drift_pending__isnull=False),
             ),
+            # PostgreSQL also gets the order a pass reads states in (migration 0002).
             models.Index(
-                F("instance"),
-                F("kind"),
-                F("registration_read_at").asc(nulls_first=True),
-                F("updated").desc(nulls_last=True),
-                name="fleet_rec_regread",
+                fields=("instance", "kind", "registration_read_at"), name="fleet_rec_regread"
             ),
             models.Index("instance", "kind", Upper("record_id"), name="fleet_rec_id_upper"),
         ]

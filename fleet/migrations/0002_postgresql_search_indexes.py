@@ -1,4 +1,5 @@
-"""PostgreSQL only: trigram indexes for id substring search, GIN for tag/desired containment.
+"""PostgreSQL only: trigram indexes for id substring search, GIN for tag/desired containment,
+and the order a pass reads registration states in.
 
 On SQLite (the embedded default) the same queries run as scans of one instance's rows; there
 is no index type for them there, so this migration does nothing.
@@ -24,6 +25,9 @@ _CREATE = [
     "USING gin (desired jsonb_path_ops)",
     "CREATE INDEX IF NOT EXISTS fleet_reg_id_trgm ON fleet_indexedregistration "
     "USING gin (upper(registration_id) gin_trgm_ops)",
+    # The order a pass reads registration states in (SQLite cannot say NULLS FIRST in an index).
+    "CREATE INDEX IF NOT EXISTS fleet_rec_regread_order ON fleet_indexedrecord "
+    "(instance_id, kind, registration_read_at ASC NULLS FIRST, updated DESC NULLS LAST)",
 ]
 _DROP = [
     "DROP INDEX IF EXISTS fleet_rec_id_trgm",
@@ -32,6 +36,7 @@ _DROP = [
     "DROP INDEX IF EXISTS fleet_rec_tags_gin",
     "DROP INDEX IF EXISTS fleet_rec_desired_gin",
     "DROP INDEX IF EXISTS fleet_reg_id_trgm",
+    "DROP INDEX IF EXISTS fleet_rec_regread_order",
 ]
 
 
