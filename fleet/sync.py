@@ -173,6 +173,7 @@ def _begin(state: SyncState, owner: str) -> None:
         counts={},
         started_at=timezone.now(),
         last_error="",
+        identity="",  # each pass tries the app identity first: its role may have changed
     )
 
 
