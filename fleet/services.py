@@ -91,6 +91,44 @@ def record_written(instance: Any, model: Any, *, journal: int | None = None) -> 
         log.exception("fleet index: write-through of %s %s failed", kind, key)
 
 
+def record_seen(instance: Any, model: Any) -> None:
+    """Refresh a record's row from what a detail page just read live from DPS.
+
+    A version the index does not know is kept as a change to judge at the end of the next
+    pass (fleet/drift.py), exactly as if the pass had found it: the page must not hide a
+    change made outside the portal by quietly taking it in.
+    """
+    from fleet.drift import snapshot  # drift imports audit; keep this module light
+
+    doc = model if isinstance(model, dict) else model.to_json()
+    kind = kind_of(doc)
+    fields = record_fields(kind, doc)
+    key = fields["record_id"].lower()
+    try:
+        with transaction.atomic():
+            row = (
+                IndexedRecord.objects.select_for_update()
+                .filter(instance=instance, kind=kind, key=key)
+                .first()
+            )
+            if row is None or not fields["etag"] or row.etag == fields["etag"]:
+                return  # unknown records are the pass's to find; known versions need nothing
+            pending = row.drift_pending or {"before": snapshot(row)}
+            pending = {
+                **pending,
+                "etag": fields["etag"],
+                "updated": doc.get("lastUpdatedDateTimeUtc"),
+            }
+            old = {f: getattr(row, f) for f in _COUNTED}
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.drift_pending = pending
+            row.save()
+            facets.adjust(instance, kind, old, fields)
+    except Exception:
+        log.exception("fleet index: refreshing %s %s from a detail page failed", kind, key)
+
+
 def record_deleted(instance: Any, kind: str, record_id: str, *, journal: int | None = None) -> None:
     """Remove a record the portal deleted in DPS (and its individual registration record)."""
     kind = kind_of(kind)

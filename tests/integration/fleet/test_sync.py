@@ -405,3 +405,21 @@ def test_stored_counts_follow_passes_and_portal_writes(
     _counts_agree(prod)  # during the pass, before the rebuild
     run_pass(prod)
     _counts_agree(prod)
+
+
+def test_a_detail_page_read_refreshes_the_row_and_the_pass_still_reports_it(
+    prod: DpsInstance, seed: Any, owner_client: Any
+) -> None:
+    record = seed.enrollment(unique("fleet-seen"))
+    run_pass(prod)
+    record.provisioning_status = "disabled"
+    changed = owner_client.enrollment_put(record, if_match=record.etag)  # outside the portal
+    fleet_services.record_seen(prod, owner_client.enrollment_get(record.registration_id))
+    row = IndexedRecord.objects.get(instance=prod, key=record.registration_id.lower())
+    assert row.etag == changed.etag
+    assert row.status == "disabled"
+    run_pass(prod)
+    events = drift_events(target_id=record.registration_id)
+    assert len(events) == 1
+    assert events[0].before["status"] == "enabled"
+    assert events[0].after["status"] == "disabled"
