@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, QuerySet, TextField
+from django.db.models import Count, Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Upper
 from django.utils import timezone
@@ -88,11 +88,11 @@ def records_matching(instance: Any, kind: str, q: RecordQuery) -> QuerySet[Index
     qs = IndexedRecord.objects.filter(instance=instance, kind=kind)
     text = q.search.strip().upper()
     if text:
-        qs = qs.alias(record_id_upper=Upper("record_id"))
-        qs = (
-            qs.filter(record_id_upper__contains=text)
-            if q.match == "contains"
-            else qs.filter(record_id_upper__startswith=text)
+        # Registration (or group) id or device id, each answered by its own index.
+        qs = qs.alias(record_id_upper=Upper("record_id"), device_id_upper=Upper("device_id"))
+        how = "contains" if q.match == "contains" else "startswith"
+        qs = qs.filter(
+            Q(**{f"record_id_upper__{how}": text}) | Q(**{f"device_id_upper__{how}": text})
         )
     exact = {
         "status": q.status,

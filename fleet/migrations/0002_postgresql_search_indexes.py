@@ -19,6 +19,8 @@ _CREATE = [
     "USING gin (upper(device_id) gin_trgm_ops)",
     "CREATE INDEX IF NOT EXISTS fleet_rec_id_prefix ON fleet_indexedrecord "
     "(instance_id, kind, upper(record_id) text_pattern_ops)",
+    "CREATE INDEX IF NOT EXISTS fleet_rec_device_prefix ON fleet_indexedrecord "
+    "(instance_id, kind, upper(device_id) text_pattern_ops)",
     "CREATE INDEX IF NOT EXISTS fleet_rec_tags_gin ON fleet_indexedrecord "
     "USING gin (tags jsonb_path_ops)",
     "CREATE INDEX IF NOT EXISTS fleet_rec_desired_gin ON fleet_indexedrecord "
@@ -33,6 +35,7 @@ _DROP = [
     "DROP INDEX IF EXISTS fleet_rec_id_trgm",
     "DROP INDEX IF EXISTS fleet_rec_device_trgm",
     "DROP INDEX IF EXISTS fleet_rec_id_prefix",
+    "DROP INDEX IF EXISTS fleet_rec_device_prefix",
     "DROP INDEX IF EXISTS fleet_rec_tags_gin",
     "DROP INDEX IF EXISTS fleet_rec_desired_gin",
     "DROP INDEX IF EXISTS fleet_reg_id_trgm",

@@ -103,3 +103,14 @@ def test_users_without_read_get_403(
     assert response.status_code == 403
     assert b"fleet-row" not in response.content
     assert AuditEvent.objects.filter(action=AuditAction.DENIED, dps_instance=INSTANCE).exists()
+
+
+def test_search_finds_device_ids_too(prod: DpsInstance, seed: Any, signed_in: Any) -> None:
+    device = unique("fleetdevice")
+    seed.enrollment(unique("fleetreg"), device_id=device)
+    run_pass(prod)
+    reggie = signed_in("reggie")
+    found = reggie.get(f"{BASE}/enrollments/", {"q": device[:-2]})
+    assert [r.device_id for r in found.context["page"].rows] == [device]
+    inside = reggie.get(f"{BASE}/enrollments/", {"q": device[-5:], "match": "contains"})
+    assert device in {r.device_id for r in inside.context["page"].rows}
