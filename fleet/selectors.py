@@ -153,6 +153,14 @@ def _from_counts(
     )
 
 
+def _indexed_total(instance: Any, kind: str, state: SyncState | None) -> int:
+    """Return how many rows of ``kind`` the index holds (from the stored counts: no COUNT)."""
+    counted = facets.counted(instance, kind)
+    if counted is not None:
+        return counted[0]
+    return int((state.counts if state else {}).get(kind, 0))
+
+
 def record_page(instance: Any, kind: str, q: RecordQuery) -> RecordPage:
     """Return the page ``q`` asks for, with its total and facets."""
     qs = records_matching(instance, kind, q)
@@ -170,6 +178,6 @@ def record_page(instance: Any, kind: str, q: RecordQuery) -> RecordPage:
         facets=facets,
         page=page,
         pages=pages,
-        indexed_total=int((state.counts if state else {}).get(kind, 0)) if state else 0,
+        indexed_total=_indexed_total(instance, kind, state),
         synced_at=state.finished_at if state else None,
     )

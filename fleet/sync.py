@@ -170,7 +170,7 @@ def _begin(state: SyncState, owner: str) -> None:
         phase=SyncPhase.ENROLLMENTS,
         continuation="",
         group_cursor="",
-        counts={},
+        counts={"states_known": int(state.counts.get("states_known", 0))},  # until this ends
         started_at=timezone.now(),
         last_error="",
         identity="",  # each pass tries the app identity first: its role may have changed
@@ -429,6 +429,17 @@ def _finish(reader: Reader, state: SyncState, owner: str) -> None:
                 instance=instance, kind=RecordKind.ENROLLMENT
             ).values("key")
         ).delete()
+        # How many individual enrollments have a registration state read (the pages say).
+        state.counts["states_known"] = 0
+        _count(
+            state,
+            "states_known",
+            IndexedRecord.objects.filter(
+                instance=instance,
+                kind=RecordKind.ENROLLMENT,
+                registration_read_at__isnull=False,
+            ).count(),
+        )
         _save(
             state,
             owner,

@@ -53,6 +53,7 @@ def test_search_filter_sort_and_page(prod: DpsInstance, seed: Any, signed_in: An
     assert len(page1.context["page"].rows) == 25
     assert page1.context["page"].pages == 2
     assert b'data-testid="fleet-banner"' not in page1.content
+    assert b'data-testid="fleet-states-known"' in page1.content
     page2 = reggie.get(f"{BASE}/enrollments/", {"q": stem, "page": 2})
     assert [r.record_id for r in page2.context["page"].rows] == [
         f"{stem}-{i}" for i in range(25, 30)
