@@ -10,6 +10,7 @@ GROUP BY over the matching rows, so a page costs three statements: rows, facet c
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -181,3 +182,15 @@ def record_page(instance: Any, kind: str, q: RecordQuery) -> RecordPage:
         indexed_total=_indexed_total(instance, kind, state),
         synced_at=state.finished_at if state else None,
     )
+
+
+def matching_ids(
+    instance: Any, kind: str, q: RecordQuery, *, chunk: int = 2000
+) -> Iterator[tuple[str, str]]:
+    """Yield (id, ETag) of every row ``q`` selects, for "select all N matching" jobs.
+
+    The ETags are the index's: a job that sends them with If-Match ends each record changed
+    since the last pass as a conflict, never overwriting a version nobody saw.
+    """
+    qs = records_matching(instance, kind, q).order_by("id").values_list("record_id", "etag")
+    yield from qs.iterator(chunk_size=chunk)

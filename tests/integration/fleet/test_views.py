@@ -115,3 +115,16 @@ def test_search_finds_device_ids_too(prod: DpsInstance, seed: Any, signed_in: An
     assert [r.device_id for r in found.context["page"].rows] == [device]
     inside = reggie.get(f"{BASE}/enrollments/", {"q": device[-5:], "match": "contains"})
     assert device in {r.device_id for r in inside.context["page"].rows}
+
+
+def test_all_matching_ids_and_etags_for_a_job(prod: DpsInstance, seed: Any) -> None:
+    from fleet.selectors import RecordQuery, matching_ids
+
+    stem = unique("fleetall")
+    made = {
+        e.registration_id: e.etag
+        for e in (seed.enrollment(f"{stem}-{i}", provisioning_status="disabled") for i in range(5))
+    }
+    run_pass(prod)
+    found = dict(matching_ids(prod, "enrollment", RecordQuery(search=stem, status="disabled")))
+    assert found == made
