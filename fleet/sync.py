@@ -264,7 +264,9 @@ def apply_records(
         IndexedRecord.objects.filter(instance=instance, kind=kind, key__in=unchanged).update(
             seen_pass=state.pass_id
         )
-    upsert_records(rows, (*RECORD_FIELDS, "seen_pass", "drift_pending", "drift_at"))
+    upsert_records(
+        rows, (*RECORD_FIELDS, "seen_pass", "drift_pending", "drift_at"), new_only=not known
+    )
     return len(by_key)
 
 

@@ -423,3 +423,18 @@ def test_a_detail_page_read_refreshes_the_row_and_the_pass_still_reports_it(
     assert len(events) == 1
     assert events[0].before["status"] == "enabled"
     assert events[0].after["status"] == "disabled"
+
+
+def test_a_page_of_new_keys_written_meanwhile_falls_back_to_the_merge(
+    prod: DpsInstance,
+) -> None:
+    from fleet.extract import RECORD_FIELDS, record_fields
+    from fleet.upsert import upsert_records
+
+    doc = {"registrationId": "fleet-race-new", "attestation": {"type": "tpm"}, "etag": "e1"}
+    row = {"instance_id": prod.pk, "kind": "enrollment", "key": "fleet-race-new", "seen_pass": 1}
+    update = (*RECORD_FIELDS, "seen_pass", "drift_pending", "drift_at")
+    upsert_records([{**row, **record_fields("enrollment", doc)}], update, new_only=True)
+    doc["etag"] = "e2"  # the same key again, as if the portal had written it meanwhile
+    upsert_records([{**row, **record_fields("enrollment", doc)}], update, new_only=True)
+    assert IndexedRecord.objects.get(instance=prod, key="fleet-race-new").etag == "e2"
