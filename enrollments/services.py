@@ -27,6 +27,7 @@ from enrollments.dps.types import (
     IndividualEnrollment,
 )
 from enrollments.keys import derive_device_key
+from fleet.services import registration_deleted, tracked
 
 T = TypeVar("T")
 M = TypeVar("M", IndividualEnrollment, EnrollmentGroup)
@@ -149,7 +150,13 @@ def record_create(*, actor: Any, instance: Any, client: DpsApi, model: M) -> M:
         action=rt.create_action,
         target_type=rt.target_type,
         target_id=model.id,
-        call=lambda: getattr(client, rt.put)(model),
+        call=tracked(
+            instance,
+            rt.target_type,
+            model.id,
+            lambda: getattr(client, rt.put)(model),
+            deleting=False,
+        ),
         after=snapshot,
     )
 
@@ -166,7 +173,13 @@ def record_update(
         action=rt.update_action,
         target_type=rt.target_type,
         target_id=model.id,
-        call=lambda: getattr(client, rt.put)(model, if_match=if_match),
+        call=tracked(
+            instance,
+            rt.target_type,
+            model.id,
+            lambda: getattr(client, rt.put)(model, if_match=if_match),
+            deleting=False,
+        ),
         before=snapshot(before),
         after=snapshot,
     )
@@ -190,7 +203,13 @@ def record_delete(
         action=rt.delete_action,
         target_type=rt.target_type,
         target_id=key,
-        call=lambda: getattr(client, rt.delete)(key, if_match=if_match),
+        call=tracked(
+            instance,
+            rt.target_type,
+            key,
+            lambda: getattr(client, rt.delete)(key, if_match=if_match),
+            deleting=True,
+        ),
         before=snapshot(before),
     )
 
@@ -358,6 +377,7 @@ def registration_delete(
         call=lambda: client.registration_delete(registration_id, if_match=if_match),
         before=snapshot(before),
     )
+    registration_deleted(instance, registration_id)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "instances",
     "enrollments",
     "controlplane",
+    "fleet",
 ]
 
 MIDDLEWARE = [
@@ -315,3 +316,17 @@ AUDIT_HMAC_KEYS = env_list("AUDIT_HMAC_KEYS")
 # audited one by one, the rest counted and written as one summary row (audit/throttle.py).
 AUDIT_SIGNIN_FAILED_WINDOW_SECONDS = env_int("AUDIT_SIGNIN_FAILED_WINDOW_SECONDS", 60)
 AUDIT_SIGNIN_FAILED_BURST = env_int("AUDIT_SIGNIN_FAILED_BURST", 5)
+
+# -- fleet index (fleet/) -------------------------------------------------------------------
+# A sync pass of every instance this often (seconds); its share of each instance's quota
+# (percent); records per query page; individual registration states read per pass (one GET
+# each); and whether a newly registered instance gets its first pass at once.
+FLEET_SYNC_INTERVAL_SECONDS = env_int("FLEET_SYNC_INTERVAL_SECONDS", 900)
+FLEET_SYNC_SHARE = env_int("FLEET_SYNC_SHARE_PERCENT", 20) / 100
+FLEET_SYNC_PAGE_SIZE = env_int("FLEET_SYNC_PAGE_SIZE", 1000)
+FLEET_SYNC_STATE_READS = env_int("FLEET_SYNC_STATE_READS", 100)
+FLEET_SYNC_ON_REGISTER = env_bool("FLEET_SYNC_ON_REGISTER", True)
+CELERY_BEAT_SCHEDULE["fleet-sync-all"] = {
+    "task": "fleet.sync_all",
+    "schedule": float(FLEET_SYNC_INTERVAL_SECONDS),
+}

@@ -15,4 +15,5 @@ urlpatterns = [
     path("dps/<str:instance>/", include("enrollments.urls_bulk")),
     path("dps/<str:instance>/", include("controlplane.urls")),
     path("audit/", include("audit.urls")),
+    path("instances/<str:instance>/fleet/", include("fleet.urls")),
 ]

@@ -11,6 +11,8 @@ os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 # In-process job runs stay in the test's thread (its database transaction is invisible to
 # others); the real-worker tests set their workers' value themselves.
 os.environ.setdefault("BULK_CALLS_IN_FLIGHT", "1")
+# A registered instance queues no fleet pass by itself: fleet tests run their passes in-process.
+os.environ.setdefault("FLEET_SYNC_ON_REGISTER", "false")
 os.environ.setdefault("TOKEN_CACHE_KEYS", "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdC0=")
 os.environ.setdefault("AUDIT_HMAC_KEYS", "test:dGVzdC1hdWRpdC1rZXktdGVzdC1hdWRpdC1rZXktMzI=")
 

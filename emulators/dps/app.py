@@ -378,6 +378,9 @@ def create_app(
     else:
         routes += device.routes(ctx, instance, store)
         on_reset.append(lambda: device.forget(instance))
+    from emulators.dps import seeding
+
+    routes += seeding.routes(store)
     inner = Starlette(routes=routes)
     # Everything the device routes do not claim, any method included, is the service API's.
     inner.router.default = api.asgi

@@ -47,32 +47,44 @@ class Limits:
         path = state_dir / LIMITS_FILE
         if not path.exists():
             return cls()
-        try:
-            raw = json.loads(path.read_text())
-        except ValueError as exc:
-            raise ValueError(f"{path}: not JSON ({exc})") from None
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a JSON object")
-        names = {f.name for f in fields(cls)}
-        values: dict[str, int] = {}
+        raw = _limits_file(path)
         per_instance = raw.get("instances", {})
         if not isinstance(per_instance, dict):
             raise ValueError(f"{path}: instances must be an object")
+        values: dict[str, int] = {}
         for where, section in (
             ("", raw),
             (f"instances.{instance_name}.", per_instance.get(instance_name, {})),
         ):
-            if not isinstance(section, dict):
-                raise ValueError(f"{path}: {where or 'the top level'} must be an object")
-            for key, value in section.items():
-                if not where and key == "instances":
-                    continue
-                if key not in names:
-                    raise ValueError(f"{path}: unknown limit {where}{key}")
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError(f"{path}: {where}{key} must be a whole number >= 0")
-                values[key] = value
+            values.update(_limit_values(path, where, section))
         return cls(**values)
+
+
+def _limits_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return raw
+
+
+def _limit_values(path: Path, where: str, section: Any) -> dict[str, int]:
+    """Return the limits one section of dps-limits.json sets (``where`` names it in errors)."""
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: {where or 'the top level'} must be an object")
+    names = {f.name for f in fields(Limits)}
+    values: dict[str, int] = {}
+    for key, value in section.items():
+        if not where and key == "instances":
+            continue
+        if key not in names:
+            raise ValueError(f"{path}: unknown limit {where}{key}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{path}: {where}{key} must be a whole number >= 0")
+        values[key] = value
+    return values
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ Stable API (other modules rely on these names):
 ``DpsStore(path)``
 ``store.get_enrollment(registration_id) -> dict | None``      full record, keys included
 ``store.put_enrollment(record) -> None``                      insert or replace by ``registrationId``
+``store.put_enrollments_new(records) -> int``                 bulk insert of new ones (seeding)
 ``store.delete_enrollment(registration_id) -> bool``
 ``store.count_enrollments() -> int``
 ``store.list_enrollments(after, limit) -> Page``
@@ -196,6 +197,21 @@ class DpsStore:
                 self._db.execute(
                     "UPDATE enrollments SET doc = ? WHERE id = ?", (self._dump(record), key)
                 )
+
+    def put_enrollments_new(self, records: list[dict[str, Any]]) -> int:
+        """Insert many new enrollments in one transaction (seeding); existing ids are skipped.
+
+        Return how many were inserted. One ``executemany`` keeps a million records to seconds.
+        """
+        rows = [(str(r["registrationId"]).lower(), self._dump(r)) for r in records]
+        with self.transaction():
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT INTO enrollments (id, doc) VALUES (?, ?) ON CONFLICT(id) DO NOTHING", rows
+            )
+            added = self._db.total_changes - before
+            self._enrollment_count += added
+        return added
 
     def delete_enrollment(self, registration_id: str) -> bool:
         """Delete an enrollment; return False when there was none."""

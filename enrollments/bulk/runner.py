@@ -43,6 +43,7 @@ from enrollments.dps.exceptions import (
 from enrollments.dps.types import BulkEnrollmentOperationResult, DpsApi, IndividualEnrollment
 from enrollments.models import BulkJob, BulkRow, JobKind, RowPlan, RowStatus
 from enrollments.ratelimit import TokenBucket
+from fleet.services import record_bulk_applied
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +301,9 @@ def run_chunk(
     except DpsError as exc:
         _bulk_call_failed(job, to_send, mode, exc, bucket, sleep)
         return
+    # The fleet index learns of the portal's own writes before any sync pass can call them drift.
+    failed = {e.id.lower() for e in result.errors or () if e.id}
+    record_bulk_applied(job.instance, mode, [items[row.id] for row in to_send], failed)
     _finish_rows(job, _item_outcomes(to_send, result))
 
 

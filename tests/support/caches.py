@@ -34,6 +34,7 @@ NAMED_RESETS: tuple[str, ...] = (
     "authn.msal_app.reset_http_cache",
     "authn.tokens.token_memo_forget",
     "authn.selectors.instance_names_forget",
+    "fleet.access.forget_app_token",
 )
 
 

@@ -28,7 +28,7 @@ def _named(resolver: Any, prefix: str = "") -> list[tuple[str, URLPattern]]:
 
 def _url(name: str, pattern: URLPattern) -> str:
     converters = set(pattern.pattern.converters)
-    if name.startswith(("enrollments:", "bulk:", "controlplane:")):
+    if name.startswith(("enrollments:", "bulk:", "controlplane:", "fleet:")):
         converters.add("instance")
     kwargs: dict[str, Any] = {k: ARGS.get(k, "x") for k in converters}
     return reverse(name, kwargs=kwargs)

@@ -1,0 +1,196 @@
+"""Read the fleet index: search, filter, sort, page, count and facet one instance's records.
+
+Every query is scoped to one instance and one record kind first (the leading columns of every
+index). Search is on the upper-cased id: a prefix uses the ``text_pattern_ops`` index, a
+substring the trigram index (PostgreSQL; plain scans of one instance on SQLite). Tags and
+desired properties use JSON containment (``@>``, GIN). The total and the facets come from one
+GROUP BY over the matching rows, so a page costs three statements: rows, facet counts, age.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, Q, QuerySet, TextField
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Upper
+from django.utils import timezone
+
+from fleet import facets
+from fleet.models import IndexedRecord, SyncState
+
+SORTS = {
+    "id": ("record_id_upper", "id"),
+    "-id": ("-record_id_upper", "-id"),
+    "updated": ("updated", "id"),
+    "-updated": ("-updated", "-id"),
+    "status": ("status", "record_id_upper"),
+    "-status": ("-status", "record_id_upper"),
+    "expiry": ("cert_not_after", "id"),
+    "-expiry": ("-cert_not_after", "-id"),
+    "attestation": ("attestation", "record_id_upper"),
+    "-attestation": ("-attestation", "record_id_upper"),
+}
+FACETS = ("status", "attestation", "iot_edge")
+PER_PAGE = 25
+
+
+@dataclass
+class RecordQuery:
+    """What a list asks for; built by fleet.filters.RecordFilterSet from the URL."""
+
+    search: str = ""
+    match: str = "prefix"  # or "contains"
+    status: str = ""
+    attestation: str = ""
+    hub: str = ""
+    allocation_policy: str = ""
+    iot_edge: bool | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    registration_status: str = ""
+    expires_within_days: int | None = None
+    expired: bool = False
+    drifted: bool = False
+    sort: str = "id"
+    page: int = 1
+    per_page: int = PER_PAGE
+
+
+@dataclass
+class RecordPage:
+    """One page of matching rows with the total, the facet counts and the index's age."""
+
+    rows: list[IndexedRecord]
+    total: int
+    facets: dict[str, dict[str, int]]
+    page: int
+    pages: int
+    indexed_total: int
+    synced_at: datetime | None
+
+
+def _tagged(qs: QuerySet[IndexedRecord], tags: dict[str, str]) -> QuerySet[IndexedRecord]:
+    if connection.vendor == "postgresql":
+        return qs.filter(tags__contains=tags)  # @>, answered by the GIN index
+    # SQLite has no JSON containment: compare each key's text.
+    for i, (key, value) in enumerate(tags.items()):
+        text = Cast(KeyTextTransform(key, "tags"), output_field=TextField())
+        qs = qs.alias(**{f"tag_{i}": text}).filter(**{f"tag_{i}": value})
+    return qs
+
+
+def records_matching(instance: Any, kind: str, q: RecordQuery) -> QuerySet[IndexedRecord]:
+    """Return the rows of ``instance`` of ``kind`` that ``q``'s filters select (unordered)."""
+    qs = IndexedRecord.objects.filter(instance=instance, kind=kind)
+    text = q.search.strip().upper()
+    if text:
+        # Registration (or group) id or device id, each answered by its own index.
+        qs = qs.alias(record_id_upper=Upper("record_id"), device_id_upper=Upper("device_id"))
+        how = "contains" if q.match == "contains" else "startswith"
+        qs = qs.filter(
+            Q(**{f"record_id_upper__{how}": text}) | Q(**{f"device_id_upper__{how}": text})
+        )
+    exact = {
+        "status": q.status,
+        "attestation": q.attestation,
+        "iot_hub_host_name": q.hub,
+        "allocation_policy": q.allocation_policy,
+        "registration_status": q.registration_status,
+    }
+    qs = qs.filter(**{k: v for k, v in exact.items() if v})
+    if q.iot_edge is not None:
+        qs = qs.filter(iot_edge=q.iot_edge)
+    if q.tags:
+        qs = _tagged(qs, q.tags)
+    now = timezone.now()
+    if q.expired:
+        qs = qs.filter(cert_not_after__lt=now)
+    if q.expires_within_days is not None:
+        qs = qs.filter(
+            cert_not_after__gte=now, cert_not_after__lt=now + timedelta(days=q.expires_within_days)
+        )
+    if q.drifted:
+        qs = qs.filter(drift_at__isnull=False)
+    return qs
+
+
+def facet_counts(qs: QuerySet[IndexedRecord]) -> tuple[int, dict[str, dict[str, int]]]:
+    """Return the total and, per facet, the count of each value among ``qs``'s rows."""
+    facets: dict[str, dict[str, int]] = {name: {} for name in FACETS}
+    total = 0
+    for row in qs.order_by().values(*FACETS).annotate(n=Count("*")):
+        n = int(row["n"])
+        total += n
+        for name in FACETS:
+            key = str(row[name]).lower() if isinstance(row[name], bool) else str(row[name])
+            facets[name][key] = facets[name].get(key, 0) + n
+    return total, facets
+
+
+def _from_counts(
+    instance: Any, kind: str, q: RecordQuery
+) -> tuple[int, dict[str, dict[str, int]]] | None:
+    """Return total and facets from fleet.facets when ``q``'s filters allow it, else None."""
+    live_only = (
+        q.search.strip(),
+        q.hub,
+        q.allocation_policy,
+        q.registration_status,
+        q.expires_within_days is not None,
+        q.expired,
+        q.drifted,
+        len(q.tags) > 1,
+    )
+    if any(live_only):
+        return None
+    tag = next(iter(q.tags.items())) if q.tags else None
+    return facets.counted(
+        instance, kind, status=q.status, attestation=q.attestation, iot_edge=q.iot_edge, tag=tag
+    )
+
+
+def _indexed_total(instance: Any, kind: str, state: SyncState | None) -> int:
+    """Return how many rows of ``kind`` the index holds (from the stored counts: no COUNT)."""
+    counted = facets.counted(instance, kind)
+    if counted is not None:
+        return counted[0]
+    return int((state.counts if state else {}).get(kind, 0))
+
+
+def record_page(instance: Any, kind: str, q: RecordQuery) -> RecordPage:
+    """Return the page ``q`` asks for, with its total and facets."""
+    qs = records_matching(instance, kind, q)
+    answer = _from_counts(instance, kind, q)
+    total, facets = answer if answer is not None else facet_counts(qs)
+    pages = max(1, math.ceil(total / q.per_page))
+    page = min(max(1, q.page), pages)
+    order = SORTS.get(q.sort, SORTS["id"])
+    ordered = qs.alias(record_id_upper=Upper("record_id")).order_by(*order)
+    start = (page - 1) * q.per_page
+    state = SyncState.objects.filter(instance=instance).only("finished_at", "counts").first()
+    return RecordPage(
+        rows=list(ordered[start : start + q.per_page]),
+        total=total,
+        facets=facets,
+        page=page,
+        pages=pages,
+        indexed_total=_indexed_total(instance, kind, state),
+        synced_at=state.finished_at if state else None,
+    )
+
+
+def matching_ids(
+    instance: Any, kind: str, q: RecordQuery, *, chunk: int = 2000
+) -> Iterator[tuple[str, str]]:
+    """Yield (id, ETag) of every row ``q`` selects, for "select all N matching" jobs.
+
+    The ETags are the index's: a job that sends them with If-Match ends each record changed
+    since the last pass as a conflict, never overwriting a version nobody saw.
+    """
+    qs = records_matching(instance, kind, q).order_by("id").values_list("record_id", "etag")
+    yield from qs.iterator(chunk_size=chunk)

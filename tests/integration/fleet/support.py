@@ -1,0 +1,44 @@
+"""Helpers of the fleet index tests: run a pass in-process, compare the index with DPS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from enrollments.dps.client import DpsClient, iterate_pages
+from enrollments.ratelimit import LocalTokenBucket
+from fleet.models import IndexedRecord, RecordKind
+from fleet.sync import PassResult, Reader, sync_instance
+from instances.models import DpsInstance
+
+
+def fast_bucket() -> LocalTokenBucket:
+    """A bucket that never makes a test wait (the pacing itself is tested elsewhere)."""
+    return LocalTokenBucket(10_000_000)
+
+
+def run_pass(
+    instance: DpsInstance, *, reader_factory: Callable[..., Reader] = Reader, **kw: Any
+) -> PassResult:
+    return sync_instance(instance.pk, reader_factory=reader_factory, bucket=fast_bucket(), **kw)
+
+
+def dps_etags(owner: DpsClient) -> dict[tuple[str, str], str]:
+    """Return {(kind, lower-cased id): etag} of every enrollment and group DPS holds (SAS)."""
+    out: dict[tuple[str, str], str] = {}
+    for page in iterate_pages(lambda t: owner.enrollment_query(page_size=500, continuation=t)):
+        for e in page.items:
+            out[(RecordKind.ENROLLMENT, e.registration_id.lower())] = e.etag or ""
+    for gpage in iterate_pages(lambda t: owner.group_query(page_size=500, continuation=t)):
+        for g in gpage.items:
+            out[(RecordKind.GROUP, g.enrollment_group_id.lower())] = g.etag or ""
+    return out
+
+
+def index_etags(instance: DpsInstance) -> dict[tuple[str, str], str]:
+    return {
+        (kind, key): etag
+        for kind, key, etag in IndexedRecord.objects.filter(instance=instance).values_list(
+            "kind", "key", "etag"
+        )
+    }
