@@ -28,7 +28,6 @@ from instances.models import DpsInstance
 from tests.integration.enrollments.conftest import (  # noqa: F401 - fixtures
     INSTANCE,
     _isolated_caches,
-    certificate,
     dps_entry,
     dps_instances,
     owner_client,
@@ -36,6 +35,7 @@ from tests.integration.enrollments.conftest import (  # noqa: F401 - fixtures
     signed_in,
     unique,
 )
+from tests.support import certs
 
 from .support import dps_etags, index_etags, run_pass
 
@@ -62,7 +62,9 @@ def test_first_pass_fills_the_index_exactly(
     sym = seed.enrollment(unique("fleet-sym"), initial_twin=twin, provisioning_status="disabled")
     x509 = seed.enrollment(
         unique("fleet-x509"),
-        attestation=AttestationMechanism.for_x509_client_certificates(certificate("fleet-dev")),
+        attestation=AttestationMechanism.for_x509_client_certificates(
+            certs.self_signed_pem("fleet-dev")
+        ),
     )
     group = seed.group(unique("fleet-g"))
     device = unique("fleet-dev")

@@ -79,7 +79,7 @@ def test_refresh_queues_a_pass_as_the_user(
     dana = signed_in("dana")
     with pytest.MonkeyPatch.context() as m:
         m.setattr("django.db.transaction.on_commit", lambda fn: fn())
-        response = dana.post(f"{BASE}/refresh", {"kind": "enrollment"})
+        response = dana.post(f"{BASE}/refresh/", {"kind": "enrollment"})
     assert response.status_code == 302
     assert queued == [prod.pk]
     assert SyncState.objects.get(instance=prod).requested_by.entra_identity.upn.startswith("dana")
@@ -92,7 +92,7 @@ def test_refresh_queues_a_pass_as_the_user(
         ("get", f"{BASE}/enrollments/?q=dev&status=enabled"),
         ("get", f"{BASE}/groups/"),
         ("get", f"{BASE}/groups/any-group/registrations/"),
-        ("post", f"{BASE}/refresh"),
+        ("post", f"{BASE}/refresh/"),
     ],
 )
 def test_users_without_read_get_403(
