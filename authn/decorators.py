@@ -87,16 +87,20 @@ def permissions_unknown(request: HttpRequest, instance: DpsInstance) -> HttpResp
     return response
 
 
-def capability_required(
-    capability: str | Capability, *, instance_kwarg: str = "instance"
+def instance_access_required(
+    allowed: Callable[[HttpRequest, DpsInstance], bool],
+    *,
+    required: str,
+    reason: Callable[[DpsInstance], str],
+    instance_kwarg: str = "instance",
 ) -> Callable[[View], View]:
-    """Require a capability on the DPS instance named by the URL kwarg ``instance_kwarg``.
+    """Guard a view of the DPS instance named by the URL kwarg ``instance_kwarg``.
 
-    Anonymous users are sent to sign in; a missing capability gives the 403 page and a
-    ``denied`` audit event; rights that could not be read give a 503 page and no event. The
-    instance is available to the view as ``request.dps_instance`` (see ``PortalRequest``).
+    Anonymous users are sent to sign in; an instance whose host is refused gets its page; when
+    ``allowed`` says no, rights that could not be read give a 503 page and no event, and otherwise
+    the 403 page with ``reason`` and a ``denied`` audit event naming ``required``. The instance is
+    available to the view as ``request.dps_instance`` (see ``PortalRequest``).
     """
-    cap = Capability(capability)
 
     def decorator(view: View) -> View:
         @wraps(view)
@@ -108,22 +112,34 @@ def capability_required(
             refusal = instance_refusal(request, instance)
             if refusal is not None:
                 return refusal
-            if not request.user.has_perm(cap.value, instance):
+            if not allowed(request, instance):
                 unknown = permissions_unknown(request, instance)
                 if unknown is not None:
                     return unknown
                 return deny(
-                    request,
-                    reason=f"Your Azure role on {instance.name} does not allow this: "
-                    f"{cap.sentence[0].lower()}{cap.sentence[1:]}",
-                    required=cap.value,
-                    instance=instance.name,
+                    request, reason=reason(instance), required=required, instance=instance.name
                 )
             return view(request, *args, **kwargs)
 
         return wrapped
 
     return decorator
+
+
+def capability_required(
+    capability: str | Capability, *, instance_kwarg: str = "instance"
+) -> Callable[[View], View]:
+    """Require a data-plane capability on the DPS instance named by the URL kwarg."""
+    cap = Capability(capability)
+    return instance_access_required(
+        lambda request, instance: request.user.has_perm(cap.value, instance),
+        required=cap.value,
+        reason=lambda instance: (
+            f"Your Azure role on {instance.name} does not allow this: "
+            f"{cap.sentence[0].lower()}{cap.sentence[1:]}"
+        ),
+        instance_kwarg=instance_kwarg,
+    )
 
 
 def permission_required(permission: str) -> Callable[[View], View]:
