@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +29,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from enrollments.bulk.calls import backoff, paced
+from enrollments.bulk.status import LeaseLost as StatusLeaseLost
+from enrollments.bulk.status import status_apply
 from enrollments.csv.diff import row_diff
 from enrollments.csv.export import enrollment_to_row
 from enrollments.csv.parse import dps_payload
@@ -281,6 +284,9 @@ def run_chunk(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Apply one claimed chunk and store its outcomes; raise what must stop the job upward."""
+    if job.kind == JobKind.SET_STATUS:
+        _run_status_changes(job, rows, client, bucket, sleep)
+        return
     to_send = _settle_unsent(job, rows, client, bucket)
     if not to_send:
         return
@@ -419,6 +425,72 @@ def _run_registration_deletes(
         else:
             outcomes.append((row, RowStatus.DONE, "", ""))
     _finish_rows(job, outcomes)
+
+
+def _claimed_for_send(row: BulkRow) -> bool:
+    return bool(_mark_sending([row]))
+
+
+def _run_status_changes(
+    job: BulkJob,
+    rows: list[BulkRow],
+    client: DpsApi,
+    bucket: TokenBucket,
+    sleep: Callable[[float], None],
+) -> None:
+    """Apply a status job's chunk record by record (:mod:`enrollments.bulk.status`)."""
+    outcomes: list[tuple[BulkRow, str, str, str]] = []
+    try:
+        for n, row in enumerate(rows):
+            if row.attempts >= MAX_ATTEMPTS:
+                outcomes.append(
+                    (
+                        row,
+                        RowStatus.FAILED,
+                        "",
+                        "DPS did not accept the change after repeated attempts.",
+                    )
+                )
+                continue
+            try:
+                outcome = status_apply(
+                    row,
+                    owner=job.owner,
+                    instance=job.instance,
+                    client=client,
+                    bucket=bucket,
+                    claim_send=partial(_claimed_for_send, row),
+                )
+            except StatusLeaseLost:
+                continue  # another worker took the row over while this one waited for a turn
+            except (DpsThrottled, DpsUnavailable) as exc:
+                # Nothing applied on a 429; maybe applied on a 5xx: the next claim reads the
+                # record again and decides. The rest of the chunk goes back untouched.
+                throttled = isinstance(exc, DpsThrottled)
+                if throttled:
+                    bucket.hold(backoff(0, exc.retry_after if exc.retry_after is not None else 1.0))
+                _release([row], in_doubt=not throttled, throttled=throttled)
+                _release(rows[n + 1 :], in_doubt=False)
+                if not throttled:
+                    sleep(backoff(row.attempts))
+                return
+            except (DpsForbidden, DpsUnauthorized):
+                _release(rows[n:], in_doubt=False)
+                raise
+            except DpsError as exc:
+                code = str(exc.error_code or exc.status or "")
+                outcomes.append(
+                    (
+                        row,
+                        _error_status(RowPlan.UPDATE, _int(exc.error_code) or exc.status),
+                        code,
+                        str(exc),
+                    )
+                )
+            else:
+                outcomes.append((row, *outcome))
+    finally:
+        _finish_rows(job, outcomes)
 
 
 def _int(value: Any) -> int | None:
