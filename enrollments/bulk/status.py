@@ -11,14 +11,16 @@ shared bucket.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from authn.permissions import Capability
 from enrollments.bulk.calls import paced
 from enrollments.dps.exceptions import DpsNotFound
 from enrollments.dps.types import DpsApi
+from enrollments.edit_rules import status_blocker
 from enrollments.models import BulkRow, RowStatus
 from enrollments.ratelimit import TokenBucket
 from enrollments.services import record_status_set
@@ -34,6 +36,12 @@ class LeaseLost(Exception):
     """The row's lease ran out while it waited for a turn, and another worker took it."""
 
 
+def held_capabilities(names: Iterable[str]) -> frozenset[Capability]:
+    """Return the data-plane capabilities among ``names`` (others are not this module's)."""
+    known = {c.value for c in Capability}
+    return frozenset(Capability(n) for n in names if n in known)
+
+
 def target_status(row: BulkRow) -> str:
     """Return the status ``row`` asks for."""
     return str(json.loads(row.payload)["provisioningStatus"])
@@ -46,11 +54,14 @@ def status_apply(
     instance: Any,
     client: DpsApi,
     bucket: TokenBucket,
+    caps: Container[Capability],
     claim_send: Callable[[], bool],
 ) -> Outcome:
     """Apply one status row; DPS errors of the write propagate for the runner to sort.
 
-    ``claim_send`` marks the row as sent (an attempt) and returns False if the row's lease was
+    ``caps`` are the owner's capabilities now: a record whose change the role cannot make
+    without losing something (keys it may not read, certificates DPS does not return) fails
+    with the reason instead of being written. ``claim_send`` marks the row as sent (an attempt) and returns False if the row's lease was
     lost meanwhile. A row found in doubt (a previous attempt may have applied it) goes the same
     way: a record already holding the status is done, whoever changed it.
     """
@@ -66,7 +77,10 @@ def status_apply(
     etag = row.etag or current.etag or ""
     if current.etag != etag:
         return RowStatus.CONFLICT, "412", CHANGED_SINCE
-    if current.attestation is not None and current.attestation.type == "symmetricKey":
+    blocker = status_blocker(current, caps)
+    if blocker:
+        return RowStatus.FAILED, "", blocker
+    if current.attestation.type == "symmetricKey":
         bucket.acquire()  # the keys are read to be carried unchanged: one more call
     bucket.acquire()
     if not claim_send():
@@ -75,6 +89,6 @@ def status_apply(
         record_status_set(
             actor=owner, instance=instance, client=client, model=current, status=target, etag=etag
         )
-    except ValidationError as exc:  # an X.509 certificate DPS does not return
+    except ValidationError as exc:  # the record needs what DPS does not return
         return RowStatus.FAILED, "", " ".join(exc.messages)
     return RowStatus.DONE, "", ""

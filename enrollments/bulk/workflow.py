@@ -353,6 +353,7 @@ def _apply(job: BulkJob) -> bool:
         should_stop=should_stop,
         lanes=int(getattr(settings, "BULK_CALLS_IN_FLIGHT", 1)),
         make_client=lambda: access().client(owner=job.owner, instance=job.instance),
+        caps=caps,
     )
 
 
