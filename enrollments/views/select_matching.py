@@ -1,8 +1,9 @@
 """ "Select all N matching": one bulk job on every record a fleet-index list matches.
 
 The list posts its query string and an action, never ids: the query is run again here, on
-the server, against the index. The first POST shows the count and the action to confirm; the
-second (``confirm``) creates the job with each matching id and the ETag the index holds for
+the server, against the index. The first request (a POST from the list, or a GET of the same
+fields, which can be bookmarked) shows the count and the action to confirm; a POST with
+``confirm`` creates the job with each matching id and the ETag the index holds for
 it, so a record changed since the last pass ends as a conflict. The action's capability is
 checked here (403 and a ``denied`` audit event) and again by the job's service and worker.
 """
@@ -18,7 +19,7 @@ from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
 from authn.capabilities import capabilities_resolve
 from authn.decorators import capability_required, deny
@@ -65,13 +66,13 @@ def _filters(request: PortalRequest, kind: str, query_string: str) -> RecordFilt
 
 
 @never_cache
-@require_POST
+@require_http_methods(["GET", "POST"])
 @capability_required(C.ENROLLMENTS_READ)
 def select_matching(request: PortalRequest, instance: str, kind: str) -> HttpResponse:
     """Confirm, then start, a job acting on every enrollment the posted query matches."""
     if kind != RecordKind.ENROLLMENT:
         raise Http404("Only individual enrollments can be acted on in bulk.")
-    form = SelectMatchingForm(request.POST)
+    form = SelectMatchingForm(request.POST if request.method == "POST" else request.GET)
     if not form.is_valid():
         return _page(request, form=form, status=400)
     action = ACTIONS[form.cleaned_data["action"]]
@@ -91,7 +92,7 @@ def select_matching(request: PortalRequest, instance: str, kind: str) -> HttpRes
         return _page(request, form=form, status=400)
     query = filters.record_query()
     total = records_matching(dps, kind, query).count()
-    if form.cleaned_data["confirm"] and total:
+    if form.cleaned_data["confirm"] and total and request.method == "POST":
         try:
             job = bulk.job_create(
                 owner=request.user,

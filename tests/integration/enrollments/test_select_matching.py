@@ -260,7 +260,10 @@ def test_bad_requests(prod: DpsInstance, signed_in: Any) -> None:
     assert dana.post(URL, {"action": "disable", "query_string": "tag=nokey"}).status_code == 400
     group_url = URL.replace("/enrollment/", "/group/")
     assert dana.post(group_url, {"action": "disable"}).status_code == 404
-    assert dana.get(URL).status_code == 405
+    assert dana.get(URL).status_code == 400  # no action
+    shown = dana.get(URL, {"action": "disable", "query_string": "q=x", "confirm": "on"})
+    assert shown.status_code == 200  # a GET shows what a POST would do, never starts it
+    assert not BulkJob.objects.exists()
     none = dana.post(URL, {"action": "disable", "query_string": "q=nothing-matches-this"})
     assert 'data-testid="select-matching-none"' in none.content.decode()
     assert signed_in("nora").post(URL, {"action": "export"}).status_code == 403
