@@ -162,6 +162,8 @@ def test_keys_the_role_cannot_read_fail_the_row_instead_of_being_regenerated(
     keys = owner_client.enrollment_attestation_mechanism(rid).to_json()
     run_pass(prod)
     oscar = signed_in("oscar")
+    shown = oscar.post(URL, {"action": "disable", "query_string": f"q={stem}"})
+    assert 'data-testid="select-matching-keys"' in shown.content.decode()
     job = _run(
         _job(oscar.post(URL, {"action": "disable", "query_string": f"q={stem}", "confirm": "on"}))
     )
