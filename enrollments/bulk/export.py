@@ -87,6 +87,8 @@ def _write_rows(
     if should_stop():
         return None
     wanted = _selection(job)
+    if wanted is not None:  # a known total: the bar shows how far the export is
+        BulkJob.objects.filter(pk=job.pk).update(progress_total=len(wanted))
     count = 0
     pages = paced_pages(bucket, lambda c: client.enrollment_query(page_size=PAGE, continuation=c))
     for page in pages:
@@ -104,6 +106,8 @@ def _write_rows(
             progress_done=count, count_done=count, progress_total=F("progress_total")
         )
         heartbeat()
+        if wanted is not None and count == len(wanted):
+            break  # every selected enrollment is written: the pages left hold none of them
         if page.has_more and should_stop():  # checked before each next page
             return None
     return count
