@@ -183,3 +183,23 @@ class JobFilterForm(forms.Form):
         label="Everyone's jobs",
         widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
     )
+
+
+#: What "select all N matching" can do with the matching enrollments.
+MATCHING_ACTIONS = (
+    ("disable", "Disable"),
+    ("enable", "Enable"),
+    ("delete", "Delete"),
+    ("export", "Export"),
+)
+
+
+class SelectMatchingForm(forms.Form):
+    """An action on every record a fleet-index list matches, named by the list's query string.
+
+    Never a list of ids: the view runs the query again on the server.
+    """
+
+    action = forms.ChoiceField(choices=MATCHING_ACTIONS)
+    query_string = forms.CharField(required=False, max_length=4000)
+    confirm = forms.BooleanField(required=False)

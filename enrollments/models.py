@@ -1,4 +1,4 @@
-"""Bulk jobs (CSV import, export, bulk delete) and their per-row results.
+"""Bulk jobs (CSV import, export, bulk delete, bulk status change) and their per-row results.
 
 Enrollments themselves live in DPS; the portal only keeps the jobs that change or read them.
 """
@@ -14,6 +14,7 @@ class JobKind(models.TextChoices):
     EXPORT = "export", "Export all enrollments"
     DELETE_SELECTED = "delete_selected", "Delete selected enrollments"
     DELETE_REGISTRATIONS = "delete_registrations", "Delete registration records of a group"
+    SET_STATUS = "set_status", "Enable or disable enrollments"
 
 
 class JobState(models.TextChoices):

@@ -9,6 +9,7 @@ from django.urls import path
 from django.views.generic.base import RedirectView
 
 from enrollments.views import jobs as v
+from enrollments.views.select_matching import select_matching
 
 app_name = "bulk"
 urlpatterns = [
@@ -21,6 +22,7 @@ urlpatterns = [
         v.group_registrations_delete,
         name="group_registrations_delete",
     ),
+    path("bulk/select-matching/<str:kind>/", select_matching, name="select_matching"),
     path("bulk/jobs/", v.job_list, name="job_list"),
     path("bulk/jobs/<int:job_id>/", v.job_detail, name="job_detail"),
     path("bulk/jobs/<int:job_id>/progress/", v.job_progress, name="job_progress"),

@@ -1,4 +1,8 @@
-"""Export every individual enrollment of an instance to the import CSV format.
+"""Export the individual enrollments of an instance (all, or a selection) to the import CSV format.
+
+A selection ("select all N matching" in the fleet index) is stored as the job's rows; the
+export still pages DPS's query (a thousand records a call, far cheaper than a GET each) and
+writes only the selected ids, as DPS holds them now.
 
 Keys are written only when the owner holds ``attestation.reveal`` and asked for them; that
 choice is audited. A crashed export starts over: it only reads.
@@ -19,7 +23,7 @@ from enrollments.bulk.files import bulk_dir, result_file_move
 from enrollments.csv.columns import COLUMNS
 from enrollments.csv.export import csv_line, enrollment_to_row
 from enrollments.dps.types import DpsApi
-from enrollments.models import BulkJob
+from enrollments.models import BulkJob, BulkRow
 from enrollments.ratelimit import TokenBucket
 
 PAGE = 1000
@@ -82,10 +86,15 @@ def _write_rows(
     """Write a CSV line per enrollment, page by page; return how many (None: stopped)."""
     if should_stop():
         return None
+    wanted = _selection(job)
+    if wanted is not None:  # a known total: the bar shows how far the export is
+        BulkJob.objects.filter(pk=job.pk).update(progress_total=len(wanted))
     count = 0
     pages = paced_pages(bucket, lambda c: client.enrollment_query(page_size=PAGE, continuation=c))
     for page in pages:
         for enrollment in page.items:
+            if wanted is not None and (enrollment.registration_id or "").lower() not in wanted:
+                continue
             data: dict[str, Any] = enrollment.to_json()
             keys = None
             if include_keys and (data.get("attestation") or {}).get("type") == "symmetricKey":
@@ -97,9 +106,18 @@ def _write_rows(
             progress_done=count, count_done=count, progress_total=F("progress_total")
         )
         heartbeat()
+        if wanted is not None and count == len(wanted):
+            break  # every selected enrollment is written: the pages left hold none of them
         if page.has_more and should_stop():  # checked before each next page
             return None
     return count
+
+
+def _selection(job: BulkJob) -> set[str] | None:
+    """Return the lower-cased ids the job exports, or None for all."""
+    if not job.options.get("selected"):
+        return None
+    return set(BulkRow.objects.filter(job=job).values_list("reg_key", flat=True))
 
 
 def _keys(client: DpsApi, bucket: TokenBucket, registration_id: str) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
 from enrollments.bulk import workflow
 from enrollments.bulk.audit_trail import TARGET_TYPE, job_audit
-from enrollments.bulk.chunks import dumps
 from enrollments.bulk.files import upload_store
 from enrollments.bulk.permissions import (
     VIEW_REQUIRED,
@@ -29,7 +28,7 @@ from enrollments.bulk.permissions import (
     job_visible_kinds,
     kind_require,
 )
-from enrollments.bulk.store import RowWriter, delete_row
+from enrollments.bulk.selection import selection_store
 from enrollments.models import BulkJob, JobKind, JobState, PauseReason
 
 __all__ = [
@@ -53,8 +52,13 @@ def job_create(
     options: dict[str, Any] | None = None,
     upload: Any = None,
     source_name: str = "",
+    selection: Iterable[tuple[str, str]] | None = None,
 ) -> BulkJob:
-    """Create a job after checking the owner's capabilities; queue its first step."""
+    """Create a job after checking the owner's capabilities; queue its first step.
+
+    ``selection``: the ``(id, ETag)`` pairs a job acts on ("select all N matching" in the
+    fleet index): a status change or a deletion of each, or an export of exactly those.
+    """
     options = dict(options or {})
     try:
         kind_require(kind, capabilities, include_keys=bool(options.get("include_keys")))
@@ -81,7 +85,10 @@ def job_create(
             source_path=str(path or ""),
             source_size=size,
         )
-        if kind == JobKind.DELETE_SELECTED:
+        if selection is not None:
+            job.options = {**job.options, "selected": selection_store(job, selection)}
+            job.save(update_fields=["options"])
+        elif kind == JobKind.DELETE_SELECTED:
             _selected_rows_store(job, options)
         job_audit(
             job,
@@ -100,12 +107,8 @@ def _selected_rows_store(job: BulkJob, options: dict[str, Any]) -> None:
     etags: dict[str, str] = dict(options.get("etags") or {})
     if not ids:
         raise ValidationError("Select at least one enrollment to delete.")
-    writer = RowWriter()
-    for line_no, rid in enumerate(dict.fromkeys(ids), start=1):
-        payload = dumps({"registrationId": rid, "attestation": {"type": "none"}})
-        writer.add(delete_row(job.pk, line_no, rid, str(etags.get(rid) or "")[:256], payload))
-    writer.flush()
     job.options = {k: v for k, v in options.items() if k not in ("registration_ids", "etags")}
+    selection_store(job, ((rid, str(etags.get(rid) or "")) for rid in ids))
     job.save(update_fields=["options"])
 
 

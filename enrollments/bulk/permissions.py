@@ -18,6 +18,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     JobKind.EXPORT: ("enrollments.read",),
     JobKind.DELETE_SELECTED: ("enrollments.delete",),
     JobKind.DELETE_REGISTRATIONS: ("registrations.read", "registrations.delete"),
+    JobKind.SET_STATUS: ("enrollments.read", "enrollments.write"),
 }
 #: What seeing a job (list, detail, progress, report, download) takes: reading what it touched.
 #: A registration-deletion job lists registration records, so enrollments.read is not enough.
@@ -26,6 +27,7 @@ VIEW_REQUIRED: dict[str, tuple[str, ...]] = {
     JobKind.EXPORT: ("enrollments.read",),
     JobKind.DELETE_SELECTED: ("enrollments.read",),
     JobKind.DELETE_REGISTRATIONS: ("registrations.read",),
+    JobKind.SET_STATUS: ("enrollments.read",),
 }
 DELETE_CAPABILITY = "enrollments.delete"
 REVEAL_CAPABILITY = "attestation.reveal"

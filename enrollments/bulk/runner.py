@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +28,10 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from enrollments.bulk.access import access
 from enrollments.bulk.calls import backoff, paced
+from enrollments.bulk.status import LeaseLost as StatusLeaseLost
+from enrollments.bulk.status import held_capabilities, status_apply
 from enrollments.csv.diff import row_diff
 from enrollments.csv.export import enrollment_to_row
 from enrollments.csv.parse import dps_payload
@@ -279,8 +283,16 @@ def run_chunk(
     bucket: TokenBucket,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    caps: frozenset[str] | None = None,
 ) -> None:
-    """Apply one claimed chunk and store its outcomes; raise what must stop the job upward."""
+    """Apply one claimed chunk and store its outcomes; raise what must stop the job upward.
+
+    ``caps``: the owner's capabilities as read when the run started (a status job checks
+    each record against them); read again here when not given.
+    """
+    if job.kind == JobKind.SET_STATUS:
+        _run_status_changes(job, rows, client, bucket, sleep, caps)
+        return
     to_send = _settle_unsent(job, rows, client, bucket)
     if not to_send:
         return
@@ -421,6 +433,92 @@ def _run_registration_deletes(
     _finish_rows(job, outcomes)
 
 
+def _claimed_for_send(row: BulkRow) -> bool:
+    return bool(_mark_sending([row]))
+
+
+def _status_call_failed(
+    rows: list[BulkRow],
+    n: int,
+    exc: DpsThrottled | DpsUnavailable,
+    bucket: TokenBucket,
+    sleep: Callable[[float], None],
+) -> None:
+    """Give back row ``n`` of a status chunk, whose write DPS throttled or did not answer, and
+    the rows after it.
+
+    Nothing was applied on a 429; maybe on a 5xx, so that row stays in doubt: the next claim
+    reads the record again and decides. The rows after it were not tried.
+    """
+    row = rows[n]
+    throttled = isinstance(exc, DpsThrottled)
+    if throttled:
+        bucket.hold(backoff(0, exc.retry_after if exc.retry_after is not None else 1.0))
+    _release([row], in_doubt=not throttled, throttled=throttled)
+    _release(rows[n + 1 :], in_doubt=False)
+    if not throttled:
+        sleep(backoff(row.attempts))
+
+
+def _run_status_changes(
+    job: BulkJob,
+    rows: list[BulkRow],
+    client: DpsApi,
+    bucket: TokenBucket,
+    sleep: Callable[[float], None],
+    caps: frozenset[str] | None,
+) -> None:
+    """Apply a status job's chunk record by record (:mod:`enrollments.bulk.status`)."""
+    held = held_capabilities(
+        caps if caps is not None else access().capabilities(owner=job.owner, instance=job.instance)
+    )
+    outcomes: list[tuple[BulkRow, str, str, str]] = []
+    try:
+        for n, row in enumerate(rows):
+            if row.attempts >= MAX_ATTEMPTS:
+                outcomes.append(
+                    (
+                        row,
+                        RowStatus.FAILED,
+                        "",
+                        "DPS did not accept the change after repeated attempts.",
+                    )
+                )
+                continue
+            try:
+                outcome = status_apply(
+                    row,
+                    owner=job.owner,
+                    instance=job.instance,
+                    client=client,
+                    bucket=bucket,
+                    caps=held,
+                    claim_send=partial(_claimed_for_send, row),
+                )
+            except StatusLeaseLost:
+                continue  # another worker took the row over while this one waited for a turn
+            except (DpsThrottled, DpsUnavailable) as exc:
+                _status_call_failed(rows, n, exc, bucket, sleep)
+                return
+            except (DpsForbidden, DpsUnauthorized):
+                _release(rows[n:], in_doubt=False)
+                raise
+            except DpsError as exc:
+                code = str(exc.error_code or exc.status or "")
+                outcomes.append(
+                    (
+                        row,
+                        _error_status(RowPlan.UPDATE, _int(exc.error_code) or exc.status),
+                        code,
+                        str(exc),
+                    )
+                )
+            else:
+                outcomes.append((row, *outcome))
+    finally:
+        _finish_rows(job, outcomes)
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(value)
@@ -437,6 +535,7 @@ def run_rows(
     sleep: Callable[[float], None] = time.sleep,
     lanes: int = 1,
     make_client: Callable[[], DpsApi] | None = None,
+    caps: frozenset[str] | None = None,
 ) -> bool:
     """Apply chunks until none is left (True) or ``should_stop`` says so (False).
 
@@ -449,7 +548,7 @@ def run_rows(
     """
     if lanes <= 1 or make_client is None or connection.vendor != "postgresql":
         # SQLite serialises writers and its test databases live in one connection.
-        return _run_lane(job, client, bucket, should_stop=should_stop, sleep=sleep)
+        return _run_lane(job, client, bucket, should_stop=should_stop, sleep=sleep, caps=caps)
     halt = threading.Event()
     errors: list[BaseException] = []
     outcomes: list[bool] = []
@@ -466,6 +565,7 @@ def run_rows(
                     bucket,
                     should_stop=stop,
                     sleep=sleep,
+                    caps=caps,
                 )
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
@@ -496,6 +596,7 @@ def _run_lane(
     *,
     should_stop: Callable[[], bool],
     sleep: Callable[[float], None],
+    caps: frozenset[str] | None = None,
 ) -> bool:
     """Claim and apply chunks one after another until none is left or ``should_stop``."""
     lease = uuid.uuid4().hex
@@ -511,7 +612,7 @@ def _run_lane(
             return True
         after = rows[-1].id
         try:
-            run_chunk(job, rows, client, bucket, sleep=sleep)
+            run_chunk(job, rows, client, bucket, sleep=sleep, caps=caps)
         except BaseException:
             # Anything unexpected (ReauthRequired included): unsent rows go back, sent ones
             # stay in doubt and are checked by whoever claims them next.

@@ -73,6 +73,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.FAILED: frozenset(),
 }
 
+#: The kinds that act on a chosen selection and run without a preview.
+_NO_PREVIEW = (JobKind.EXPORT, JobKind.DELETE_SELECTED, JobKind.SET_STATUS)
+
 #: The task names :func:`enqueue` takes (attributes of enrollments.tasks).
 PREPARE = "bulk_job_prepare_task"
 EXECUTE = "bulk_job_execute_task"
@@ -144,7 +147,7 @@ def _heartbeat(job_id: int) -> None:
 def job_prepare(job_id: int) -> None:
     """Validate and preview an import (or list a group's registrations); then await confirmation.
 
-    Export and "delete selected" need no preview and go straight to running.
+    Export, "delete selected" and a status change need no preview and go straight to running.
     """
     if not transition(
         job_id,
@@ -155,7 +158,7 @@ def job_prepare(job_id: int) -> None:
     ):
         return
     job = _job(job_id)
-    if job.kind in (JobKind.EXPORT, JobKind.DELETE_SELECTED):
+    if job.kind in _NO_PREVIEW:
         _start_running(job)
         return
     try:
@@ -214,7 +217,7 @@ def _prepare_rows(job: BulkJob) -> None:
 
 
 def _start_running(job: BulkJob) -> None:
-    """Run a job that needs no preview (an export, a deletion of selected enrollments)."""
+    """Run a job that needs no preview (an export, a deletion or status change of a selection)."""
     options = {**job.options, "phase": "run"}
     started = timezone.now()
     if not transition(
@@ -223,7 +226,7 @@ def _start_running(job: BulkJob) -> None:
         job_cancel_finish(job.pk)  # cancelled meanwhile
         return
     job.state, job.run_started_at, job.options = JobState.RUNNING, started, options
-    if job.kind == JobKind.DELETE_SELECTED:
+    if job.kind in (JobKind.DELETE_SELECTED, JobKind.SET_STATUS):
         plan_counts_store(job)
     job_audit(job, AuditAction.JOB_START, after=job_counts(job))
     enqueue(EXECUTE, job.pk)
@@ -350,6 +353,7 @@ def _apply(job: BulkJob) -> bool:
         should_stop=should_stop,
         lanes=int(getattr(settings, "BULK_CALLS_IN_FLIGHT", 1)),
         make_client=lambda: access().client(owner=job.owner, instance=job.instance),
+        caps=caps,
     )
 
 

@@ -329,22 +329,29 @@ def _row_table(request: PortalRequest, job: BulkJob) -> dict[str, Any]:
         for row in page.object_list
     ]
     query = request.GET.copy()
-    query.pop("page", None)
+    for poll_only in ("page", "seen"):
+        query.pop(poll_only, None)
     return {"row_form": form, "row_page": page, "row_items": items, "row_query": query.urlencode()}
+
+
+def _live_ctx(request: PortalRequest, job: BulkJob, **extra: Any) -> dict[str, Any]:
+    """Return what the job page's live region shows: progress, counters, rows (not for an export)."""
+    ctx = _ctx(request, job=job, progress=selectors.job_progress(job), **extra)
+    ctx["missing"] = bulk.job_missing(job, (c.value for c in ctx["caps"]))
+    if job.kind != JobKind.EXPORT:
+        ctx.update(_row_table(request, job))
+    return ctx
 
 
 @job_view("GET")
 def job_detail(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
     """Show a job: state, live progress, preview counts, invalid rows and per-row results."""
-    ctx = _ctx(request, job=job, progress=selectors.job_progress(job), tab="jobs")
-    ctx["missing"] = bulk.job_missing(job, (c.value for c in ctx["caps"]))
+    ctx = _live_ctx(request, job, tab="jobs")
     ctx["file_gone"] = (
         retention.file_gone_reason(job)
         if job.kind == JobKind.EXPORT and job.state == JobState.COMPLETED and not job.result_path
         else ""
     )
-    if job.kind != JobKind.EXPORT:
-        ctx.update(_row_table(request, job))
     if request.headers.get("HX-Request") == "true" and request.headers.get("HX-Target") == "rows":
         return render(request, "enrollments/bulk/_rows.html", ctx)
     return render(request, "enrollments/bulk/job_detail.html", ctx)
@@ -352,15 +359,11 @@ def job_detail(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
 
 @job_view("GET")
 def job_progress(request: PortalRequest, job: BulkJob) -> HttpResponseBase:
-    """Answer the htmx poll with the progress fragment; reload the page when the state moves."""
-    response = render(
-        request,
-        "enrollments/bulk/_progress.html",
-        _ctx(request, job=job, progress=selectors.job_progress(job)),
-    )
+    """Answer the htmx poll with the live region (bar, counters, rows); reload on a new state."""
+    response = render(request, "enrollments/bulk/_live.html", _live_ctx(request, job))
     seen = request.GET.get("seen", "")
     if seen and seen != job.state:
-        # Counts, buttons and the row table change with the state: show them all.
+        # The buttons and notices outside the live region change with the state: show them all.
         response["HX-Refresh"] = "true"
     return response
 

@@ -1,0 +1,126 @@
+""" "Select all N matching": one bulk job on every record a fleet-index list matches.
+
+The list posts its query string and an action, never ids: the query is run again here, on
+the server, against the index. The first request (a POST from the list, or a GET of the same
+fields, which can be bookmarked) shows the count and the action to confirm; a POST with
+``confirm`` creates the job with each matching id and the ETag the index holds for
+it, so a record changed since the last pass ends as a conflict. The action's capability is
+checked here (403 and a ``denied`` audit event) and again by the job's service and worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+
+from authn.capabilities import capabilities_resolve
+from authn.decorators import capability_required, deny
+from authn.permissions import Capability
+from authn.request import PortalRequest
+from enrollments.bulk import jobs as bulk
+from enrollments.forms_bulk import SelectMatchingForm
+from enrollments.models import JobKind
+from enrollments.views.context import page_context
+from fleet.filters import RecordFilterSet
+from fleet.models import RecordKind
+from fleet.selectors import matching_ids, records_matching
+
+C = Capability
+
+
+@dataclass(frozen=True)
+class MatchingAction:
+    """What one action of "select all N matching" creates and needs."""
+
+    verb: str
+    job_kind: str
+    capability: Capability
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+ACTIONS: dict[str, MatchingAction] = {
+    "disable": MatchingAction(
+        "Disable", JobKind.SET_STATUS, C.ENROLLMENTS_WRITE, (("status", "disabled"),)
+    ),
+    "enable": MatchingAction(
+        "Enable", JobKind.SET_STATUS, C.ENROLLMENTS_WRITE, (("status", "enabled"),)
+    ),
+    "delete": MatchingAction("Delete", JobKind.DELETE_SELECTED, C.ENROLLMENTS_DELETE),
+    "export": MatchingAction(
+        "Export", JobKind.EXPORT, C.ENROLLMENTS_READ, (("include_keys", False),)
+    ),
+}
+
+
+def _filters(request: PortalRequest, kind: str, query_string: str) -> RecordFilterSet:
+    data = QueryDict(query_string)
+    return RecordFilterSet(data, instance=request.dps_instance, kind=kind)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@capability_required(C.ENROLLMENTS_READ)
+def select_matching(request: PortalRequest, instance: str, kind: str) -> HttpResponse:
+    """Confirm, then start, a job acting on every enrollment the posted query matches."""
+    if kind != RecordKind.ENROLLMENT:
+        raise Http404("Only individual enrollments can be acted on in bulk.")
+    form = SelectMatchingForm(request.POST if request.method == "POST" else request.GET)
+    if not form.is_valid():
+        return _page(request, form=form, status=400)
+    action = ACTIONS[form.cleaned_data["action"]]
+    dps = request.dps_instance
+    if action.capability not in capabilities_resolve(request.user, dps):
+        return deny(
+            request,
+            reason=f"{action.verb} needs {action.capability.value}, which your Azure role on "
+            "this DPS instance lacks.",
+            required=action.capability.value,
+            instance=dps.name,
+        )
+    query_string = form.cleaned_data["query_string"]
+    filters = _filters(request, kind, query_string)
+    if not filters.is_valid():
+        form.add_error("query_string", "The list's filters are not valid; filter the list again.")
+        return _page(request, form=form, status=400)
+    query = filters.record_query()
+    total = records_matching(dps, kind, query).count()
+    if form.cleaned_data["confirm"] and total and request.method == "POST":
+        try:
+            job = bulk.job_create(
+                owner=request.user,
+                instance=dps,
+                kind=action.job_kind,
+                capabilities=[c.value for c in capabilities_resolve(request.user, dps)],
+                options={**dict(action.options), "query": query_string},
+                selection=matching_ids(dps, kind, query),
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"{action.verb}: a job for {total:,} enrollments.")
+            return redirect(reverse("bulk:job_detail", args=[dps.name, job.pk]))
+    return _page(
+        request,
+        form=form,
+        action=action,
+        total=total,
+        query_string=query_string,
+        keys_unreadable=action.job_kind == JobKind.SET_STATUS
+        and C.ATTESTATION_REVEAL not in capabilities_resolve(request.user, dps),
+        list_url=reverse("fleet:enrollments", args=[dps.name])
+        + (f"?{query_string}" if query_string else ""),
+        status=400 if form.errors else 200,
+    )
+
+
+def _page(request: PortalRequest, *, form: SelectMatchingForm, status: int, **extra: Any) -> Any:
+    ctx = page_context(request, "bulk", form=form, **extra)
+    return render(request, "enrollments/bulk/select_matching.html", ctx, status=status)
