@@ -19,6 +19,7 @@ from django.utils import timezone
 from enrollments.models import ACTIVE_STATES, BulkJob, PauseReason
 from fleet import facets
 from fleet.models import IndexedRecord, IndexedRegistration, RecordKind, SyncState
+from fleet.selectors import facet_counts
 
 #: DPS's limits per instance (Azure IoT Hub DPS quotas and limits).
 LIMIT_ENROLLMENTS = 1_000_000
@@ -105,9 +106,7 @@ class Overview:
     @property
     def attention_count(self) -> int:
         """Return how many items need attention (expired or expiring within 30 days counted)."""
-        certs = sum(
-            b.count for b in self.certificates if b.expired or (b.within_days or 0) <= 30
-        )
+        certs = sum(b.count for b in self.certificates if b.expired or (b.within_days or 0) <= 30)
         return (
             certs
             + len(self.ca_certificates)
@@ -128,17 +127,10 @@ def _facets(instance: Any, kind: str) -> tuple[int, dict[str, dict[str, int]]]:
     counted = facets.counted(instance, kind)
     if counted is not None:
         return counted
-    out: dict[str, dict[str, int]] = {"status": {}, "attestation": {}}
-    total = 0
-    rows = _records(instance, kind).order_by().values("status", "attestation")
-    for row in rows.annotate(n=Count("*")):
-        total += row["n"]
-        for name in out:
-            out[name][row[name]] = out[name].get(row[name], 0) + row["n"]
-    return total, out
+    return facet_counts(_records(instance, kind))
 
 
-def quotas(instance: Any, enrollments: int, groups: dict[str, int], registrations: int) -> list[Quota]:
+def quotas(enrollments: int, groups: dict[str, int], registrations: int) -> list[Quota]:
     """Return the counts against DPS's limits."""
     return [
         Quota("enrollments", "Individual enrollments", enrollments, LIMIT_ENROLLMENTS),
@@ -162,7 +154,9 @@ def _registered_ids(instance: Any) -> QuerySet[IndexedRegistration]:
     return IndexedRegistration.objects.filter(instance=instance, group_key="", key=OuterRef("key"))
 
 
-def never_registered(instance: Any, *, older_than_days: int | None = None) -> QuerySet[IndexedRecord]:
+def never_registered(
+    instance: Any, *, older_than_days: int | None = None
+) -> QuerySet[IndexedRecord]:
     """Return individual enrollments whose state was read and that hold no registration record."""
     qs = _records(instance, RecordKind.ENROLLMENT).filter(registration_read_at__isnull=False)
     qs = qs.filter(~Exists(_registered_ids(instance)))
@@ -180,7 +174,9 @@ def registration_status(instance: Any) -> dict[str, int]:
     return out
 
 
-def timeline(instance: Any, *, days: int = TIMELINE_DAYS, now: dt.datetime | None = None) -> list[tuple[dt.date, int]]:
+def timeline(
+    instance: Any, *, days: int = TIMELINE_DAYS, now: dt.datetime | None = None
+) -> list[tuple[dt.date, int]]:
     """Return registration records created per day over the last ``days`` days (UTC)."""
     today = (now or timezone.now()).astimezone(dt.UTC).date()
     since = dt.datetime.combine(today - dt.timedelta(days=days - 1), dt.time(), tzinfo=dt.UTC)
@@ -253,7 +249,7 @@ def overview(instance: Any, *, now: dt.datetime | None = None) -> Overview:
         instance=instance,
         synced_at=state.finished_at if state else None,
         indexed=bool(state and state.finished_at),
-        quotas=quotas(instance, enrollments, g_facets["attestation"], registrations.count()),
+        quotas=quotas(enrollments, g_facets["attestation"], registrations.count()),
         enrollment_attestation=e_facets["attestation"],
         group_attestation=g_facets["attestation"],
         provisioning=e_facets["status"],
