@@ -198,14 +198,15 @@ def certificate_buckets(instance: Any, *, now: dt.datetime | None = None) -> lis
     """Return, per record kind, how many have a certificate expired or expiring per bucket.
 
     A record counts by the earlier of its primary and secondary certificate (``cert_not_after``);
-    buckets are cumulative ("within 30 days" includes "within 7 days"), expired ones excluded.
+    buckets are cumulative ("within 30 days" includes "within 7 days") and include their last
+    instant (a certificate ending in exactly 7 days is within 7 days); expired ones are apart.
     """
     now = now or timezone.now()
     out = []
     for kind, noun in ((RecordKind.ENROLLMENT, "client"), (RecordKind.GROUP, "group signing")):
         aggregates = {"expired": Count("id", filter=Q(cert_not_after__lt=now))}
         for days in EXPIRY_BUCKETS:
-            window = Q(cert_not_after__gte=now, cert_not_after__lt=now + dt.timedelta(days=days))
+            window = Q(cert_not_after__gte=now, cert_not_after__lte=now + dt.timedelta(days=days))
             aggregates[f"d{days}"] = Count("id", filter=window)
         got = _records(instance, kind).filter(cert_not_after__isnull=False).aggregate(**aggregates)
         out.append(CertBucket(kind, f"{noun} certificates expired", True, None, got["expired"]))

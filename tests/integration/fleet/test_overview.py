@@ -1,0 +1,262 @@
+"""The instance overview: every number equals what the index holds; buckets, orphans, 403."""
+# ruff: noqa: F811 - the enrollment tests' fixtures are imported by name, then requested
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from fleet import facets
+from fleet.models import IndexedRecord, IndexedRegistration, RecordKind, SyncState
+from fleet.overview import certificate_buckets, orphans, overview
+from instances.models import DpsInstance
+from tests.integration.enrollments.conftest import (  # noqa: F401 - fixtures
+    INSTANCE,
+    _isolated_caches,
+    dps_entry,
+    dps_instances,
+    signed_in,
+)
+
+pytestmark = pytest.mark.django_db
+HOME = f"/dps/{INSTANCE}/"
+HUB_A, HUB_B = "hub-a.azure-devices.net", "hub-b.azure-devices.net"
+
+
+@pytest.fixture
+def prod(azure_settings: Any, dps_instances: Any) -> DpsInstance:
+    return DpsInstance.objects.get(name=INSTANCE)
+
+
+def _record(instance: DpsInstance, kind: str, rid: str, **fields: Any) -> IndexedRecord:
+    return IndexedRecord.objects.create(
+        instance=instance, kind=kind, key=rid.lower(), record_id=rid, **fields
+    )
+
+
+def _registration(instance: DpsInstance, rid: str, **fields: Any) -> IndexedRegistration:
+    return IndexedRegistration.objects.create(
+        instance=instance, key=rid.lower(), registration_id=rid, **fields
+    )
+
+
+@pytest.fixture
+def fleet(prod: DpsInstance) -> DpsInstance:
+    """Seed the index of ``prod`` directly: a small fleet with one of every kind of trouble."""
+    now = timezone.now()
+    old = now - dt.timedelta(days=40)
+    SyncState.objects.create(instance=prod, pass_id=1, finished_at=now)
+    for i in range(6):
+        _record(
+            prod,
+            RecordKind.ENROLLMENT,
+            f"sym-{i}",
+            attestation="symmetricKey",
+            status="enabled",
+            iot_hub_host_name=HUB_A,
+            created=old,
+        )
+    for i in range(3):
+        _record(
+            prod,
+            RecordKind.ENROLLMENT,
+            f"x509-{i}",
+            attestation="x509",
+            status="disabled",
+            x509_kind="client",
+            cert_not_after=now + dt.timedelta(days=5 + 30 * i),
+            created=old,
+        )
+    _record(
+        prod,
+        RecordKind.ENROLLMENT,
+        "tpm-0",
+        attestation="tpm",
+        status="enabled",
+        created=old,
+        registration_read_at=now,
+        registration_status="unassigned",
+        drift_at=now - dt.timedelta(days=1),
+    )
+    _record(
+        prod,
+        RecordKind.GROUP,
+        "grp-x509",
+        attestation="x509",
+        status="enabled",
+        cert_not_after=now - dt.timedelta(seconds=1),
+    )
+    _record(prod, RecordKind.GROUP, "grp-sym", attestation="symmetricKey", status="enabled")
+    for i in range(4):
+        _registration(
+            prod,
+            f"dev-{i}",
+            group_key="grp-sym",
+            status="assigned",
+            assigned_hub=HUB_A if i < 3 else HUB_B,
+            created=now - dt.timedelta(days=i),
+        )
+    _registration(
+        prod,
+        "dev-bad",
+        group_key="grp-x509",
+        status="failed",
+        error_code=401002,
+        error_message="The certificate chain is not trusted.",
+        created=now,
+    )
+    for i in range(2):
+        _registration(
+            prod,
+            f"orphan-{i}",
+            group_key="grp-gone",
+            status="assigned",
+            assigned_hub=HUB_B,
+            etag=f"etag-{i}",
+            created=now,
+        )
+    _registration(prod, "sym-0", group_key="", status="assigned", assigned_hub=HUB_A, created=now)
+    return prod
+
+
+def _expected(instance: DpsInstance) -> dict[str, Any]:
+    """Count the index the plain way, to compare the overview's every number with."""
+    records = IndexedRecord.objects.filter(instance=instance)
+    regs = IndexedRegistration.objects.filter(instance=instance)
+    enrollments = records.filter(kind=RecordKind.ENROLLMENT)
+    groups = records.filter(kind=RecordKind.GROUP)
+    return {
+        "quotas": {
+            "enrollments": enrollments.count(),
+            "registrations": regs.count(),
+            "x509_groups": groups.filter(attestation="x509").count(),
+            "symmetric_groups": groups.filter(attestation="symmetricKey").count(),
+        },
+        "attestation": {
+            a: enrollments.filter(attestation=a).count() for a in ("symmetricKey", "x509", "tpm")
+        },
+        "status": {s: enrollments.filter(status=s).count() for s in ("enabled", "disabled")},
+        "hubs": {h: regs.filter(assigned_hub=h).count() for h in (HUB_A, HUB_B)},
+        "failed": regs.filter(status="failed").count(),
+        "assigned": regs.filter(status="assigned").count(),
+    }
+
+
+@pytest.mark.parametrize("counted", [False, True], ids=["group-by", "facet-counts"])
+def test_every_number_equals_the_index(fleet: DpsInstance, signed_in: Any, counted: bool) -> None:
+    if counted:
+        facets.rebuild(fleet, RecordKind.ENROLLMENT)
+        facets.rebuild(fleet, RecordKind.GROUP)
+    expected = _expected(fleet)
+    response = signed_in("reggie").get(HOME)
+    assert response.status_code == 200
+    ov = response.context["ov"]
+    assert {q.name: q.used for q in ov.quotas} == expected["quotas"]
+    assert ov.enrollment_attestation == expected["attestation"]
+    assert ov.provisioning == expected["status"]
+    assert ov.group_attestation == {"x509": 1, "symmetricKey": 1}
+    assert ov.hubs == expected["hubs"]
+    assert ov.failed_count == expected["failed"] == 1
+    assert ov.registration_status["assigned"] == expected["assigned"]
+    assert ov.registration_status["failed"] == 1
+    assert ov.registration_status["never registered"] == 1  # tpm-0: read, no record
+    assert ov.never_registered == 1  # and older than FLEET_NEVER_REGISTERED_DAYS
+    assert ov.drifted == 1
+    assert ov.orphans == {"grp-gone": 2}
+    assert (
+        sum(n for _, n in ov.timeline) == IndexedRegistration.objects.filter(instance=fleet).count()
+    )
+    body = response.content.decode()
+    for name, used in expected["quotas"].items():
+        assert f'data-testid="quota-{name}" data-used="{used}"' in body
+    assert 'data-testid="number-provisioning-disabled" data-count="3"' in body
+    assert "The certificate chain is not trusted." in body
+    assert 'data-testid="cert-group-expired" data-count="1"' in body
+
+
+def test_chart_segments_link_to_the_filtered_lists(fleet: DpsInstance, signed_in: Any) -> None:
+    reggie = signed_in("reggie")
+    body = reggie.get(HOME).content.decode()
+    base = f"/instances/{INSTANCE}/fleet"
+    assert f'href="{base}/enrollments/?attestation=x509"' in body
+    assert f'href="{base}/groups/?attestation=symmetricKey"' in body
+    assert f'href="{base}/enrollments/?status=disabled"' in body
+    assert f'href="{base}/enrollments/?expires_within=30"' in body
+    filtered = reggie.get(f"{base}/enrollments/", {"status": "disabled"})
+    assert filtered.context["page"].total == 3
+
+
+def test_certificate_buckets_at_their_edges(prod: DpsInstance) -> None:
+    now = timezone.now().replace(microsecond=0)
+    ends = {
+        "expired-1s": now - dt.timedelta(seconds=1),
+        "now": now,
+        "7d": now + dt.timedelta(days=7),
+        "7d+1s": now + dt.timedelta(days=7, seconds=1),
+        "30d": now + dt.timedelta(days=30),
+        "90d+1s": now + dt.timedelta(days=90, seconds=1),
+    }
+    for name, end in ends.items():
+        _record(prod, RecordKind.ENROLLMENT, f"cert-{name}", attestation="x509", cert_not_after=end)
+    _record(
+        prod,
+        RecordKind.GROUP,
+        "signing",
+        attestation="x509",
+        cert_not_after=now + dt.timedelta(days=8),
+    )
+    got = {(b.kind, b.within_days): b.count for b in certificate_buckets(prod, now=now)}
+    assert got[(RecordKind.ENROLLMENT, None)] == 1  # expired one second ago
+    assert got[(RecordKind.ENROLLMENT, 7)] == 2  # ends now, ends in exactly 7 days
+    assert got[(RecordKind.ENROLLMENT, 30)] == 4
+    assert got[(RecordKind.ENROLLMENT, 90)] == 4  # 90 days and 1 s is beyond
+    assert got[(RecordKind.GROUP, None)] == 0
+    assert got[(RecordKind.GROUP, 7)] == 0
+    assert got[(RecordKind.GROUP, 30)] == 1
+
+
+def test_orphans_are_registrations_whose_group_is_gone(fleet: DpsInstance, signed_in: Any) -> None:
+    assert orphans(fleet) == {"grp-gone": 2}
+    # Individual enrollments' records (no group) and live groups' records are never orphans.
+    IndexedRecord.objects.filter(instance=fleet, key="grp-sym").delete()
+    assert orphans(fleet) == {"grp-gone": 2, "grp-sym": 4}
+
+
+def test_delete_these_goes_through_the_registration_deletion(
+    fleet: DpsInstance, signed_in: Any
+) -> None:
+    dana = signed_in("dana")  # Contributor: may delete registration records
+    body = dana.get(HOME).content.decode()
+    action = f'action="/dps/{INSTANCE}/groups/grp-gone/registrations/delete/"'
+    assert action in body
+    assert 'value="orphan-0|etag-0"' in body and 'value="orphan-1|etag-1"' in body
+    confirm = dana.post(
+        f"/dps/{INSTANCE}/groups/grp-gone/registrations/delete/",
+        {"selected": ["orphan-0|etag-0", "orphan-1|etag-1"]},
+    )
+    assert confirm.status_code == 200
+    assert b"orphan-0" in confirm.content
+    reader = signed_in("reggie").get(HOME).content.decode()
+    assert 'data-testid="orphan-grp-gone"' in reader
+    assert action not in reader  # a Reader sees the orphans, not the button
+
+
+def test_a_user_without_read_sees_nothing_of_the_instance(
+    fleet: DpsInstance, signed_in: Any
+) -> None:
+    nora = signed_in("nora")
+    response = nora.get(HOME)
+    assert response.status_code == 403
+    assert b"overview-quotas" not in response.content
+    home = nora.get("/").content.decode()
+    assert 'data-testid="overview-line-' not in home
+
+
+def test_overview_needs_no_sync_to_render(prod: DpsInstance) -> None:
+    ov = overview(prod)
+    assert not ov.indexed
+    assert all(q.used == 0 for q in ov.quotas)
+    assert ov.attention_count == 0
