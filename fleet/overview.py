@@ -271,3 +271,61 @@ def overview(instance: Any, *, now: dt.datetime | None = None) -> Overview:
         jobs_running=running,
         jobs_need_signin=need_signin,
     )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One line of the home page about one instance."""
+
+    enrollments: int
+    groups: int
+    registrations: int
+    expired: int
+    expiring_30: int
+    failed: int
+    orphans: int
+    drifted: int
+    jobs_running: int
+    synced_at: dt.datetime | None
+
+    @property
+    def attention(self) -> int:
+        return self.expired + self.expiring_30 + self.failed + self.orphans + self.drifted
+
+    @property
+    def attention_items(self) -> list[str]:
+        """Return the attention items in words, the worst first (those that are not zero)."""
+        items = (
+            (self.expired, "certificate expired", "certificates expired"),
+            (
+                self.expiring_30,
+                "certificate expiring within 30 days",
+                "certificates expiring within 30 days",
+            ),
+            (self.failed, "failed registration", "failed registrations"),
+            (self.orphans, "orphaned registration record", "orphaned registration records"),
+            (self.drifted, "changed outside the portal", "changed outside the portal"),
+        )
+        return [f"{n:,} {one if n == 1 else many}" for n, one, many in items if n]
+
+
+def summary(instance: Any, *, now: dt.datetime | None = None) -> Summary:
+    """Return the home page's line of ``instance``: counts and the attention items."""
+    now = now or timezone.now()
+    state = SyncState.objects.filter(instance=instance).only("finished_at").first()
+    certs = certificate_buckets(instance, now=now)
+    registrations = IndexedRegistration.objects.filter(instance=instance)
+    return Summary(
+        enrollments=_facets(instance, RecordKind.ENROLLMENT)[0],
+        groups=_facets(instance, RecordKind.GROUP)[0],
+        registrations=registrations.count(),
+        expired=sum(b.count for b in certs if b.expired),
+        expiring_30=sum(b.count for b in certs if b.within_days == 30),
+        failed=registrations.filter(status="failed").count(),
+        orphans=sum(orphans(instance).values()),
+        drifted=IndexedRecord.objects.filter(
+            instance=instance, drift_at__gte=now - dt.timedelta(days=DRIFT_DAYS)
+        ).count(),
+        jobs_running=_jobs(instance)[0],
+        synced_at=state.finished_at if state else None,
+    )

@@ -232,7 +232,8 @@ def test_delete_these_goes_through_the_registration_deletion(
     body = dana.get(HOME).content.decode()
     action = f'action="/dps/{INSTANCE}/groups/grp-gone/registrations/delete/"'
     assert action in body
-    assert 'value="orphan-0|etag-0"' in body and 'value="orphan-1|etag-1"' in body
+    assert 'value="orphan-0|etag-0"' in body
+    assert 'value="orphan-1|etag-1"' in body
     confirm = dana.post(
         f"/dps/{INSTANCE}/groups/grp-gone/registrations/delete/",
         {"selected": ["orphan-0|etag-0", "orphan-1|etag-1"]},
@@ -260,3 +261,18 @@ def test_overview_needs_no_sync_to_render(prod: DpsInstance) -> None:
     assert not ov.indexed
     assert all(q.used == 0 for q in ov.quotas)
     assert ov.attention_count == 0
+
+
+def test_the_home_page_has_one_line_per_readable_instance(
+    fleet: DpsInstance, signed_in: Any
+) -> None:
+    response = signed_in("reggie").get("/")
+    line = next(r for r in response.context["instances"] if r["instance"] == fleet)["summary"]
+    assert (line.enrollments, line.groups, line.registrations) == (10, 2, 8)
+    assert line.expired == 1  # the X.509 group's signing certificate
+    assert line.expiring_30 == 1  # x509-0 in 5 days; x509-1 in 35 days is not
+    assert (line.failed, line.orphans, line.drifted) == (1, 2, 1)
+    body = response.content.decode()
+    assert f'data-testid="overview-line-{INSTANCE}" data-attention="{line.attention}"' in body
+    assert "1 certificate expired, 1 certificate expiring within 30 days" in body
+    assert f'href="/dps/{INSTANCE}/"' in body
