@@ -45,9 +45,16 @@ def _registration(instance: DpsInstance, rid: str, **fields: Any) -> IndexedRegi
 @pytest.fixture
 def fleet(prod: DpsInstance) -> DpsInstance:
     """Seed the index of ``prod`` directly: a small fleet with one of every kind of trouble."""
+    return seed_fleet(prod)
+
+
+def seed_fleet(prod: DpsInstance) -> DpsInstance:
+    """Index a small fleet into ``prod`` with one of every kind of trouble; return ``prod``."""
     now = timezone.now()
     old = now - dt.timedelta(days=40)
-    SyncState.objects.create(instance=prod, pass_id=1, finished_at=now)
+    SyncState.objects.create(
+        instance=prod, pass_id=1, finished_at=now, counts={"enrollment": 10, "group": 2}
+    )
     for i in range(6):
         _record(
             prod,
