@@ -14,7 +14,10 @@ from django.urls import reverse
 
 from fleet.overview import Overview
 
-BAR_WIDTH = 300  # SVG units of the longest bar
+CHART_WIDTH = 300  # SVG units: a label, the bar, its count
+BAR_LEFT = 110
+BAR_WIDTH = 150  # of the longest bar
+ROW = 26
 TIMELINE_WIDTH, TIMELINE_HEIGHT = 600, 120
 _LABELS = {
     "symmetricKey": "symmetric key",
@@ -37,6 +40,14 @@ class Segment:
     url: str
     y: int = 0
 
+    @property
+    def text_y(self) -> int:
+        return self.y + ROW // 2
+
+    @property
+    def count_x(self) -> float:
+        return BAR_LEFT + self.width + 4
+
 
 @dataclass(frozen=True)
 class Chart:
@@ -48,7 +59,15 @@ class Chart:
 
     @property
     def height(self) -> int:
-        return max(1, len(self.segments)) * 24
+        return max(1, len(self.segments)) * ROW
+
+    @property
+    def width(self) -> int:
+        return CHART_WIDTH
+
+    @property
+    def bar_left(self) -> int:
+        return BAR_LEFT
 
     @property
     def total(self) -> int:
@@ -71,7 +90,7 @@ def bars(name: str, title: str, counts: dict[str, int], links: dict[str, str]) -
             n=n,
             width=round(BAR_WIDTH * n / peak, 2),
             url=links.get(key, ""),
-            y=i * 24,
+            y=i * ROW,
         )
         for i, (key, n) in enumerate(counts.items())
     ]

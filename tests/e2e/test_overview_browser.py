@@ -41,7 +41,7 @@ def test_contributor_overview_and_a_segment_to_the_filtered_list(page: Any, seed
     assert page.get_by_test_id("quota-enrollments").get_attribute("data-used") == "10"
     assert page.get_by_test_id("orphan-delete-grp-gone").is_visible()
     _shot(page, "overview-contributor")
-    page.get_by_test_id("segment-provisioning-disabled").click()
+    page.get_by_test_id("segment-provisioning-disabled").locator("rect").click()
     page.get_by_test_id("fleet-total").wait_for()
     assert page.url.endswith(f"/instances/{INSTANCE}/fleet/enrollments/?status=disabled")
     assert page.get_by_test_id("fleet-total").inner_text().startswith("3 of 10")
