@@ -105,8 +105,8 @@ class Overview:
 
     @property
     def attention_count(self) -> int:
-        """Return how many items need attention (expired or expiring within 30 days counted)."""
-        certs = sum(b.count for b in self.certificates if b.expired or (b.within_days or 0) <= 30)
+        """Return how many items need attention: the home page's count (see Summary)."""
+        certs = sum(b.count for b in self.certificates if b.expired or b.within_days == 30)
         return (
             certs
             + len(self.ca_certificates)
@@ -284,13 +284,18 @@ class Summary:
     expiring_30: int
     failed: int
     orphans: int
+    never_registered: int
     drifted: int
     jobs_running: int
     synced_at: dt.datetime | None
 
     @property
     def attention(self) -> int:
-        return self.expired + self.expiring_30 + self.failed + self.orphans + self.drifted
+        """Return how many items need attention (certificates expired or ending within 30 days)."""
+        return (
+            sum((self.expired, self.expiring_30, self.failed, self.orphans, self.never_registered))
+            + self.drifted
+        )
 
     @property
     def attention_items(self) -> list[str]:
@@ -304,6 +309,7 @@ class Summary:
             ),
             (self.failed, "failed registration", "failed registrations"),
             (self.orphans, "orphaned registration record", "orphaned registration records"),
+            (self.never_registered, "enrollment never registered", "enrollments never registered"),
             (self.drifted, "changed outside the portal", "changed outside the portal"),
         )
         return [f"{n:,} {one if n == 1 else many}" for n, one, many in items if n]
@@ -323,6 +329,9 @@ def summary(instance: Any, *, now: dt.datetime | None = None) -> Summary:
         expiring_30=sum(b.count for b in certs if b.within_days == 30),
         failed=registrations.filter(status="failed").count(),
         orphans=sum(orphans(instance).values()),
+        never_registered=never_registered(
+            instance, older_than_days=settings.FLEET_NEVER_REGISTERED_DAYS
+        ).count(),
         drifted=IndexedRecord.objects.filter(
             instance=instance, drift_at__gte=now - dt.timedelta(days=DRIFT_DAYS)
         ).count(),

@@ -180,8 +180,21 @@ def test_the_home_page_has_one_line_per_readable_instance(
     assert (line.enrollments, line.groups, line.registrations) == (10, 2, 8)
     assert line.expired == 1  # the X.509 group's signing certificate
     assert line.expiring_30 == 1  # x509-0 in 5 days; x509-1 in 35 days is not
-    assert (line.failed, line.orphans, line.drifted) == (1, 2, 1)
+    assert (line.failed, line.orphans, line.never_registered, line.drifted) == (1, 2, 1, 1)
+    assert line.attention == 7
+    assert signed_in("reggie").get(f"/dps/{INSTANCE}/").context["ov"].attention_count == 7
     body = response.content.decode()
     assert f'data-testid="overview-line-{INSTANCE}" data-attention="{line.attention}"' in body
     assert "1 certificate expired, 1 certificate expiring within 30 days" in body
     assert f'href="/dps/{INSTANCE}/"' in body
+
+
+def test_a_gauge_shows_where_a_limit_is_near(prod: DpsInstance, signed_in: Any) -> None:
+    for i in range(95):
+        _record(prod, RecordKind.GROUP, f"x-{i}", attestation="x509", status="enabled")
+    _record(prod, RecordKind.GROUP, "sym", attestation="symmetricKey", status="enabled")
+    body = signed_in("reggie").get(HOME).content.decode()
+    assert 'data-testid="gauge-x509_groups"' in body
+    assert 'aria-label="95.0% of the limit used"' in body
+    assert 'data-testid="gauge-symmetric_groups"' not in body
+    assert 'data-testid="gauge-enrollments"' not in body
