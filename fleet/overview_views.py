@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET
 
 from authn.capabilities import capabilities_resolve
 from authn.decorators import capability_required
+from authn.exceptions import TokenUnavailable
 from authn.permissions import Capability
 from controlplane.selectors import expiring_ca_certificates
 from fleet import overview_charts
@@ -31,7 +32,11 @@ def instance_overview(request: HttpRequest, instance: str) -> HttpResponse:
     """Show the instance's counts, charts and what needs attention."""
     dps = request.dps_instance  # type: ignore[attr-defined]
     ov = overview(dps)
-    ov.ca_certificates = expiring_ca_certificates(request.user, dps, days=max(EXPIRY_BUCKETS))
+    try:
+        ov.ca_certificates = expiring_ca_certificates(request.user, dps, days=max(EXPIRY_BUCKETS))
+        ca_unavailable = False
+    except TokenUnavailable:  # Entra unreachable: the index's numbers still stand
+        ca_unavailable = True
     orphans = [
         {
             "group": group,
@@ -49,6 +54,7 @@ def instance_overview(request: HttpRequest, instance: str) -> HttpResponse:
             "ov": ov,
             "orphans": orphans,
             "cert_rows": overview_charts.certificate_rows(ov),
+            "ca_unavailable": ca_unavailable,
             "charts": overview_charts.charts(ov),
             "timeline": overview_charts.timeline(ov),
             "links": overview_charts.attention_links(dps.name),

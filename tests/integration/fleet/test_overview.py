@@ -198,3 +198,47 @@ def test_a_gauge_shows_where_a_limit_is_near(prod: DpsInstance, signed_in: Any) 
     assert 'aria-label="95.0% of the limit used"' in body
     assert 'data-testid="gauge-symmetric_groups"' not in body
     assert 'data-testid="gauge-enrollments"' not in body
+
+
+def _ca(name: str, expiry: dt.datetime) -> Any:
+    from controlplane.types import CaCertificate
+
+    return CaCertificate(name, f"CN={name}", "AB" * 20, expiry, True, None, None, "e")
+
+
+def test_ca_certificates_expiring_are_listed(
+    fleet: DpsInstance, signed_in: Any, monkeypatch: Any
+) -> None:
+    asked: list[int] = []
+
+    def expiring(user: Any, instance: Any, *, days: int) -> list[Any]:
+        asked.append(days)
+        now = timezone.now()
+        return [
+            _ca("old-root", now - dt.timedelta(days=1)),
+            _ca("soon", now + dt.timedelta(days=20)),
+        ]
+
+    monkeypatch.setattr("fleet.overview_views.expiring_ca_certificates", expiring)
+    response = signed_in("dana").get(HOME)
+    assert asked == [90]
+    body = response.content.decode()
+    assert 'data-testid="ca-old-root"' in body
+    assert 'data-testid="ca-soon"' in body
+    assert response.context["ov"].attention_count == 7 + 2
+
+
+def test_entra_down_leaves_the_overview_standing(
+    fleet: DpsInstance, signed_in: Any, monkeypatch: Any
+) -> None:
+    from authn.exceptions import TokenUnavailable
+
+    dana = signed_in("dana")
+
+    def down(*args: Any, **kw: Any) -> list[Any]:
+        raise TokenUnavailable("Entra ID could not be reached")
+
+    monkeypatch.setattr("fleet.overview_views.expiring_ca_certificates", down)
+    response = dana.get(HOME)
+    assert response.status_code == 200
+    assert b'data-testid="attention-ca-unavailable"' in response.content
