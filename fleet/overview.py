@@ -208,7 +208,9 @@ def certificate_buckets(instance: Any, *, now: dt.datetime | None = None) -> lis
         for days in EXPIRY_BUCKETS:
             window = Q(cert_not_after__gte=now, cert_not_after__lte=now + dt.timedelta(days=days))
             aggregates[f"d{days}"] = Count("id", filter=window)
-        got = _records(instance, kind).filter(cert_not_after__isnull=False).aggregate(**aggregates)
+        # Only rows up to the last bucket's end: a range of the expiry index, not every cert.
+        horizon = now + dt.timedelta(days=max(EXPIRY_BUCKETS))
+        got = _records(instance, kind).filter(cert_not_after__lte=horizon).aggregate(**aggregates)
         out.append(CertBucket(kind, f"{noun} certificates expired", True, None, got["expired"]))
         for days in EXPIRY_BUCKETS:
             label = f"{noun} certificates expiring within {days} days"
@@ -228,6 +230,15 @@ def orphan_records(instance: Any, group_key: str) -> QuerySet[IndexedRegistratio
     if _records(instance, RecordKind.GROUP).filter(key=group_key.lower()).exists():
         return IndexedRegistration.objects.none()
     return IndexedRegistration.objects.filter(instance=instance, group_key=group_key.lower())
+
+
+def drifted_records(instance: Any, *, now: dt.datetime) -> QuerySet[IndexedRecord]:
+    """Return the records a pass found changed outside the portal in the last 7 days."""
+    return IndexedRecord.objects.filter(
+        instance=instance,
+        kind__in=RecordKind.values,  # the drift index leads with (instance, kind)
+        drift_at__gte=now - dt.timedelta(days=DRIFT_DAYS),
+    )
 
 
 def _jobs(instance: Any) -> tuple[int, int]:
@@ -263,11 +274,7 @@ def overview(instance: Any, *, now: dt.datetime | None = None) -> Overview:
         orphans=orphans(instance),
         never_registered=never_registered(instance, older_than_days=days).count(),
         never_registered_days=days,
-        drifted=(
-            IndexedRecord.objects.filter(
-                instance=instance, drift_at__gte=now - dt.timedelta(days=DRIFT_DAYS)
-            ).count()
-        ),
+        drifted=drifted_records(instance, now=now).count(),
         jobs_running=running,
         jobs_need_signin=need_signin,
     )
@@ -332,9 +339,7 @@ def summary(instance: Any, *, now: dt.datetime | None = None) -> Summary:
         never_registered=never_registered(
             instance, older_than_days=settings.FLEET_NEVER_REGISTERED_DAYS
         ).count(),
-        drifted=IndexedRecord.objects.filter(
-            instance=instance, drift_at__gte=now - dt.timedelta(days=DRIFT_DAYS)
-        ).count(),
+        drifted=drifted_records(instance, now=now).count(),
         jobs_running=_jobs(instance)[0],
         synced_at=state.finished_at if state else None,
     )

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from enrollments.models import ACTIVE_STATES, BulkJob, PauseReason
 from fleet.models import IndexedRecord, IndexedRegistration, RecordKind
-from fleet.overview import DRIFT_DAYS, never_registered, orphans
+from fleet.overview import drifted_records, never_registered, orphans
 
 _KIND_CERT: dict[str, str] = {RecordKind.ENROLLMENT: "client", RecordKind.GROUP: "signing"}
 
@@ -116,10 +116,8 @@ def registration_items(instance: Any, *, never_days: int, now: dt.datetime) -> I
 
 def change_items(instance: Any, *, now: dt.datetime) -> Iterator[Item]:
     """Yield records changed outside the portal lately and jobs waiting for their owner."""
-    drifted = IndexedRecord.objects.filter(
-        instance=instance, drift_at__gte=now - dt.timedelta(days=DRIFT_DAYS)
-    ).order_by("-drift_at")
-    for kind, rid, at in drifted.values_list("kind", "record_id", "drift_at"):
+    changed = drifted_records(instance, now=now).order_by("-drift_at")
+    for kind, rid, at in changed.values_list("kind", "record_id", "drift_at"):
         yield Item(
             instance.name,
             "changed_outside_portal",
