@@ -16,6 +16,8 @@ from tests.integration.enrollments.conftest import (  # noqa: F401 - fixtures
     _isolated_caches,
     dps_entry,
     dps_instances,
+    owner_client,
+    seed,
     signed_in,
 )
 

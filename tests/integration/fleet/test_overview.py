@@ -23,12 +23,23 @@ from .overview_fleet import (  # noqa: F401 - fixtures
     dps_entry,
     dps_instances,
     fleet,
+    owner_client,
     prod,
+    seed,
     signed_in,
 )
+from .support import run_pass
 
 pytestmark = pytest.mark.django_db
 HOME = f"/dps/{INSTANCE}/"
+
+
+def _hubs(instance: DpsInstance) -> dict[str, int]:
+    regs = IndexedRegistration.objects.filter(instance=instance).exclude(assigned_hub="")
+    return {
+        h: regs.filter(assigned_hub=h).count()
+        for h in set(regs.values_list("assigned_hub", flat=True))
+    }
 
 
 def _expected(instance: DpsInstance) -> dict[str, Any]:
@@ -242,3 +253,24 @@ def test_entra_down_leaves_the_overview_standing(
     response = dana.get(HOME)
     assert response.status_code == 200
     assert b'data-testid="attention-ca-unavailable"' in response.content
+
+
+def test_numbers_after_a_sync_of_the_seeded_emulator(
+    prod: DpsInstance, seed: Any, signed_in: Any
+) -> None:
+    from tests.integration.enrollments.conftest import unique
+
+    stem = unique("ov")
+    for i in range(4):
+        seed.enrollment(f"{stem}-{i}", provisioning_status="disabled" if i % 2 else "enabled")
+    group = seed.group(f"{stem}-grp")
+    for i in range(3):
+        seed.registration(f"{stem}-dev-{i}", group.enrollment_group_id)
+    run_pass(prod)
+    expected = _expected(prod)
+    ov = signed_in("reggie").get(HOME).context["ov"]
+    assert {q.name: q.used for q in ov.quotas} == expected["quotas"]
+    assert ov.provisioning == expected["status"]
+    assert ov.registration_status["assigned"] == expected["assigned"] >= 3
+    assert ov.hubs == {h: n for h, n in _hubs(prod).items() if n}
+    assert sum(n for _, n in ov.timeline) == expected["quotas"]["registrations"]
