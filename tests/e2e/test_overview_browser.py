@@ -25,6 +25,22 @@ def seeded(portal: str) -> str:
     return portal
 
 
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def _serious_violations(page: Any, within: str = "html") -> list[str]:
+    """Run axe-core (the project's npm copy) over ``within``; return serious and critical rules."""
+    page.evaluate(AXE.read_text())  # through DevTools: the portal's CSP allows no injected tag
+    result = page.evaluate(
+        "within => axe.run(document.querySelector(within), {resultTypes: ['violations']})", within
+    )
+    return [
+        f"{v['id']}: {[n['target'] for n in v['nodes']]}"
+        for v in result["violations"]
+        if v.get("impact") in ("serious", "critical")
+    ]
+
+
 def _shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -36,11 +52,14 @@ def test_contributor_overview_and_a_segment_to_the_filtered_list(page: Any, seed
     line = page.get_by_test_id(f"overview-line-{INSTANCE}")
     assert "need attention" in line.inner_text()
     _shot(page, "home")
+    # This instance's card only: the page's other parts are checked by the portal-wide axe run.
+    assert _serious_violations(page, f'[data-testid="instance-{INSTANCE}"]') == []
     page.get_by_test_id(f"open-overview-{INSTANCE}").click()
     page.get_by_test_id("overview-quotas").wait_for()
     assert page.get_by_test_id("quota-enrollments").get_attribute("data-used") == "10"
     assert page.get_by_test_id("orphan-delete-grp-gone").is_visible()
     _shot(page, "overview-contributor")
+    assert _serious_violations(page, '[data-testid="overview-body"]') == []
     page.get_by_test_id("segment-provisioning-disabled").locator("rect").click()
     page.get_by_test_id("fleet-total").wait_for()
     assert page.url.endswith(f"/instances/{INSTANCE}/fleet/enrollments/?status=disabled")
