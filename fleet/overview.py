@@ -155,13 +155,13 @@ def _registered_ids(instance: Any) -> QuerySet[IndexedRegistration]:
 
 
 def never_registered(
-    instance: Any, *, older_than_days: int | None = None
+    instance: Any, *, older_than_days: int | None = None, now: dt.datetime | None = None
 ) -> QuerySet[IndexedRecord]:
     """Return individual enrollments whose state was read and that hold no registration record."""
     qs = _records(instance, RecordKind.ENROLLMENT).filter(registration_read_at__isnull=False)
     qs = qs.filter(~Exists(_registered_ids(instance)))
     if older_than_days is not None:
-        qs = qs.filter(created__lt=timezone.now() - dt.timedelta(days=older_than_days))
+        qs = qs.filter(created__lt=(now or timezone.now()) - dt.timedelta(days=older_than_days))
     return qs
 
 
@@ -274,7 +274,7 @@ def overview(instance: Any, *, now: dt.datetime | None = None) -> Overview:
         failed=list(failed.order_by("-updated", "key")[:SAMPLE]),
         failed_count=failed.count(),
         orphans=orphans(instance),
-        never_registered=never_registered(instance, older_than_days=days).count(),
+        never_registered=never_registered(instance, older_than_days=days, now=now).count(),
         never_registered_days=days,
         drifted=drifted_records(instance, now=now).count(),
         jobs_running=running,
@@ -339,7 +339,7 @@ def summary(instance: Any, *, now: dt.datetime | None = None) -> Summary:
         failed=registrations.filter(status="failed").count(),
         orphans=sum(orphans(instance).values()),
         never_registered=never_registered(
-            instance, older_than_days=settings.FLEET_NEVER_REGISTERED_DAYS
+            instance, older_than_days=settings.FLEET_NEVER_REGISTERED_DAYS, now=now
         ).count(),
         drifted=drifted_records(instance, now=now).count(),
         jobs_running=_jobs(instance)[0],

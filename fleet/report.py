@@ -100,7 +100,7 @@ def registration_items(instance: Any, *, never_days: int, now: dt.datetime) -> I
             "",
         )
     for rid, created in (
-        never_registered(instance, older_than_days=never_days)
+        never_registered(instance, older_than_days=never_days, now=now)
         .order_by("key")
         .values_list("record_id", "created")
     ):
