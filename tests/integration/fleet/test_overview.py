@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from audit.models import AuditAction, AuditEvent
 from fleet import facets
 from fleet.models import IndexedRecord, IndexedRegistration, RecordKind
 from fleet.overview import certificate_buckets, orphans, overview
@@ -172,6 +173,7 @@ def test_a_user_without_read_sees_nothing_of_the_instance(
     response = nora.get(HOME)
     assert response.status_code == 403
     assert b"overview-quotas" not in response.content
+    assert AuditEvent.objects.filter(action=AuditAction.DENIED, dps_instance=INSTANCE).exists()
     home = nora.get("/").content.decode()
     assert 'data-testid="overview-line-' not in home
 
