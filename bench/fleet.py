@@ -14,6 +14,8 @@
 4. Prints the same question answered the only way DPS allows: page the whole query and
    filter in the client: ceil(N / 1000) operations, and the seconds that takes at the
    instance's quota (``--quota``, 1,000 operations/min by default) and at the sync's share.
+5. Times the instance overview's numbers (fleet.overview.overview) and the home page's line
+   (fleet.overview.summary) on the large instance: p50/p95 (issue 14; goal p95 < 100 ms).
 
 Run: ``.venv/bin/python bench/fleet.py [--small 100000] [--large 1000000] [--requests 30]
 [--quota 1000] [--keep] [--reuse]``. PostgreSQL on 127.0.0.1:5432 (trust auth) is required.
@@ -228,6 +230,30 @@ def measure(instance_name: str, n: int) -> list[tuple[str, Any, int]]:
     return out
 
 
+def measure_overview(instance_name: str, n: int) -> tuple[float, float]:
+    """Time the instance overview's selector and the home page's line; return the p50, p95."""
+    from fleet.overview import overview, summary
+    from instances.models import DpsInstance
+
+    instance = DpsInstance.objects.get(name=instance_name)
+    print(f"\noverview of {instance_name} from the index, {n} runs each")
+    print(f"{'question':<32}{'p50 ms':>9}{'p95 ms':>9}")
+    result = (0.0, 0.0)
+    for label, fn in (("overview (the page's numbers)", overview), ("home page line", summary)):
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn(instance)
+            times.append((time.perf_counter() - t0) * 1000)
+        times.sort()
+        p50 = statistics.median(times)
+        p95 = times[max(0, math.ceil(0.95 * len(times)) - 1)]
+        print(f"{label:<32}{p50:>9.1f}{p95:>9.1f}")
+        if fn is overview:
+            result = (p50, p95)
+    return result
+
+
 def dps_paging(n: int, quota: int, share: float, measured_pages_per_s: float) -> None:
     ops = math.ceil(n / PAGE)
     print(
@@ -260,6 +286,7 @@ def main() -> None:
     if args.reuse:
         _setup_django(args.db)
         measure(large, args.requests)
+        measure_overview(large, args.requests)
         return
     from bench.emulator_dps import start_server
 
@@ -283,6 +310,7 @@ def main() -> None:
             with connection.cursor() as cur:
                 cur.execute("VACUUM ANALYZE fleet_indexedrecord")
             measure(large, args.requests)
+            measure_overview(large, args.requests)
             from django.conf import settings
 
             dps_paging(

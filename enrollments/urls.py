@@ -10,10 +10,11 @@ from django.urls import path
 from enrollments.views import enrollments as e
 from enrollments.views import groups as g
 from enrollments.views import registrations as r
+from fleet.overview_views import instance_overview
 
 app_name = "enrollments"
 urlpatterns = [
-    path("", e.instance_home, name="instance_home"),
+    path("", instance_overview, name="instance_home"),
     path("enrollments/", e.enrollment_list, name="enrollment_list"),
     path("enrollments/new/", e.enrollment_create, name="enrollment_create"),
     path("enrollments/<str:key>/", e.enrollment_detail, name="enrollment_detail"),

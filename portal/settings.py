@@ -325,6 +325,8 @@ FLEET_SYNC_INTERVAL_SECONDS = env_int("FLEET_SYNC_INTERVAL_SECONDS", 900)
 FLEET_SYNC_SHARE = env_int("FLEET_SYNC_SHARE_PERCENT", 20) / 100
 FLEET_SYNC_PAGE_SIZE = env_int("FLEET_SYNC_PAGE_SIZE", 1000)
 FLEET_SYNC_STATE_READS = env_int("FLEET_SYNC_STATE_READS", 100)
+# The overview lists enrollments never registered for longer than this many days.
+FLEET_NEVER_REGISTERED_DAYS = env_int("FLEET_NEVER_REGISTERED_DAYS", 14)
 FLEET_SYNC_ON_REGISTER = env_bool("FLEET_SYNC_ON_REGISTER", True)
 CELERY_BEAT_SCHEDULE["fleet-sync-all"] = {
     "task": "fleet.sync_all",

@@ -7,6 +7,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
 from authn.capabilities import capabilities_resolve
+from fleet.overview import summary
 from instances.models import DpsInstance
 
 
@@ -25,7 +26,15 @@ def home(request: HttpRequest) -> HttpResponse:
         request,
         "portal/home.html",
         {
-            "instances": [{"instance": instance, "caps": caps[instance]} for instance in order],
+            "instances": [
+                {
+                    "instance": instance,
+                    "caps": caps[instance],
+                    # The index's line only for instances whose enrollments the user may read.
+                    "summary": summary(instance) if "enrollments.read" in caps[instance] else None,
+                }
+                for instance in order
+            ],
             "lookup_failed": any(c.error for c in caps.values()),
             "arm_unreachable": any(c.unreachable for c in caps.values()),
         },
