@@ -45,6 +45,10 @@ def _env() -> dict[str, str]:
         key_file.write_text(urlsafe_b64encode(secrets.token_bytes(32)).decode())
         key_file.chmod(0o600)
     env.setdefault("TOKEN_CACHE_KEYS", key_file.read_text().strip())
+    if env.get("DEMO_FLEET", "true").lower() not in ("0", "false", "no"):
+        # The demo fleet runs the first pass once seeded; a pass queued at registration would
+        # index a half-seeded fleet and contend with it for the database.
+        env.setdefault("FLEET_SYNC_ON_REGISTER", "false")
     if not env.get("REDIS_URL") and _reachable("127.0.0.1", 6379):
         env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
     if not env.get("REDIS_URL"):
