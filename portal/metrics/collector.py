@@ -113,7 +113,7 @@ def _buckets(names: list[str]) -> Iterator[Metric]:
         "Pauses of every caller after DPS answered 429 (Retry-After).",
         labels=["instance", "bucket"],
     )
-    client = recorder._redis()
+    client = recorder.redis_client()
     if client is not None and names:
         now_s, now_us = client.time()
         now = now_s + now_us / 1_000_000

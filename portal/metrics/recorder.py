@@ -84,7 +84,7 @@ def dps_call_record(
         return
     try:
         fields = _fields(_host(base_url), operation_of(method, path), status, elapsed)
-        client = _redis()
+        client = redis_client()
         if client is None:
             with _local_lock:
                 for name, value in fields.items():
@@ -106,7 +106,7 @@ def dps_call_record(
 
 def counters_read() -> dict[str, float]:
     """Return every counter, from Redis (all processes) or from this process."""
-    client = _redis()
+    client = redis_client()
     if client is None:
         with _local_lock:
             return dict(_local)
@@ -126,12 +126,13 @@ def counters_reset() -> None:
     """Forget every counter (tests)."""
     with _local_lock:
         _local.clear()
-    client = _redis()
+    client = redis_client()
     if client is not None:
         client.delete(KEY)
 
 
-def _redis() -> Any:
+def redis_client() -> Any:
+    """Return the shared Redis client, or None without Redis."""
     # The one Redis client of the rate limiter: same URL, same pool.
     from enrollments.ratelimit import _redis as ratelimit_redis
 
