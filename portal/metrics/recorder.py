@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
-#: The Redis hash holding every counter; fields are ``kind|label|label...``.
+#: The Redis hash holding every counter (setting METRICS_REDIS_KEY); fields are
+#: ``kind|label|label...``.
 KEY = "portal:metrics:dps"
 SEP = "|"
 #: Upper bounds (seconds) of the latency histogram's buckets.
@@ -93,9 +94,9 @@ def dps_call_record(
         pipe = client.pipeline(transaction=False)
         for name, value in fields.items():
             if float(value).is_integer():
-                pipe.hincrby(KEY, name, int(value))
+                pipe.hincrby(_key(), name, int(value))
             else:
-                pipe.hincrbyfloat(KEY, name, value)
+                pipe.hincrbyfloat(_key(), name, value)
         pipe.execute()
     except Exception as exc:  # noqa: BLE001 - metrics never fail a DPS call
         _paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
@@ -110,7 +111,7 @@ def counters_read() -> dict[str, float]:
     if client is None:
         with _local_lock:
             return dict(_local)
-    raw = client.hgetall(KEY)
+    raw = client.hgetall(_key())
     return {k.decode(): float(v) for k, v in raw.items()}
 
 
@@ -128,7 +129,13 @@ def counters_reset() -> None:
         _local.clear()
     client = redis_client()
     if client is not None:
-        client.delete(KEY)
+        client.delete(_key())
+
+
+def _key() -> str:
+    from django.conf import settings
+
+    return str(getattr(settings, "METRICS_REDIS_KEY", None) or KEY)
 
 
 def redis_client() -> Any:

@@ -35,8 +35,10 @@ def _value(samples: list[Any], name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def metrics_on(settings: Any) -> Any:
+def metrics_on(settings: Any, worker_id: str) -> Any:
     settings.METRICS_TOKEN = TOKEN
+    # A hash per xdist worker: one test's reset must not wipe another's counts.
+    settings.METRICS_REDIS_KEY = f"portal:metrics:dps:test-{worker_id}"
     return settings
 
 
@@ -151,7 +153,12 @@ def test_two_processes_add_to_the_same_figures(client: Any, metrics_on: Any, ins
     if not redis_url or metrics_on.REDIS_URL != redis_url:
         pytest.skip("needs the Redis of REDIS_URL")
     recorder.counters_reset()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "REDIS_URL": redis_url}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "REDIS_URL": redis_url,
+        "METRICS_REDIS_KEY": metrics_on.METRICS_REDIS_KEY,
+    }
     children = [
         subprocess.Popen([sys.executable, "-c", _CHILD.format(n=n)], cwd=ROOT, env=env)
         for n in (40, 60)
