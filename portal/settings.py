@@ -230,6 +230,12 @@ PORTAL_PROXY_HOPS = env_int("PORTAL_PROXY_HOPS", 1)
 if PORTAL_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+
+# -- metrics -------------------------------------------------------------------------
+# The bearer token a Prometheus scrape of /metrics sends; unset, /metrics answers 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+# The Redis hash of the DPS call counters; portals sharing one Redis database need one each.
+METRICS_REDIS_KEY = env_str("METRICS_REDIS_KEY", "portal:metrics:dps")
 # form-action: portal/middleware.py adds the Entra authority's origin (sign-out redirects there).
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "

@@ -45,6 +45,10 @@ def _env() -> dict[str, str]:
         key_file.write_text(urlsafe_b64encode(secrets.token_bytes(32)).decode())
         key_file.chmod(0o600)
     env.setdefault("TOKEN_CACHE_KEYS", key_file.read_text().strip())
+    if env.get("DEMO_FLEET", "true").lower() not in ("0", "false", "no"):
+        # The demo fleet runs the first pass once seeded; a pass queued at registration would
+        # index a half-seeded fleet and contend with it for the database.
+        env.setdefault("FLEET_SYNC_ON_REGISTER", "false")
     if not env.get("REDIS_URL") and _reachable("127.0.0.1", 6379):
         env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
     if not env.get("REDIS_URL"):
@@ -64,12 +68,38 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], since: float, seconds: 
     raise SystemExit(f"the emulators did not write {path} within {seconds:.0f} s")
 
 
+def _demo_fleet(manage: list[str], env: dict[str, str]) -> subprocess.Popen[bytes] | None:
+    """Seed (once) and index the demo fleet behind the running server; DEMO_FLEET=false skips."""
+    if env.get("DEMO_FLEET", "true").lower() in ("0", "false", "no"):
+        return None
+    command = [*manage, "demo_fleet", "--status-file", str(VAR / "demo-fleet.json")]
+    return subprocess.Popen(command, cwd=ROOT, env=env)
+
+
+def _banner(demo: bool) -> None:
+    endpoints = json.loads((STATE / "endpoints.json").read_text())
+    print("\n" + "=" * 72)
+    print(f"  DPS Enrollment Portal: http://localhost:{WEB_PORT}/")
+    print("  Demo users (emulated Entra ID sign-in):")
+    for user in endpoints["users"]:
+        roles = ", ".join(f"{k}: {v}" for k, v in user["dps_roles"].items()) or "no DPS role"
+        extra = f" [{', '.join(user['app_roles'])}]" if user["app_roles"] else ""
+        print(f"    {user['username']:<40} {user['password']:<20} {roles}{extra}")
+    if demo:
+        print("  Demo fleet: seeding and indexing in the background on first start")
+        print(f"    (lines 'demo fleet: ...' below; last step in {VAR / 'demo-fleet.json'})")
+    print("  Ctrl-C stops everything.")
+    print("=" * 72 + "\n", flush=True)
+
+
 def main() -> int:
     env = _env()
     children: list[subprocess.Popen[bytes]] = []
+    # Processes that may end by themselves (the demo fleet) without stopping the others.
+    helpers: list[subprocess.Popen[bytes]] = []
 
     def stop(*_: object) -> None:
-        for child in reversed(children):
+        for child in reversed(children + helpers):
             if child.poll() is None:
                 child.terminate()
         for child in children:
@@ -137,16 +167,10 @@ def main() -> int:
                 [*manage, "runserver", f"127.0.0.1:{WEB_PORT}", "--noreload"], cwd=ROOT, env=env
             )
         )
-        endpoints = json.loads((STATE / "endpoints.json").read_text())
-        print("\n" + "=" * 72)
-        print(f"  DPS Enrollment Portal: http://localhost:{WEB_PORT}/")
-        print("  Demo users (emulated Entra ID sign-in):")
-        for user in endpoints["users"]:
-            roles = ", ".join(f"{k}: {v}" for k, v in user["dps_roles"].items()) or "no DPS role"
-            extra = f" [{', '.join(user['app_roles'])}]" if user["app_roles"] else ""
-            print(f"    {user['username']:<40} {user['password']:<20} {roles}{extra}")
-        print("  Ctrl-C stops everything.")
-        print("=" * 72 + "\n", flush=True)
+        demo = _demo_fleet(manage, env)
+        if demo is not None:
+            helpers.append(demo)
+        _banner(demo is not None)
         while all(c.poll() is None for c in children):
             time.sleep(0.5)
         print("a process exited; stopping the others", file=sys.stderr)

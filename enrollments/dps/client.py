@@ -39,6 +39,7 @@ from enrollments.dps.types import (
     IndividualEnrollment,
     QueryPage,
 )
+from portal.metrics.recorder import dps_call_record
 from portal.outgoing_http import OutgoingSession, backoff
 
 API_VERSION = "2021-10-01"
@@ -575,6 +576,7 @@ class DpsClient:
     ) -> None:
         level = logging.INFO if status is not None and status < 400 else logging.WARNING
         method, path = call.method, call.path
+        dps_call_record(self.base_url, method, path, status, elapsed)
         log.log(
             level,
             "DPS %s %s -> %s in %.1f ms%s%s",

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 
 # Addresses registered outside the portal keep their form: the redirect URI in Entra ID and
 # the health probes of the container platform (docker-compose, SECURE_REDIRECT_EXEMPT).
-KEPT = {"authn:callback", "healthz", "readyz"}
+KEPT = {"authn:callback", "healthz", "readyz", "metrics"}
 ARGS = {"instance": "dps-fleet-prod", "key": "dev-1", "job_id": 7, "pk": 7, "fmt": "csv"}
 
 
