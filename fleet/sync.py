@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from enrollments.dps.exceptions import DpsForbidden, DpsNotFound, DpsUnauthorized
@@ -380,6 +380,38 @@ def _registration(registration_id: str, client: Any) -> dict[str, Any]:
     return access.registration_raw(client, registration_id)
 
 
+def _groups_seen(instance: DpsInstance, state: SyncState) -> QuerySet[IndexedRecord]:
+    """Return the group of an outer registration row, if this pass listed it."""
+    return IndexedRecord.objects.filter(
+        instance=instance,
+        kind=RecordKind.GROUP,
+        key=OuterRef("group_key"),
+        seen_pass=state.pass_id,
+    )
+
+
+def _check_orphans(reader: Reader, state: SyncState) -> None:
+    """Read a budget of orphaned registration records; drop those DPS no longer holds.
+
+    A deleted group's records cannot be listed (its query answers 404), so each is read by id.
+    """
+    instance = reader.instance
+    orphans = list(
+        IndexedRegistration.objects.filter(instance=instance, seen_pass__lt=state.pass_id)
+        .exclude(group_key="")
+        .exclude(Exists(_groups_seen(instance, state)))
+        .order_by("seen_pass")
+        .values_list("id", "registration_id")[: state_budget()]
+    )
+    for pk, rid in orphans:
+        try:
+            reader.call(partial(_registration, rid))
+        except DpsNotFound:
+            IndexedRegistration.objects.filter(pk=pk).delete()
+        else:
+            IndexedRegistration.objects.filter(pk=pk).update(seen_pass=state.pass_id)
+
+
 def _run_states_phase(reader: Reader, state: SyncState, owner: str, result: PassResult) -> None:
     """Read a budget of individual registration states: never-read first, then newest-changed."""
     instance = reader.instance
@@ -411,6 +443,7 @@ def _run_states_phase(reader: Reader, state: SyncState, owner: str, result: Pass
             )
             _count(state, "states", 1)
             _save(state, owner)
+    _check_orphans(reader, state)
     with transaction.atomic():
         _save(state, owner, phase=SyncPhase.FINISH)
 
@@ -422,9 +455,12 @@ def _finish(reader: Reader, state: SyncState, owner: str) -> None:
         drift.judge_pass(instance, state, started)
         for kind in (RecordKind.ENROLLMENT, RecordKind.GROUP):
             facets.rebuild(instance, kind)
+        # Records of a group this pass paged but did not list are gone. Records of a group that
+        # is gone stay: DPS keeps them (orphans, still counted against the quota) until deleted;
+        # _check_orphans drops those DPS no longer holds.
         IndexedRegistration.objects.filter(instance=instance, seen_pass__lt=state.pass_id).exclude(
             group_key=""
-        ).delete()
+        ).filter(Exists(_groups_seen(instance, state))).delete()
         # Individual registration records whose enrollment is gone.
         IndexedRegistration.objects.filter(instance=instance, group_key="").exclude(
             key__in=IndexedRecord.objects.filter(

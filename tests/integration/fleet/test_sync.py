@@ -440,3 +440,28 @@ def test_a_page_of_new_keys_written_meanwhile_falls_back_to_the_merge(
     doc["etag"] = "e2"  # the same key again, as if the portal had written it meanwhile
     upsert_records([{**row, **record_fields("enrollment", doc)}], update, new_only=True)
     assert IndexedRecord.objects.get(instance=prod, key="fleet-race-new").etag == "e2"
+
+
+def test_a_deleted_groups_records_stay_as_orphans_until_dps_drops_them(
+    prod: DpsInstance, seed: Any, owner_client: Any
+) -> None:
+    """DPS keeps a deleted group's registration records; the index keeps them as orphans."""
+    from fleet.overview import orphans
+
+    group = seed.group(unique("fleet-orphan-g"))
+    kept, dropped = unique("fleet-orphan-a"), unique("fleet-orphan-b")
+    seed.registration(kept, group.enrollment_group_id)
+    seed.registration(dropped, group.enrollment_group_id)
+    assert run_pass(prod).finished
+    key = group.enrollment_group_id.lower()
+    assert IndexedRegistration.objects.filter(instance=prod, group_key=key).count() == 2
+
+    owner_client.group_delete(group.enrollment_group_id)  # outside the portal
+    assert run_pass(prod).finished
+    assert orphans(prod) == {key: 2}
+
+    owner_client.registration_delete(dropped)  # an orphan deleted outside the portal
+    assert run_pass(prod).finished
+    assert orphans(prod) == {key: 1}
+    (row,) = IndexedRegistration.objects.filter(instance=prod, group_key=key)
+    assert row.registration_id == kept
