@@ -136,6 +136,6 @@ def test_clock_skew(deployment: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(doctor, "now", lambda: real() + timedelta(minutes=5))
     code, text = _run()
     assert code == 1
-    # The Date header has whole seconds: 300 or 301 s.
-    assert re.search(r"FAIL clock: this host's clock is 30[01] s ahead of Entra ID\.", text), text
+    # The Date header has whole seconds, and a loaded machine adds the request's time: 300-309 s.
+    assert re.search(r"FAIL clock: this host's clock is 30\d s ahead of Entra ID\.", text), text
     assert "fix: Synchronise the clock" in text
