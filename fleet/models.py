@@ -155,7 +155,9 @@ class FacetCount(models.Model):
     with more than ``facets.MAX_TAG_VALUES`` distinct values are left out (counted live).
     """
 
-    instance = models.ForeignKey("instances.DpsInstance", on_delete=models.CASCADE, related_name="+")
+    instance = models.ForeignKey(
+        "instances.DpsInstance", on_delete=models.CASCADE, related_name="+"
+    )
     kind = models.CharField(max_length=16, choices=RecordKind.choices)
     status = models.CharField(max_length=16, blank=True)
     attestation = models.CharField(max_length=16, blank=True)
@@ -192,7 +194,9 @@ class PortalWrite(models.Model):
     finds a changed, new or vanished record first looks here (fleet/drift.py).
     """
 
-    instance = models.ForeignKey("instances.DpsInstance", on_delete=models.CASCADE, related_name="+")
+    instance = models.ForeignKey(
+        "instances.DpsInstance", on_delete=models.CASCADE, related_name="+"
+    )
     kind = models.CharField(max_length=16, choices=RecordKind.choices)
     key = models.CharField(max_length=128)
     # The ETag DPS returned; "" for a delete, a failed write or a bulk write (DPS's bulk answer

@@ -4,15 +4,45 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0004_signin_failure_window'),
+        ("audit", "0004_signin_failure_window"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='action',
-            field=models.CharField(choices=[('signin', 'Signed in'), ('signin_failed', 'Sign-in failed'), ('signout', 'Signed out'), ('denied', 'Permission denied'), ('reauth', 'Re-authentication required'), ('permissions_refresh', 'Permissions refreshed'), ('instance_create', 'DPS instance registered'), ('instance_update', 'DPS instance changed'), ('instance_delete', 'DPS instance removed'), ('enrollment_read', 'Enrollment read'), ('enrollment_create', 'Enrollment created'), ('enrollment_update', 'Enrollment updated'), ('enrollment_delete', 'Enrollment deleted'), ('enrollmentgroup_create', 'Enrollment group created'), ('enrollmentgroup_update', 'Enrollment group updated'), ('enrollmentgroup_delete', 'Enrollment group deleted'), ('registration_delete', 'Registration record deleted'), ('attestation_reveal', 'Attestation keys revealed'), ('job_create', 'Job created'), ('job_start', 'Job started'), ('job_cancel', 'Job cancelled'), ('job_finish', 'Job finished'), ('export', 'Exported'), ('checkpoint', 'Retention checkpoint'), ('chain_keyed', 'Audit chain keyed'), ('changed_outside_portal', 'Changed outside the portal')], db_index=True, max_length=64),
+            model_name="auditevent",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("signin", "Signed in"),
+                    ("signin_failed", "Sign-in failed"),
+                    ("signout", "Signed out"),
+                    ("denied", "Permission denied"),
+                    ("reauth", "Re-authentication required"),
+                    ("permissions_refresh", "Permissions refreshed"),
+                    ("instance_create", "DPS instance registered"),
+                    ("instance_update", "DPS instance changed"),
+                    ("instance_delete", "DPS instance removed"),
+                    ("enrollment_read", "Enrollment read"),
+                    ("enrollment_create", "Enrollment created"),
+                    ("enrollment_update", "Enrollment updated"),
+                    ("enrollment_delete", "Enrollment deleted"),
+                    ("enrollmentgroup_create", "Enrollment group created"),
+                    ("enrollmentgroup_update", "Enrollment group updated"),
+                    ("enrollmentgroup_delete", "Enrollment group deleted"),
+                    ("registration_delete", "Registration record deleted"),
+                    ("attestation_reveal", "Attestation keys revealed"),
+                    ("job_create", "Job created"),
+                    ("job_start", "Job started"),
+                    ("job_cancel", "Job cancelled"),
+                    ("job_finish", "Job finished"),
+                    ("export", "Exported"),
+                    ("checkpoint", "Retention checkpoint"),
+                    ("chain_keyed", "Audit chain keyed"),
+                    ("changed_outside_portal", "Changed outside the portal"),
+                ],
+                db_index=True,
+                max_length=64,
+            ),
         ),
     ]

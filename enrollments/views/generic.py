@@ -36,6 +36,7 @@ from enrollments.dps.exceptions import (
 )
 from enrollments.dps.types import DpsApi, IndividualEnrollment
 from enrollments.form_choices import form_choices
+from enrollments.views import indexed
 from enrollments.views.context import page_context
 from enrollments.views.errors import dps_errors, htmx_alert, is_htmx, needing
 from enrollments.views.kinds import RecordKind, list_rows, status_cell
@@ -108,13 +109,17 @@ class RecordView(View):
 
 
 class RecordListView(RecordView):
-    """List records one page at a time (continuation tokens), with status toggles."""
+    """List records from the fleet index, or from DPS one page at a time until it is built."""
 
     methods = None
     template_name = "enrollments/record_list.html"
 
     def get(self, request: PortalRequest, instance: str) -> HttpResponse:
         kind = self.kind
+        sync = indexed.finished_state(request.dps_instance)
+        if sync is not None:
+            return indexed.record_list(request, kind, self.context(request, sync=sync))
+        # Until the instance's first pass ends: page DPS, as the portal always did.
         size = selectors.page_size_from(request.GET.get("size"))
         ct = request.GET.get("ct") or None
         page = kind.page(dps_client(request), size, ct)

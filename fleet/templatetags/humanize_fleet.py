@@ -31,3 +31,26 @@ def toggle(current: str, column: str) -> str:
     if current.lstrip("-") == base:
         return base if current.startswith("-") else f"-{base}"
     return column
+
+
+@register.filter
+def sort_mark(current: str, column: str) -> str:
+    """Return the arrow of a column header: ▲ ascending, ▼ descending, "" when not sorted by it."""
+    base = column.lstrip("-")
+    if current == base:
+        return " ▲"
+    return " ▼" if current == f"-{base}" else ""
+
+
+@register.filter
+def page_window(page: Any, width: int = 2) -> list[int | None]:
+    """Return the page numbers a pager shows: the first, the last, ``width`` each side of the
+    current one, and None where numbers are left out."""
+    current, last = int(page.page), int(page.pages)
+    shown = {1, last, *range(max(1, current - width), min(last, current + width) + 1)}
+    out: list[int | None] = []
+    for number in sorted(shown):
+        if out and number - (out[-1] or 0) > 1:
+            out.append(None)
+        out.append(number)
+    return out
