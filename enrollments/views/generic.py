@@ -40,6 +40,8 @@ from enrollments.views import indexed
 from enrollments.views.context import page_context
 from enrollments.views.errors import dps_errors, htmx_alert, is_htmx, needing
 from enrollments.views.kinds import RecordKind, list_rows, status_cell
+from fleet.drift_history import drift_events
+from fleet.services import record_seen
 
 C = Capability
 
@@ -152,7 +154,10 @@ class RecordDetailView(RecordView):
         kind = self.kind
         model = kind.get(dps_client(request), key)
         ctx = self.context(request, model=model, key=key)
-        caps = ctx["caps"]
+        caps, dps = ctx["caps"], ctx["instance"]
+        # What was just read live refreshes the record's index row (a change nobody made here
+        # stays to be judged as drift by the next pass).
+        record_seen(dps, model)
         twin = model.initial_twin
         ctx.update(
             attestation=selectors.attestation_label(model),
@@ -162,13 +167,14 @@ class RecordDetailView(RecordView):
             created=selectors.when(model.created_date_time_utc),
             updated=selectors.when(model.last_updated_date_time_utc),
             edit_blocker=edit_rules.edit_blocker(model, caps),
+            drift=drift_events(dps, kind.target_type, model.id),
             cell=status_cell(
                 kind,
                 model,
                 key,
                 caps,
                 edit_rules.status_blocker(model, caps),
-                kind.url("status", ctx["instance"], key),
+                kind.url("status", dps, key),
             ),
         )
         if isinstance(model, IndividualEnrollment):
