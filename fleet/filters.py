@@ -33,7 +33,9 @@ class RecordFilterSet(django_filters.FilterSet):
 
     q = django_filters.CharFilter(label="Registration or device id", max_length=128)
     match = django_filters.ChoiceFilter(
-        choices=(("prefix", "starts with"), ("contains", "contains")), empty_label=None
+        label="Match",
+        choices=(("prefix", "starts with"), ("contains", "contains")),
+        empty_label=None,
     )
     status = django_filters.ChoiceFilter(choices=(("enabled", "enabled"), ("disabled", "disabled")))
     attestation = django_filters.ChoiceFilter(
@@ -110,7 +112,9 @@ class RegistrationFilterSet(django_filters.FilterSet):
 
     q = django_filters.CharFilter(label="Registration or device id", max_length=128)
     match = django_filters.ChoiceFilter(
-        choices=(("prefix", "starts with"), ("contains", "contains")), empty_label=None
+        label="Match",
+        choices=(("prefix", "starts with"), ("contains", "contains")),
+        empty_label=None,
     )
     status = django_filters.ChoiceFilter(
         choices=[(s, s) for s in ("assigned", "assigning", "failed", "disabled", "unassigned")]

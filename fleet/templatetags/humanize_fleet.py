@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.utils.safestring import SafeString
 
 register = template.Library()
 
@@ -54,3 +55,15 @@ def page_window(page: Any, width: int = 2) -> list[int | None]:
             out.append(None)
         out.append(number)
     return out
+
+
+@register.filter
+def control(field: Any) -> SafeString:
+    """Render a filter's widget with Bootstrap's small control class (select, check or input)."""
+    widget = field.field.widget
+    kind = getattr(widget, "input_type", "select" if hasattr(widget, "choices") else "text")
+    css = {"select": "form-select form-select-sm", "checkbox": "form-check-input"}.get(
+        kind, "form-control form-control-sm"
+    )
+    html: SafeString = field.as_widget(attrs={"class": css})
+    return html
