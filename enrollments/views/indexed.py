@@ -86,7 +86,7 @@ def record_list(request: PortalRequest, kind: RecordKind, ctx: dict[str, Any]) -
     ctx.update(indexed=True, filters=filters, list_url=kind.url("list", dps))
     if not filters.is_valid():
         return render(request, "enrollments/record_list.html", ctx, status=400)
-    page = record_page(dps, kind.name, filters.record_query())
+    page = record_page(dps, kind.name, filters.record_query(), ctx["sync"])
     selectable = not kind.is_group and kind.delete in caps
     ctx.update(
         page=page,
