@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.fleet.support import list_source  # noqa: F401 - fixture
+from tests.integration.fleet.support import list_html, list_source  # noqa: F401 - fixture
 
 from .conftest import INSTANCE
 
@@ -27,8 +27,8 @@ def test_contributor_rows_carry_checkboxes_bound_to_the_delete_form(
     """Each row's checkbox holds id|etag and belongs to the form that posts to the bulk job."""
     record = seed.enrollment()
     list_source()
-    query = {"size": 100, "q": record.registration_id}
-    html = signed_in("dana").get(f"{BASE}/enrollments/", query).content.decode()
+    rid = record.registration_id
+    html = list_html(signed_in("dana"), f"{BASE}/enrollments/", rid, rid)
     box = _checkbox(html, record.registration_id)
     assert box is not None
     assert 'form="delete-selected-form"' in box
@@ -44,8 +44,8 @@ def test_roles_without_delete_get_no_selection(
     """Reader, key reader and the no-delete operator see neither checkboxes nor the button."""
     record = seed.enrollment()
     list_source()
-    query = {"size": 100, "q": record.registration_id}
-    html = signed_in(persona).get(f"{BASE}/enrollments/", query).content.decode()
+    rid = record.registration_id
+    html = list_html(signed_in(persona), f"{BASE}/enrollments/", rid, rid)
     assert _checkbox(html, record.registration_id) is None
     assert 'data-testid="delete-selected"' not in html
 

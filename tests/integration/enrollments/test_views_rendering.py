@@ -11,7 +11,7 @@ from django.conf import settings as django_settings
 from django.urls import reverse
 
 from enrollments.views import ENROLLMENTS, GROUPS, key_urls
-from tests.integration.fleet.support import list_source  # noqa: F401 - fixture
+from tests.integration.fleet.support import list_html, list_source  # noqa: F401 - fixture
 
 from .conftest import INSTANCE, unique
 
@@ -48,7 +48,8 @@ def test_list_rows_carry_links_toggles_and_columns(
     )
     disabled = seed.enrollment(f"{stem}-b", provisioning_status="disabled")
     list_source()
-    html = signed_in("dana").get(f"{BASE}/enrollments/", {"size": 100, "q": stem}).content.decode()
+    ids = (hubbed.registration_id, disabled.registration_id)
+    html = list_html(signed_in("dana"), f"{BASE}/enrollments/", stem, *ids)
     rows = _rows(html)
     row = rows[hubbed.registration_id]
     rid = hubbed.registration_id
@@ -71,8 +72,8 @@ def test_reader_rows_have_no_toggle(signed_in: Any, seed: Any, list_source: Any)
     """A Data Reader's rows show the status badge only: no form, no CSRF input, no toggle."""
     record = seed.enrollment()
     list_source()
-    query = {"size": 100, "q": record.registration_id}
-    html = signed_in("reggie").get(f"{BASE}/enrollments/", query).content.decode()
+    rid = record.registration_id
+    html = list_html(signed_in("reggie"), f"{BASE}/enrollments/", rid, rid)
     row = _rows(html)[record.registration_id]
     assert 'data-testid="status-badge"' in row
     assert "<form" not in row

@@ -60,3 +60,20 @@ def list_source(request: pytest.FixtureRequest) -> Callable[[], None]:
             run_pass(DpsInstance.objects.get(name=INDEXED_INSTANCE))
 
     return ready
+
+
+def list_html(client: Any, url: str, search: str, *wanted: str) -> str:
+    """Return the list's HTML that shows every id of ``wanted`` (``search`` narrows the index).
+
+    DPS pages in storage order, and the emulator lives for the whole session: the DPS path
+    follows the continuation tokens (100 a page) until every wanted row has been shown.
+    """
+    params: dict[str, Any] = {"size": 100, "q": search}
+    html = ""
+    while True:
+        response = client.get(url, params)
+        html += response.content.decode()
+        token = getattr(response.context["page"], "continuation_token", None)
+        if all(f'data-testid="row-{w}"' in html for w in wanted) or not token:
+            return html
+        params["ct"] = token
