@@ -32,6 +32,7 @@ class AuditAction(models.TextChoices):
     EXPORT = "export", "Exported"
     CHECKPOINT = "checkpoint", "Retention checkpoint"
     CHAIN_KEYED = "chain_keyed", "Audit chain keyed"
+    CHANGED_OUTSIDE_PORTAL = "changed_outside_portal", "Changed outside the portal"
 
 
 class AuditTargetType(models.TextChoices):

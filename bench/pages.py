@@ -13,7 +13,9 @@ so the difference is what the portal adds: session and user lookup, capability c
 token broker (decrypting the user's token cache), form validation, template rendering and the
 audit row of a create. Pages are driven in-process with Django's test client (no WSGI server).
 
-Run: ``.venv/bin/python bench/pages.py [--n 200] [--enrollments 10000] [--latency-ms 30]``.
+Run: ``.venv/bin/python bench/pages.py [--n 200] [--enrollments 10000] [--latency-ms 30] [--index]``.
+``--index`` runs a fleet index pass first: the list then answers from the index (search,
+filters, sort, total, facets), and three list questions only the index answers are timed too.
 Prints median and p95. ``--latency-ms`` makes the emulator hold every DPS call that long
 (``PUT /_emulator/config``, after seeding) to show the ratio against DPS latencies of the real
 service. Set ``DATABASE_URL`` / ``REDIS_URL`` to measure with PostgreSQL / Redis (SQLite and
@@ -166,6 +168,11 @@ def main() -> None:
         default=0.0,
         help="fixed latency the emulator adds to every DPS call (real DPS: tens of ms)",
     )
+    parser.add_argument(
+        "--index",
+        action="store_true",
+        help="run a fleet index pass first, so the list answers from the index (else DPS pages)",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-pages-"))
@@ -178,7 +185,7 @@ def main() -> None:
         if args.latency_ms:
             emulator_latency(endpoints, args.latency_ms)
             print(f"emulator latency: {args.latency_ms:g} ms added to every DPS call")
-        run(endpoints, tmp, ids, args.n)
+        run(endpoints, tmp, ids, args.n, index=args.index)
     finally:
         proc.terminate()
         try:
@@ -222,8 +229,11 @@ def django_setup(endpoints: dict[str, Any], tmp: Path) -> None:
 Row = tuple[str, Callable[[], None], Callable[[], Any]]
 
 
-def pages(endpoints: dict[str, Any], target: str) -> tuple[list[Row], str]:
-    """Sign Dana in; return (name, page, bare DPS call) rows and the instance's DPS host."""
+def pages(endpoints: dict[str, Any], target: str, index_stem: str = "") -> tuple[list[Row], str]:
+    """Sign Dana in; return (name, page, bare DPS call) rows and the instance's DPS host.
+
+    With ``index_stem`` (the instance indexed), add list questions only the index answers.
+    """
     import requests
     from django.contrib.auth import get_user_model
     from django.test import Client
@@ -287,8 +297,24 @@ def pages(endpoints: dict[str, Any], target: str) -> tuple[list[Row], str]:
             )
         )
 
+    def asked(query: dict[str, str]) -> Callable[[], None]:
+        def page_question() -> None:
+            r = client.get(list_url, query)
+            assert r.status_code == 200, r.status_code
+
+        return page_question
+
+    def dps_page() -> Any:
+        return bare.enrollment_query(page_size=25)
+
+    questions: list[Row] = [
+        ("list, id prefix", asked({"q": index_stem}), dps_page),
+        ("list, substring", asked({"q": "0123", "match": "contains"}), dps_page),
+        ("list, status+sort", asked({"status": "enabled", "sort": "-updated"}), dps_page),
+    ]
     rows: list[Row] = [
-        ("list (25 per page)", page_list, lambda: bare.enrollment_query(page_size=25)),
+        ("list (25 per page)", page_list, dps_page),
+        *(questions if index_stem else []),
         ("detail", page_detail, lambda: bare.enrollment_get(target)),
         ("create", page_create, dps_create),
     ]
@@ -397,9 +423,23 @@ def print_times(rows: list[Row], n: int, wait: DpsWait) -> None:
     )
 
 
-def run(endpoints: dict[str, Any], tmp: Path, ids: list[str], n: int) -> None:
+def index_pass() -> None:
+    """Fill the fleet index of the instance (one unpaced pass): the list then answers from it."""
+    from enrollments.ratelimit import LocalTokenBucket
+    from fleet.sync import sync_instance
+    from instances.models import DpsInstance
+
+    t0 = time.perf_counter()
+    instance = DpsInstance.objects.get(name=INSTANCE)
+    result = sync_instance(instance.pk, bucket=LocalTokenBucket(10_000_000))
+    print(f"index pass: {result} in {time.perf_counter() - t0:.1f} s")
+
+
+def run(endpoints: dict[str, Any], tmp: Path, ids: list[str], n: int, index: bool = False) -> None:
     django_setup(endpoints, tmp)
-    rows, dps_host = pages(endpoints, ids[len(ids) // 2])
+    if index:
+        index_pass()
+    rows, dps_host = pages(endpoints, ids[len(ids) // 2], index_stem=ids[0][:10] if index else "")
     if os.environ.get("BENCH_QUERIES"):
         print_queries(rows)
     elif os.environ.get("BENCH_PROFILE"):

@@ -15,15 +15,14 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from audit.models import AuditOutcome
+from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
 from fleet.extract import dps_time, row_snapshot
 from fleet.journal import KEEP, portal_made, prune, writes_of
 from fleet.models import IndexedRecord, RecordKind, SyncState
 
-#: The audit action of a change made outside the portal (a plain string: audit.models'
-#: AuditAction list belongs to another part of the portal; the lead may add it there).
-DRIFT_ACTION = "changed_outside_portal"
+#: The audit action of a change made outside the portal.
+DRIFT_ACTION = AuditAction.CHANGED_OUTSIDE_PORTAL
 _TARGET = {RecordKind.ENROLLMENT: "enrollment", RecordKind.GROUP: "enrollment_group"}
 
 

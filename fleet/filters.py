@@ -13,7 +13,9 @@ import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
 
-from fleet.models import IndexedRecord
+from fleet.models import IndexedRecord, IndexedRegistration
+from fleet.registrations import SORTS as REGISTRATION_SORTS
+from fleet.registrations import RegistrationQuery
 from fleet.selectors import PER_PAGE, SORTS, RecordQuery, records_matching
 
 _BOOL = (("true", "yes"), ("false", "no"))
@@ -31,7 +33,9 @@ class RecordFilterSet(django_filters.FilterSet):
 
     q = django_filters.CharFilter(label="Registration or device id", max_length=128)
     match = django_filters.ChoiceFilter(
-        choices=(("prefix", "starts with"), ("contains", "contains")), empty_label=None
+        label="Match",
+        choices=(("prefix", "starts with"), ("contains", "contains")),
+        empty_label=None,
     )
     status = django_filters.ChoiceFilter(choices=(("enabled", "enabled"), ("disabled", "disabled")))
     attestation = django_filters.ChoiceFilter(
@@ -101,3 +105,39 @@ class RecordFilterSet(django_filters.FilterSet):
     def filter_queryset(self, queryset: Any) -> Any:
         """Apply the filters through the selector (one definition of what each one means)."""
         return records_matching(self.instance, self.kind, self.record_query())
+
+
+class RegistrationFilterSet(django_filters.FilterSet):
+    """Search, status filter, sort and page of a group's registration records."""
+
+    q = django_filters.CharFilter(label="Registration or device id", max_length=128)
+    match = django_filters.ChoiceFilter(
+        label="Match",
+        choices=(("prefix", "starts with"), ("contains", "contains")),
+        empty_label=None,
+    )
+    status = django_filters.ChoiceFilter(
+        choices=[(s, s) for s in ("assigned", "assigning", "failed", "disabled", "unassigned")]
+    )
+    sort = django_filters.ChoiceFilter(
+        choices=[(s, s) for s in REGISTRATION_SORTS], empty_label=None
+    )
+    page = django_filters.NumberFilter(min_value=1)
+
+    class Meta:
+        model = IndexedRegistration
+        fields: list[str] = []
+
+    def __init__(self, data: Any = None, **kw: Any) -> None:
+        super().__init__(data, queryset=IndexedRegistration.objects.none(), **kw)
+
+    def registration_query(self) -> RegistrationQuery:
+        """Return the selector's query of the valid filters (call ``is_valid()`` first)."""
+        data: dict[str, Any] = self.form.cleaned_data
+        return RegistrationQuery(
+            search=data.get("q") or "",
+            match=data.get("match") or "prefix",
+            status=data.get("status") or "",
+            sort=data.get("sort") or "id",
+            page=int(data.get("page") or 1),
+        )

@@ -162,24 +162,30 @@ def _indexed_total(instance: Any, kind: str, state: SyncState | None) -> int:
     return int((state.counts if state else {}).get(kind, 0))
 
 
-def record_page(instance: Any, kind: str, q: RecordQuery) -> RecordPage:
-    """Return the page ``q`` asks for, with its total and facets."""
+def record_page(
+    instance: Any, kind: str, q: RecordQuery, state: SyncState | None = None
+) -> RecordPage:
+    """Return the page ``q`` asks for, with its total and facets (``state``: if read already)."""
     qs = records_matching(instance, kind, q)
     answer = _from_counts(instance, kind, q)
     total, facets = answer if answer is not None else facet_counts(qs)
+    unfiltered = answer is not None and not (q.status or q.attestation or q.tags)
+    unfiltered = unfiltered and q.iot_edge is None
     pages = max(1, math.ceil(total / q.per_page))
     page = min(max(1, q.page), pages)
     order = SORTS.get(q.sort, SORTS["id"])
     ordered = qs.alias(record_id_upper=Upper("record_id")).order_by(*order)
     start = (page - 1) * q.per_page
-    state = SyncState.objects.filter(instance=instance).only("finished_at", "counts").first()
+    if state is None:
+        state = SyncState.objects.filter(instance=instance).only("finished_at", "counts").first()
     return RecordPage(
         rows=list(ordered[start : start + q.per_page]),
         total=total,
         facets=facets,
         page=page,
         pages=pages,
-        indexed_total=_indexed_total(instance, kind, state),
+        # Nothing filtered: the total is everything the index holds (no second count).
+        indexed_total=total if unfiltered else _indexed_total(instance, kind, state),
         synced_at=state.finished_at if state else None,
     )
 

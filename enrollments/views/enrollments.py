@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpResponse
-from django.shortcuts import redirect
-from django.views.decorators.cache import never_cache
-
-from authn.decorators import capability_required
 from authn.permissions import Capability as C
-from authn.request import PortalRequest
 from enrollments import selectors, services
 from enrollments.forms import EnrollmentForm
 from enrollments.views import generic, kinds
@@ -78,10 +72,3 @@ enrollment_edit = EnrollmentEditView.as_view()
 enrollment_delete = EnrollmentDeleteView.as_view()
 enrollment_status = EnrollmentStatusView.as_view()
 enrollment_reveal = EnrollmentRevealView.as_view()
-
-
-@never_cache
-@capability_required(C.ENROLLMENTS_READ)
-def instance_home(request: PortalRequest, instance: str) -> HttpResponse:
-    """Land on the instance's individual enrollments."""
-    return redirect("enrollments:enrollment_list", instance)

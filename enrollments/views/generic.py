@@ -36,9 +36,12 @@ from enrollments.dps.exceptions import (
 )
 from enrollments.dps.types import DpsApi, IndividualEnrollment
 from enrollments.form_choices import form_choices
+from enrollments.views import indexed
 from enrollments.views.context import page_context
 from enrollments.views.errors import dps_errors, htmx_alert, is_htmx, needing
 from enrollments.views.kinds import RecordKind, list_rows, status_cell
+from fleet.drift_history import drift_events
+from fleet.services import record_seen
 
 C = Capability
 
@@ -108,13 +111,17 @@ class RecordView(View):
 
 
 class RecordListView(RecordView):
-    """List records one page at a time (continuation tokens), with status toggles."""
+    """List records from the fleet index, or from DPS one page at a time until it is built."""
 
     methods = None
     template_name = "enrollments/record_list.html"
 
     def get(self, request: PortalRequest, instance: str) -> HttpResponse:
         kind = self.kind
+        sync = indexed.finished_state(request.dps_instance)
+        if sync is not None:
+            return indexed.record_list(request, kind, self.context(request, sync=sync))
+        # Until the instance's first pass ends: page DPS, as the portal always did.
         size = selectors.page_size_from(request.GET.get("size"))
         ct = request.GET.get("ct") or None
         page = kind.page(dps_client(request), size, ct)
@@ -147,7 +154,10 @@ class RecordDetailView(RecordView):
         kind = self.kind
         model = kind.get(dps_client(request), key)
         ctx = self.context(request, model=model, key=key)
-        caps = ctx["caps"]
+        caps, dps = ctx["caps"], ctx["instance"]
+        # What was just read live refreshes the record's index row (a change nobody made here
+        # stays to be judged as drift by the next pass).
+        record_seen(dps, model)
         twin = model.initial_twin
         ctx.update(
             attestation=selectors.attestation_label(model),
@@ -157,13 +167,14 @@ class RecordDetailView(RecordView):
             created=selectors.when(model.created_date_time_utc),
             updated=selectors.when(model.last_updated_date_time_utc),
             edit_blocker=edit_rules.edit_blocker(model, caps),
+            drift=drift_events(dps, kind.target_type, model.id),
             cell=status_cell(
                 kind,
                 model,
                 key,
                 caps,
                 edit_rules.status_blocker(model, caps),
-                kind.url("status", ctx["instance"], key),
+                kind.url("status", dps, key),
             ),
         )
         if isinstance(model, IndividualEnrollment):

@@ -15,7 +15,7 @@ from authn.decorators import capability_required
 from authn.permissions import Capability as C
 from authn.request import PortalRequest
 from enrollments import selectors, services
-from enrollments.views import generic
+from enrollments.views import generic, indexed
 from enrollments.views.context import page_context
 from enrollments.views.errors import dps_errors
 from enrollments.views.groups import GROUPS
@@ -38,7 +38,11 @@ def _registration_view(capability: C, *, methods: tuple[str, ...] = ()) -> Any:
 
 @_registration_view(C.REGISTRATIONS_READ)
 def registration_list(request: PortalRequest, instance: str, key: str) -> HttpResponse:
-    """List the registration records of a group's devices, one page at a time."""
+    """List the registration records of a group's devices, from the index or DPS's pages."""
+    sync = indexed.finished_state(request.dps_instance)
+    if sync is not None:
+        ctx = page_context(request, "group", kind=GROUPS, key=key, sync=sync)
+        return indexed.registration_list(request, key, ctx)
     size = selectors.page_size_from(request.GET.get("size"))
     ct = request.GET.get("ct") or None
     client = generic.dps_client(request)

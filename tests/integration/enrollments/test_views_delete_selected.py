@@ -1,4 +1,5 @@
 """The enrollment list offers "delete selected" to those who may delete, through the bulk job."""
+# ruff: noqa: F811 - the list_source fixture is imported by name, then requested
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 from typing import Any
 
 import pytest
+
+from tests.integration.fleet.support import list_html, list_source  # noqa: F401 - fixture
 
 from .conftest import INSTANCE
 
@@ -19,11 +22,13 @@ def _checkbox(html: str, rid: str) -> str | None:
 
 
 def test_contributor_rows_carry_checkboxes_bound_to_the_delete_form(
-    signed_in: Any, seed: Any
+    signed_in: Any, seed: Any, list_source: Any
 ) -> None:
     """Each row's checkbox holds id|etag and belongs to the form that posts to the bulk job."""
     record = seed.enrollment()
-    html = signed_in("dana").get(f"{BASE}/enrollments/", {"size": 100}).content.decode()
+    list_source()
+    rid = record.registration_id
+    html = list_html(signed_in("dana"), f"{BASE}/enrollments/", rid, rid)
     box = _checkbox(html, record.registration_id)
     assert box is not None
     assert 'form="delete-selected-form"' in box
@@ -33,16 +38,22 @@ def test_contributor_rows_carry_checkboxes_bound_to_the_delete_form(
 
 
 @pytest.mark.parametrize("persona", ["reggie", "kim", "oscar"])
-def test_roles_without_delete_get_no_selection(signed_in: Any, seed: Any, persona: str) -> None:
+def test_roles_without_delete_get_no_selection(
+    signed_in: Any, seed: Any, persona: str, list_source: Any
+) -> None:
     """Reader, key reader and the no-delete operator see neither checkboxes nor the button."""
     record = seed.enrollment()
-    html = signed_in(persona).get(f"{BASE}/enrollments/", {"size": 100}).content.decode()
+    list_source()
+    rid = record.registration_id
+    html = list_html(signed_in(persona), f"{BASE}/enrollments/", rid, rid)
     assert _checkbox(html, record.registration_id) is None
     assert 'data-testid="delete-selected"' not in html
 
 
-def test_groups_list_has_no_selection(signed_in: Any, seed: Any) -> None:
+def test_groups_list_has_no_selection(signed_in: Any, seed: Any, list_source: Any) -> None:
     """Bulk deletion covers individual enrollments only; the group list offers none."""
+    seed.group()
+    list_source()
     html = signed_in("dana").get(f"{BASE}/groups/").content.decode()
     assert 'data-testid="delete-selected"' not in html
 

@@ -1,4 +1,5 @@
 """Registration records of a group, device keys, and DPS errors shown in words."""
+# ruff: noqa: F811 - the list_source fixture is imported by name, then requested
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from audit.models import AuditAction, AuditEvent, AuditOutcome
 from enrollments.dps.exceptions import DpsNotFound
 from enrollments.keys import derive_device_key
+from tests.integration.fleet.support import list_source  # noqa: F401 - fixture
 
 from .conftest import INSTANCE, unique
 
@@ -16,13 +18,16 @@ pytestmark = pytest.mark.django_db
 BASE = f"/dps/{INSTANCE}"
 
 
-def test_delete_selected_reports_each_item(signed_in: Any, seed: Any, owner_client: Any) -> None:
+def test_delete_selected_reports_each_item(
+    signed_in: Any, seed: Any, owner_client: Any, list_source: Any
+) -> None:
     """Confirm first; then each record is deleted with its etag; a stale one is reported."""
     group = seed.group()
     gid = group.enrollment_group_id
     devs = [unique("d") for _ in range(3)]
     for dev in devs:
         seed.registration(dev, gid)
+    list_source()
     dana = signed_in("dana")
     listing = dana.get(f"{BASE}/groups/{gid}/registrations/")
     assert {r["record"].registration_id for r in listing.context["rows"]} == set(devs)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from enrollments.dps.client import DpsClient, iterate_pages
 from enrollments.ratelimit import LocalTokenBucket
 from fleet.models import IndexedRecord, RecordKind
 from fleet.sync import PassResult, Reader, sync_instance
 from instances.models import DpsInstance
+from tests.integration.enrollments.conftest import INSTANCE as INDEXED_INSTANCE
 
 
 def fast_bucket() -> LocalTokenBucket:
@@ -42,3 +45,35 @@ def index_etags(instance: DpsInstance) -> dict[tuple[str, str], str]:
             "kind", "key", "etag"
         )
     }
+
+
+@pytest.fixture(params=["dps", "index"])
+def list_source(request: pytest.FixtureRequest) -> Callable[[], None]:
+    """Run a list test on both paths: DPS's pages (never synced) and the index (after a pass).
+
+    The test calls the fixture's value once its records are seeded.
+    """
+
+    def ready() -> None:
+        if request.param == "index":
+            request.getfixturevalue("dps_instances")
+            run_pass(DpsInstance.objects.get(name=INDEXED_INSTANCE))
+
+    return ready
+
+
+def list_html(client: Any, url: str, search: str, *wanted: str) -> str:
+    """Return the list's HTML that shows every id of ``wanted`` (``search`` narrows the index).
+
+    DPS pages in storage order, and the emulator lives for the whole session: the DPS path
+    follows the continuation tokens (100 a page) until every wanted row has been shown.
+    """
+    params: dict[str, Any] = {"size": 100, "q": search}
+    html = ""
+    while True:
+        response = client.get(url, params)
+        html += response.content.decode()
+        token = getattr(response.context["page"], "continuation_token", None)
+        if all(f'data-testid="row-{w}"' in html for w in wanted) or not token:
+            return html
+        params["ct"] = token

@@ -1,4 +1,4 @@
-"""The fleet index pages: search, filter, sort, page, facets, refresh, and 403 without read."""
+"""The lists answered from the fleet index: search, filter, sort, page, facets, refresh, 403."""
 # ruff: noqa: F811 - the enrollment tests' fixtures are imported by name, then requested
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .support import run_pass
 
 pytestmark = pytest.mark.django_db
 BASE = f"/instances/{INSTANCE}/fleet"
+LISTS = f"/dps/{INSTANCE}"
 
 
 @pytest.fixture
@@ -42,32 +43,32 @@ def test_search_filter_sort_and_page(prod: DpsInstance, seed: Any, signed_in: An
             provisioning_status="disabled" if i % 2 else "enabled",
         )
     reggie = signed_in("reggie")  # Data Reader
-    before = reggie.get(f"{BASE}/enrollments/")
+    before = reggie.get(f"{LISTS}/enrollments/")
     assert before.status_code == 200
     assert b'data-testid="fleet-banner"' in before.content  # not indexed yet
     run_pass(prod)
 
-    page1 = reggie.get(f"{BASE}/enrollments/", {"q": stem})
+    page1 = reggie.get(f"{LISTS}/enrollments/", {"q": stem})
     assert page1.status_code == 200
     assert page1.context["page"].total == 30
     assert len(page1.context["page"].rows) == 25
     assert page1.context["page"].pages == 2
     assert b'data-testid="fleet-banner"' not in page1.content
     assert b'data-testid="fleet-states-known"' in page1.content
-    page2 = reggie.get(f"{BASE}/enrollments/", {"q": stem, "page": 2})
+    page2 = reggie.get(f"{LISTS}/enrollments/", {"q": stem, "page": 2})
     assert [r.record_id for r in page2.context["page"].rows] == [
         f"{stem}-{i}" for i in range(25, 30)
     ]
 
-    inside = reggie.get(f"{BASE}/enrollments/", {"q": stem[-6:], "match": "contains"})
+    inside = reggie.get(f"{LISTS}/enrollments/", {"q": stem[-6:], "match": "contains"})
     assert inside.context["page"].total == 30
-    both = reggie.get(f"{BASE}/enrollments/", {"q": stem, "status": "disabled", "tag": "plant=9"})
+    both = reggie.get(f"{LISTS}/enrollments/", {"q": stem, "status": "disabled", "tag": "plant=9"})
     ids = {r.record_id for r in both.context["page"].rows}
     assert ids == {f"{stem}-{i:02d}" for i in range(30) if i % 2 and i % 3 == 0}
     assert both.context["page"].facets["status"] == {"disabled": len(ids)}
-    newest = reggie.get(f"{BASE}/enrollments/", {"q": stem, "sort": "-updated"})
+    newest = reggie.get(f"{LISTS}/enrollments/", {"q": stem, "sort": "-updated"})
     assert newest.context["page"].rows[0].record_id == f"{stem}-29"
-    bad = reggie.get(f"{BASE}/enrollments/", {"tag": "no-equals-sign"})
+    bad = reggie.get(f"{LISTS}/enrollments/", {"tag": "no-equals-sign"})
     assert bad.status_code == 400
 
 
@@ -88,6 +89,13 @@ def test_refresh_queues_a_pass_as_the_user(
 @pytest.mark.parametrize(
     ("method", "url"),
     [
+        ("get", f"{LISTS}/enrollments/"),
+        ("get", f"{LISTS}/enrollments/?q=dev&status=enabled"),
+        ("get", f"{LISTS}/enrollments/?tag=plant%3D1&drifted=on&sort=-updated&page=2"),
+        ("get", f"{LISTS}/groups/"),
+        ("get", f"{LISTS}/groups/?q=g&match=contains"),
+        ("get", f"{LISTS}/groups/any-group/registrations/"),
+        ("get", f"{LISTS}/groups/any-group/registrations/?q=dev&status=assigned"),
         ("get", f"{BASE}/enrollments/"),
         ("get", f"{BASE}/enrollments/?q=dev&status=enabled"),
         ("get", f"{BASE}/groups/"),
@@ -102,7 +110,8 @@ def test_users_without_read_get_403(
     run_pass(prod)
     response = getattr(nora, method)(url)
     assert response.status_code == 403
-    assert b"fleet-row" not in response.content
+    assert b"fleet-total" not in response.content
+    assert b'data-testid="row-' not in response.content
     assert AuditEvent.objects.filter(action=AuditAction.DENIED, dps_instance=INSTANCE).exists()
 
 
@@ -111,9 +120,9 @@ def test_search_finds_device_ids_too(prod: DpsInstance, seed: Any, signed_in: An
     seed.enrollment(unique("fleetreg"), device_id=device)
     run_pass(prod)
     reggie = signed_in("reggie")
-    found = reggie.get(f"{BASE}/enrollments/", {"q": device[:-2]})
+    found = reggie.get(f"{LISTS}/enrollments/", {"q": device[:-2]})
     assert [r.device_id for r in found.context["page"].rows] == [device]
-    inside = reggie.get(f"{BASE}/enrollments/", {"q": device[-5:], "match": "contains"})
+    inside = reggie.get(f"{LISTS}/enrollments/", {"q": device[-5:], "match": "contains"})
     assert device in {r.device_id for r in inside.context["page"].rows}
 
 
