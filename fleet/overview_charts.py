@@ -75,7 +75,7 @@ class Chart:
 
 
 def list_url(instance_name: str, url_name: str, **params: str) -> str:
-    """Return the URL of an index list (``fleet:enrollments`` …) filtered by ``params``."""
+    """Return the URL of an index list (``enrollments:enrollment_list`` …) filtered by ``params``."""
     base = reverse(url_name, args=[instance_name])
     return f"{base}?{urlencode(params)}" if params else base
 
@@ -115,26 +115,26 @@ def charts(ov: Overview) -> list[Chart]:
             "enrollment-attestation",
             "Individual enrollments by attestation",
             ov.enrollment_attestation,
-            link("fleet:enrollments", "attestation", ov.enrollment_attestation),
+            link("enrollments:enrollment_list", "attestation", ov.enrollment_attestation),
         ),
         bars(
             "group-attestation",
             "Enrollment groups by attestation",
             ov.group_attestation,
-            link("fleet:groups", "attestation", ov.group_attestation),
+            link("enrollments:group_list", "attestation", ov.group_attestation),
         ),
         bars(
             "provisioning",
             "Individual enrollments by provisioning status",
             ov.provisioning,
-            link("fleet:enrollments", "status", ov.provisioning),
+            link("enrollments:enrollment_list", "status", ov.provisioning),
         ),
         bars(
             "registration",
             "Registration status",
             ov.registration_status,
             link(
-                "fleet:enrollments",
+                "enrollments:enrollment_list",
                 "registration_status",
                 ov.registration_status,
                 _FILTERABLE_REGISTRATION,
@@ -144,7 +144,7 @@ def charts(ov: Overview) -> list[Chart]:
             "hubs",
             "Devices per IoT hub",
             ov.hubs,
-            link("fleet:enrollments", "hub", ov.hubs),
+            link("enrollments:enrollment_list", "hub", ov.hubs),
         ),
     ]
 
@@ -201,7 +201,7 @@ class CertRow:
 
 def certificate_rows(ov: Overview) -> list[CertRow]:
     """Return the certificate buckets, each linked to the index list filtered to it."""
-    lists = {"enrollment": "fleet:enrollments", "group": "fleet:groups"}
+    lists = {"enrollment": "enrollments:enrollment_list", "group": "enrollments:group_list"}
     rows = []
     for b in ov.certificates:
         params = {"expired": "true"} if b.expired else {"expires_within": str(b.within_days)}
@@ -220,6 +220,8 @@ def certificate_rows(ov: Overview) -> list[CertRow]:
 def attention_links(instance_name: str) -> dict[str, str]:
     """Return the filtered lists the other "needs attention" items link to."""
     return {
-        "drifted": list_url(instance_name, "fleet:enrollments", drifted="true"),
-        "failed": list_url(instance_name, "fleet:enrollments", registration_status="failed"),
+        "drifted": list_url(instance_name, "enrollments:enrollment_list", drifted="true"),
+        "failed": list_url(
+            instance_name, "enrollments:enrollment_list", registration_status="failed"
+        ),
     }

@@ -115,7 +115,7 @@ def select_matching(request: PortalRequest, instance: str, kind: str) -> HttpRes
         query_string=query_string,
         keys_unreadable=action.job_kind == JobKind.SET_STATUS
         and C.ATTESTATION_REVEAL not in capabilities_resolve(request.user, dps),
-        list_url=reverse("fleet:enrollments", args=[dps.name])
+        list_url=reverse("enrollments:enrollment_list", args=[dps.name])
         + (f"?{query_string}" if query_string else ""),
         status=400 if form.errors else 200,
     )

@@ -62,7 +62,7 @@ def test_contributor_overview_and_a_segment_to_the_filtered_list(page: Any, seed
     assert _serious_violations(page, '[data-testid="overview-body"]') == []
     page.get_by_test_id("segment-provisioning-disabled").locator("rect").click()
     page.get_by_test_id("fleet-total").wait_for()
-    assert page.url.endswith(f"/instances/{INSTANCE}/fleet/enrollments/?status=disabled")
+    assert page.url.endswith(f"/dps/{INSTANCE}/enrollments/?status=disabled")
     assert page.get_by_test_id("fleet-total").inner_text().startswith("3 of 10")
 
 

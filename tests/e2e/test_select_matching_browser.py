@@ -77,8 +77,8 @@ def test_filter_select_all_matching_disable(
     _sign_in(page, portal)
 
     filters = {"q": stem, "tag": "plant=3", "status": "enabled"}
-    page.goto(f"{portal}/instances/{INSTANCE}/fleet/enrollments/?{urlencode(filters)}")
-    assert page.get_by_test_id("fleet-row").count() == 4
+    page.goto(f"{portal}/dps/{INSTANCE}/enrollments/?{urlencode(filters)}")
+    assert page.locator('[data-testid="record-table"] tbody tr').count() == 4
     page.screenshot(path="/tmp/select-list.png", full_page=True)
 
     query = urlencode({"action": "disable", "query_string": urlencode(filters)})
@@ -113,8 +113,7 @@ def test_filter_select_all_matching_disable(
         assert owner.enrollment_get(rid).provisioning_status == want
         assert IndexedRecord.objects.get(instance=prod, key=rid).status == want
     page.goto(
-        f"{portal}/instances/{INSTANCE}/fleet/enrollments/?"
-        + urlencode({"q": stem, "status": "disabled"})
+        f"{portal}/dps/{INSTANCE}/enrollments/?" + urlencode({"q": stem, "status": "disabled"})
     )
-    assert page.get_by_test_id("fleet-row").count() == 4
+    assert page.locator('[data-testid="record-table"] tbody tr').count() == 4
     assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors

@@ -101,7 +101,7 @@ def test_every_number_equals_the_index(fleet: DpsInstance, signed_in: Any, count
 def test_chart_segments_link_to_the_filtered_lists(fleet: DpsInstance, signed_in: Any) -> None:
     reggie = signed_in("reggie")
     body = reggie.get(HOME).content.decode()
-    base = f"/instances/{INSTANCE}/fleet"
+    base = f"/dps/{INSTANCE}"
     assert f'href="{base}/enrollments/?attestation=x509"' in body
     assert f'href="{base}/groups/?attestation=symmetricKey"' in body
     assert f'href="{base}/enrollments/?status=disabled"' in body

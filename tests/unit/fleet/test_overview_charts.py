@@ -22,9 +22,9 @@ def test_an_empty_chart_draws_nothing() -> None:
 
 
 def test_list_urls_carry_the_filterset_parameters() -> None:
-    url = list_url("dps-x", "fleet:enrollments", hub="h.azure-devices.net")
-    assert url == "/instances/dps-x/fleet/enrollments/?hub=h.azure-devices.net"
-    assert list_url("dps-x", "fleet:groups") == "/instances/dps-x/fleet/groups/"
+    url = list_url("dps-x", "enrollments:enrollment_list", hub="h.azure-devices.net")
+    assert url == "/dps/dps-x/enrollments/?hub=h.azure-devices.net"
+    assert list_url("dps-x", "enrollments:group_list") == "/dps/dps-x/groups/"
 
 
 def test_a_gauge_from_half_the_limit() -> None:
