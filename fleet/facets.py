@@ -133,6 +133,47 @@ def rebuild(instance: Any, kind: str) -> list[str]:
     return keys
 
 
+FACETS = ("status", "attestation", "iot_edge")
+
+
+def facet_key(value: Any) -> str:
+    """Return a facet value as the lists spell it (IoT Edge: "true" / "false", as in the URL)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def tally(
+    cells: Iterable[tuple[Mapping[str, str], int]], chosen: Mapping[str, str]
+) -> tuple[int, dict[str, dict[str, int]]]:
+    """Return the total and the disjunctive facets of ``cells`` under the ``chosen`` values.
+
+    ``cells`` are (facet values, row count) pairs over rows no chosen facet filtered yet.
+    The total counts the cells that match every chosen value; a facet counts the cells that
+    match every chosen value but its own, so its other values still say how many rows they
+    would give (a shopper's facets). A chosen value that matches nothing is shown with 0.
+    """
+    facets: dict[str, dict[str, int]] = {name: {} for name in FACETS}
+    total = 0
+    for values, n in cells:
+        misses = [name for name, want in chosen.items() if values[name] != want]
+        if len(misses) > 1:
+            continue
+        if not misses:
+            total += n
+        for name in FACETS:
+            if not misses or misses == [name]:
+                facets[name][values[name]] = facets[name].get(values[name], 0) + n
+    for name, want in chosen.items():
+        facets[name].setdefault(want, 0)
+    return total, facets
+
+
+def chosen_values(status: str, attestation: str, iot_edge: bool | None) -> dict[str, str]:
+    """Return the facet values a list filters on, keyed by facet (unset ones left out)."""
+    values = {"status": status, "attestation": attestation}
+    values["iot_edge"] = "" if iot_edge is None else facet_key(iot_edge)
+    return {name: value for name, value in values.items() if value}
+
+
 def counted(
     instance: Any,
     kind: str,
@@ -142,25 +183,21 @@ def counted(
     iot_edge: bool | None = None,
     tag: tuple[str, str] | None = None,
 ) -> tuple[int, dict[str, dict[str, int]]] | None:
-    """Return (total, facets) from the counts, or None when they cannot answer the question."""
+    """Return (total, disjunctive facets) from the counts, or None when they cannot answer."""
     keys = tag_keys_of(instance, kind)
     if keys is None or (tag is not None and tag[0] not in keys):
         return None
+    # The cells of the tag (or of no tag), all of them: the facet values are chosen in Python,
+    # so each facet can leave out its own choice. A few dozen cells at most.
     qs = FacetCount.objects.filter(
-        instance=instance, kind=kind, tag_key=tag[0] if tag else "", tag_value=tag[1] if tag else ""
+        instance=instance,
+        kind=kind,
+        tag_key=tag[0] if tag else "",
+        tag_value=tag[1] if tag else "",
+        n__gt=0,
     )
-    if status:
-        qs = qs.filter(status=status)
-    if attestation:
-        qs = qs.filter(attestation=attestation)
-    if iot_edge is not None:
-        qs = qs.filter(iot_edge=iot_edge)
-    facets: dict[str, dict[str, int]] = {"status": {}, "attestation": {}, "iot_edge": {}}
-    total = 0
-    for st, att, edge, n in qs.filter(n__gt=0).values_list(
-        "status", "attestation", "iot_edge", "n"
-    ):
-        total += n
-        for name, value in (("status", st), ("attestation", att), ("iot_edge", str(edge).lower())):
-            facets[name][value] = facets[name].get(value, 0) + n
-    return total, facets
+    cells = (
+        ({"status": st, "attestation": att, "iot_edge": facet_key(edge)}, n)
+        for st, att, edge, n in qs.values_list("status", "attestation", "iot_edge", "n")
+    )
+    return tally(cells, chosen_values(status, attestation, iot_edge))

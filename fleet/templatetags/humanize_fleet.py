@@ -20,10 +20,16 @@ def thousands(value: Any) -> str:
         return str(value)
 
 
+#: How a facet's stored values read beside its filter (others read as they are).
+FACET_LABELS = {"iot_edge": {"true": "Edge", "false": "Not Edge"}}
+
+
 @register.filter
 def facet(facets: dict[str, dict[str, int]], name: str) -> list[tuple[str, int]]:
-    """Return one facet's (value, count) pairs, largest first."""
-    return sorted((facets.get(name) or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    """Return one facet's (label, count) pairs, largest first."""
+    labels = FACET_LABELS.get(name, {})
+    counts = sorted((facets.get(name) or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(labels.get(value, value), n) for value, n in counts]
 
 
 @register.filter

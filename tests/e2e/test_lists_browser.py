@@ -68,13 +68,15 @@ def test_search_filter_sort_and_page_an_indexed_list(
     assert page.get_by_test_id("page-current").inner_text() == "2"
     assert _ids(page) == [f"{stem}-{i:02d}" for i in range(25, 40)]
 
-    # Filters: status and a tag; the facet beside the status filter counts what matches.
+    # Filters: status and a tag; the facet beside the status filter counts what each value
+    # would match with the tag kept.
     page.get_by_label("Status", exact=True).select_option("disabled")
     page.get_by_label("Tag (key=value)").fill("line=b")
     page.get_by_test_id("fleet-apply").click()
     page.wait_for_url(re.compile(r".*status=disabled.*"))
     assert _ids(page) == [f"{stem}-{i:02d}" for i in (20, 24, 28, 32, 36)]
     assert "disabled 5" in page.get_by_test_id("facet-status").inner_text()
+    assert "enabled 15" in page.get_by_test_id("facet-status").inner_text()  # the other value
     assert page.get_by_test_id("fleet-pages").count() == 0
     _shot(page, "filtered")
 

@@ -12,7 +12,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditAction, AuditEvent
-from enrollments.dps.types import InitialTwin
+from enrollments.dps.types import DeviceCapabilities, InitialTwin
+from fleet import facets
 from fleet.models import IndexedRecord
 from instances.models import DpsInstance
 from tests.integration.enrollments.conftest import (  # noqa: F401 - fixtures
@@ -82,7 +83,8 @@ def test_enrollment_list_searches_filters_sorts_and_pages(
     assert _ids(inside) == [f"{stem}-{i:02d}" for i in range(10)]
     both = dana.get(f"{LISTS}/enrollments/", {"q": stem, "status": "disabled", "tag": "line=a"})
     assert _ids(both) == [f"{stem}-{i:02d}" for i in (1, 3, 5, 7, 9)]
-    assert both.context["page"].facets["status"] == {"disabled": 5}
+    # The facets are disjunctive: the chosen status still shows the other one's count.
+    assert both.context["page"].facets["status"] == {"disabled": 5, "enabled": 5}
 
     # Sortable columns: a header links to its order, and a second click reverses it.
     descending = dana.get(f"{LISTS}/enrollments/", {"q": stem, "sort": "-id"})
@@ -94,6 +96,57 @@ def test_enrollment_list_searches_filters_sorts_and_pages(
     bad = dana.get(f"{LISTS}/enrollments/", {"tag": "no-equals-sign"})
     assert bad.status_code == 400
     assert b'data-testid="filter-error"' in bad.content
+
+
+@pytest.mark.parametrize("path", ["live", "stored"])
+def test_facets_count_the_other_values_of_a_chosen_filter(
+    prod: DpsInstance, seed: Any, signed_in: Any, path: str
+) -> None:
+    """Each facet counts with every other filter but its own, equal to a direct count."""
+    stem = unique("facets")
+    for i in range(12):
+        seed.enrollment(
+            f"{stem}-{i:02d}",
+            initial_twin=InitialTwin.of(tags={"facetbatch": stem}),
+            provisioning_status="disabled" if i % 3 == 0 else "enabled",
+            capabilities=DeviceCapabilities(iot_edge=i % 2 == 0),
+        )
+    run_pass(prod)
+    # A search is counted on the rows; a single tag from the counts kept at each pass.
+    where = {"q": stem} if path == "live" else {"tag": f"facetbatch={stem}"}
+    assert "facetbatch" in (facets.tag_keys_of(prod, "enrollment") or [])
+    dana = signed_in("dana")
+
+    response = dana.get(
+        f"{LISTS}/enrollments/", {**where, "status": "disabled", "iot_edge": "true"}
+    )
+    assert response.status_code == 200
+    page = response.context["page"]
+    assert sorted(r.record_id for r in page.rows) == [f"{stem}-00", f"{stem}-06"]
+    assert page.total == 2
+    assert page.facets["status"] == {"disabled": 2, "enabled": 4}
+    assert page.facets["iot_edge"] == {"true": 2, "false": 2}
+    assert page.facets["attestation"] == {"symmetricKey": 2}
+    # The same figures counted directly: each facet value with the other chosen filter.
+    rows = IndexedRecord.objects.filter(instance=prod, kind="enrollment", tags__facetbatch=stem)
+    for status, n in page.facets["status"].items():
+        assert rows.filter(iot_edge=True, status=status).count() == n
+    for edge, n in page.facets["iot_edge"].items():
+        assert rows.filter(status="disabled", iot_edge=edge == "true").count() == n
+    assert rows.filter(status="disabled", iot_edge=True).count() == page.total
+
+    html = response.content.decode()
+    assert re.search(r'data-testid="facet-status">\s*enabled <span[^>]*>4</span>', html)
+    edge = re.search(r'data-testid="facet-iot_edge">(.*?)</div>', html, re.S)
+    assert edge is not None
+    assert "Edge <span" in edge.group(1)
+    assert "Not Edge <span" in edge.group(1)
+    assert "true" not in edge.group(1)
+
+    # A chosen value that matches nothing still shows, with 0, beside the others.
+    none = dana.get(f"{LISTS}/enrollments/", {**where, "attestation": "tpm"})
+    assert none.context["page"].total == 0
+    assert none.context["page"].facets["attestation"] == {"symmetricKey": 12, "tpm": 0}
 
 
 def test_index_rows_keep_the_live_rows_features(
