@@ -25,8 +25,10 @@ from enrollments.bulk.permissions import (
     job_missing,
     job_require,
     job_required,
+    job_view_required,
     job_visible_kinds,
     kind_require,
+    record_kind_of,
 )
 from enrollments.bulk.selection import selection_store
 from enrollments.models import BulkJob, JobKind, JobState, PauseReason
@@ -38,6 +40,7 @@ __all__ = [
     "job_create",
     "job_missing",
     "job_required",
+    "job_view_required",
     "job_visible_kinds",
     "jobs_resume_for_user",
 ]
@@ -61,7 +64,12 @@ def job_create(
     """
     options = dict(options or {})
     try:
-        kind_require(kind, capabilities, include_keys=bool(options.get("include_keys")))
+        kind_require(
+            kind,
+            capabilities,
+            include_keys=bool(options.get("include_keys")),
+            record_kind=record_kind_of(kind, options),
+        )
     except PermissionDenied as exc:
         audit_record(
             actor=owner,

@@ -31,6 +31,7 @@ from enrollments.bulk.ingest import ingest_file
 from enrollments.bulk.permissions import (
     DELETE_CAPABILITY,
     REVEAL_CAPABILITY,
+    job_record_kind,
     kind_require,
 )
 from enrollments.bulk.preview import plan_counts_store, preview_job, registrations_list
@@ -183,7 +184,7 @@ def job_prepare(job_id: int) -> None:
 def _prepare_rows(job: BulkJob) -> None:
     """Store and plan the job's rows, as the owner; stop early once a cancel is asked for."""
     caps = access().capabilities(owner=job.owner, instance=job.instance)
-    kind_require(job.kind, caps)
+    kind_require(job.kind, caps, record_kind=job_record_kind(job))
     client = access().client(owner=job.owner, instance=job.instance)
     bucket = bucket_for(job.instance.name)
     if job.kind != JobKind.IMPORT:
@@ -327,7 +328,12 @@ def job_execute(job_id: int) -> None:
 def _apply(job: BulkJob) -> bool:
     """Apply the rows (or write the export) as the owner; False if a cancel stopped it."""
     caps = access().capabilities(owner=job.owner, instance=job.instance)
-    kind_require(job.kind, caps, include_keys=bool(job.options.get("include_keys")))
+    kind_require(
+        job.kind,
+        caps,
+        include_keys=bool(job.options.get("include_keys")),
+        record_kind=job_record_kind(job),
+    )
     if job.kind == JobKind.IMPORT and DELETE_CAPABILITY not in caps:
         _refuse_deletes(job)
     client = access().client(owner=job.owner, instance=job.instance)

@@ -58,6 +58,21 @@ ACTIONS: dict[str, MatchingAction] = {
         "Export", JobKind.EXPORT, C.ENROLLMENTS_READ, (("include_keys", False),)
     ),
 }
+#: The actions on enrollment groups: no export (the import format holds enrollments only).
+GROUP_ACTIONS: dict[str, MatchingAction] = {
+    "disable": MatchingAction(
+        "Disable", JobKind.SET_STATUS, C.ENROLLMENTGROUPS_WRITE, (("status", "disabled"),)
+    ),
+    "enable": MatchingAction(
+        "Enable", JobKind.SET_STATUS, C.ENROLLMENTGROUPS_WRITE, (("status", "enabled"),)
+    ),
+    "delete": MatchingAction("Delete", JobKind.DELETE_SELECTED, C.ENROLLMENTGROUPS_DELETE),
+}
+#: Per record kind: the capability reading the list, its actions, and the list's URL name.
+KINDS: dict[str, tuple[Capability, dict[str, MatchingAction], str]] = {
+    RecordKind.ENROLLMENT: (C.ENROLLMENTS_READ, ACTIONS, "fleet:enrollments"),
+    RecordKind.GROUP: (C.ENROLLMENTGROUPS_READ, GROUP_ACTIONS, "fleet:groups"),
+}
 
 
 def _filters(request: PortalRequest, kind: str, query_string: str) -> RecordFilterSet:
@@ -67,15 +82,22 @@ def _filters(request: PortalRequest, kind: str, query_string: str) -> RecordFilt
 
 @never_cache
 @require_http_methods(["GET", "POST"])
-@capability_required(C.ENROLLMENTS_READ)
 def select_matching(request: PortalRequest, instance: str, kind: str) -> HttpResponse:
-    """Confirm, then start, a job acting on every enrollment the posted query matches."""
-    if kind != RecordKind.ENROLLMENT:
-        raise Http404("Only individual enrollments can be acted on in bulk.")
+    """Confirm, then start, a job acting on every enrollment or group the posted query matches."""
+    if kind not in KINDS:
+        raise Http404("Only individual enrollments and groups can be acted on in bulk.")
+    read, _, _ = KINDS[kind]
+    return capability_required(read)(_select_matching)(request, instance=instance, kind=kind)
+
+
+def _select_matching(request: PortalRequest, instance: str, kind: str) -> HttpResponse:
+    _, actions, list_name = KINDS[kind]
     form = SelectMatchingForm(request.POST if request.method == "POST" else request.GET)
-    if not form.is_valid():
-        return _page(request, form=form, status=400)
-    action = ACTIONS[form.cleaned_data["action"]]
+    if form.is_valid() and form.cleaned_data["action"] not in actions:
+        form.add_error("action", "This action is not offered for enrollment groups.")
+    if form.errors:
+        return _page(request, form=form, kind=kind, status=400)
+    action = actions[form.cleaned_data["action"]]
     dps = request.dps_instance
     if action.capability not in capabilities_resolve(request.user, dps):
         return deny(
@@ -89,7 +111,7 @@ def select_matching(request: PortalRequest, instance: str, kind: str) -> HttpRes
     filters = _filters(request, kind, query_string)
     if not filters.is_valid():
         form.add_error("query_string", "The list's filters are not valid; filter the list again.")
-        return _page(request, form=form, status=400)
+        return _page(request, form=form, kind=kind, status=400)
     query = filters.record_query()
     total = records_matching(dps, kind, query).count()
     if form.cleaned_data["confirm"] and total and request.method == "POST":
@@ -99,28 +121,33 @@ def select_matching(request: PortalRequest, instance: str, kind: str) -> HttpRes
                 instance=dps,
                 kind=action.job_kind,
                 capabilities=[c.value for c in capabilities_resolve(request.user, dps)],
-                options={**dict(action.options), "query": query_string},
+                options={**dict(action.options), "query": query_string, "record_kind": kind},
                 selection=matching_ids(dps, kind, query),
             )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(request, f"{action.verb}: a job for {total:,} enrollments.")
+            noun = "groups" if kind == RecordKind.GROUP else "enrollments"
+            messages.success(request, f"{action.verb}: a job for {total:,} {noun}.")
             return redirect(reverse("bulk:job_detail", args=[dps.name, job.pk]))
     return _page(
         request,
         form=form,
+        kind=kind,
         action=action,
         total=total,
         query_string=query_string,
         keys_unreadable=action.job_kind == JobKind.SET_STATUS
         and C.ATTESTATION_REVEAL not in capabilities_resolve(request.user, dps),
-        list_url=reverse("fleet:enrollments", args=[dps.name])
-        + (f"?{query_string}" if query_string else ""),
+        list_url=reverse(list_name, args=[dps.name]) + (f"?{query_string}" if query_string else ""),
         status=400 if form.errors else 200,
     )
 
 
-def _page(request: PortalRequest, *, form: SelectMatchingForm, status: int, **extra: Any) -> Any:
-    ctx = page_context(request, "bulk", form=form, **extra)
+def _page(
+    request: PortalRequest, *, form: SelectMatchingForm, kind: str, status: int, **extra: Any
+) -> Any:
+    ctx = page_context(
+        request, "bulk", form=form, record_kind=kind, list_name=KINDS[kind][2], **extra
+    )
     return render(request, "enrollments/bulk/select_matching.html", ctx, status=status)

@@ -253,15 +253,16 @@ def test_the_control_offers_only_what_the_role_allows(prod: DpsInstance, signed_
         assert f'data-testid="select-matching-{action}"' not in reader
     assert 'data-testid="select-matching-delete"' not in control("oscar")
     assert 'data-testid="select-matching-disable"' in control("oscar")
-    assert "select-matching" not in control("dana", kind="group")
+    assert "select-matching" not in control("dana", kind="registration")
+    assert 'data-testid="select-matching-export"' not in control("dana", kind="group")
 
 
 def test_bad_requests(prod: DpsInstance, signed_in: Any) -> None:
     dana = signed_in("dana")
     assert dana.post(URL, {"action": "explode", "query_string": ""}).status_code == 400
     assert dana.post(URL, {"action": "disable", "query_string": "tag=nokey"}).status_code == 400
-    group_url = URL.replace("/enrollment/", "/group/")
-    assert dana.post(group_url, {"action": "disable"}).status_code == 404
+    registration_url = URL.replace("/enrollment/", "/registration/")
+    assert dana.post(registration_url, {"action": "disable"}).status_code == 404
     assert dana.get(URL).status_code == 400  # no action
     shown = dana.get(URL, {"action": "disable", "query_string": "q=x", "confirm": "on"})
     assert shown.status_code == 200  # a GET shows what a POST would do, never starts it
