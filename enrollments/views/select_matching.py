@@ -16,6 +16,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse, QueryDict
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -82,7 +83,7 @@ def _filters(request: PortalRequest, kind: str, query_string: str) -> RecordFilt
 
 @never_cache
 @require_http_methods(["GET", "POST"])
-def select_matching(request: PortalRequest, instance: str, kind: str) -> HttpResponse:
+def select_matching(request: PortalRequest, instance: str, kind: str) -> HttpResponseBase:
     """Confirm, then start, a job acting on every enrollment or group the posted query matches."""
     if kind not in KINDS:
         raise Http404("Only individual enrollments and groups can be acted on in bulk.")
