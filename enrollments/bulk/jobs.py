@@ -59,8 +59,9 @@ def job_create(
 ) -> BulkJob:
     """Create a job after checking the owner's capabilities; queue its first step.
 
-    ``selection``: the ``(id, ETag)`` pairs a job acts on ("select all N matching" in the
-    fleet index): a status change or a deletion of each, or an export of exactly those.
+    ``selection``: the ``(id, ETag)`` pairs a job acts on: a status change or a deletion of
+    each, or an export of exactly those. A job with ``options["query"]`` instead ("select all
+    N matching" in the fleet index) gets its rows from the worker's prepare step.
     """
     options = dict(options or {})
     try:
@@ -96,8 +97,8 @@ def job_create(
         if selection is not None:
             job.options = {**job.options, "selected": selection_store(job, selection)}
             job.save(update_fields=["options"])
-        elif kind == JobKind.DELETE_SELECTED:
-            _selected_rows_store(job, options)
+        elif kind == JobKind.DELETE_SELECTED and "query" not in options:
+            _selected_rows_store(job, options)  # ids chosen on a list page
         job_audit(
             job,
             AuditAction.JOB_CREATE,

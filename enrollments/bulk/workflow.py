@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -37,6 +37,7 @@ from enrollments.bulk.permissions import (
 from enrollments.bulk.preview import plan_counts_store, preview_job, registrations_list
 from enrollments.bulk.retention import job_inputs_discard
 from enrollments.bulk.runner import fail_pending_deletes, rows_in_flight, run_rows
+from enrollments.bulk.selection import selection_from_query, selection_pending
 from enrollments.csv.reader import CsvFormatError
 from enrollments.csv.references import references_check
 from enrollments.dps.exceptions import DpsForbidden, DpsUnauthorized
@@ -160,7 +161,7 @@ def job_prepare(job_id: int) -> None:
         return
     job = _job(job_id)
     if job.kind in _NO_PREVIEW:
-        _start_running(job)
+        _prepare_selection(job)
         return
     try:
         _prepare_rows(job)
@@ -179,6 +180,20 @@ def job_prepare(job_id: int) -> None:
         job_cancel_finish(job_id)
         return
     transition(job_id, (JobState.VALIDATING,), JobState.AWAITING_CONFIRMATION)
+
+
+def _prepare_selection(job: BulkJob) -> None:
+    """Store the rows of a "select all N matching" job from its query, then start running it."""
+    if selection_pending(job):
+        try:
+            selection_from_query(job)
+        except ValidationError as exc:
+            _fail(job, " ".join(exc.messages))
+            return
+        except DatabaseError as exc:
+            _fail_database_error(job, exc)
+            return
+    _start_running(job)
 
 
 def _prepare_rows(job: BulkJob) -> None:

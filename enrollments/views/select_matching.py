@@ -3,8 +3,10 @@
 The list posts its query string and an action, never ids: the query is run again here, on
 the server, against the index. The first request (a POST from the list, or a GET of the same
 fields, which can be bookmarked) shows the count and the action to confirm; a POST with
-``confirm`` creates the job with each matching id and the ETag the index holds for
-it, so a record changed since the last pass ends as a conflict. The action's capability is
+``confirm`` creates the job with the query and the count shown. The worker runs the query
+again and stores each matching id with the ETag the index holds for it
+(:func:`enrollments.bulk.selection.selection_from_query`), so a record changed since the last
+pass ends as a conflict, and the request writes no rows however many records match. The action's capability is
 checked here (403 and a ``denied`` audit event) and again by the job's service and worker.
 """
 
@@ -15,7 +17,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponse, QueryDict
+from django.http import Http404, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -27,12 +29,12 @@ from authn.decorators import capability_required, deny
 from authn.permissions import Capability
 from authn.request import PortalRequest
 from enrollments.bulk import jobs as bulk
+from enrollments.bulk.selection import matching_query
 from enrollments.forms_bulk import SelectMatchingForm
 from enrollments.models import JobKind
 from enrollments.views.context import page_context
-from fleet.filters import RecordFilterSet
 from fleet.models import RecordKind
-from fleet.selectors import matching_ids, records_matching
+from fleet.selectors import records_matching
 
 C = Capability
 
@@ -76,11 +78,6 @@ KINDS: dict[str, tuple[Capability, dict[str, MatchingAction], str]] = {
 }
 
 
-def _filters(request: PortalRequest, kind: str, query_string: str) -> RecordFilterSet:
-    data = QueryDict(query_string)
-    return RecordFilterSet(data, instance=request.dps_instance, kind=kind)
-
-
 @never_cache
 @require_http_methods(["GET", "POST"])
 def select_matching(request: PortalRequest, instance: str, kind: str) -> HttpResponseBase:
@@ -109,11 +106,10 @@ def _select_matching(request: PortalRequest, instance: str, kind: str) -> HttpRe
             instance=dps.name,
         )
     query_string = form.cleaned_data["query_string"]
-    filters = _filters(request, kind, query_string)
-    if not filters.is_valid():
+    query = matching_query(dps, kind, query_string)
+    if query is None:
         form.add_error("query_string", "The list's filters are not valid; filter the list again.")
         return _page(request, form=form, kind=kind, status=400)
-    query = filters.record_query()
     total = records_matching(dps, kind, query).count()
     if form.cleaned_data["confirm"] and total and request.method == "POST":
         try:
@@ -122,8 +118,13 @@ def _select_matching(request: PortalRequest, instance: str, kind: str) -> HttpRe
                 instance=dps,
                 kind=action.job_kind,
                 capabilities=[c.value for c in capabilities_resolve(request.user, dps)],
-                options={**dict(action.options), "query": query_string, "record_kind": kind},
-                selection=matching_ids(dps, kind, query),
+                # The worker runs the query again and stores the rows: none are written here.
+                options={
+                    **dict(action.options),
+                    "query": query_string,
+                    "record_kind": kind,
+                    "shown": total,
+                },
             )
         except ValidationError as exc:
             form.add_error(None, exc)
