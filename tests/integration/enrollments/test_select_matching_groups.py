@@ -236,3 +236,25 @@ def test_group_bad_requests(prod: DpsInstance, signed_in: Any) -> None:  # noqa:
     assert 'data-testid="select-matching-none"' in none.content.decode()
     assert "No group matches" in none.content.decode()
     assert signed_in("nora").post(URL, {"action": "disable"}).status_code == 403
+
+
+def test_group_jobs_are_listed_only_for_readers_of_groups(
+    prod: DpsInstance,  # noqa: F811
+    signed_in: Any,
+) -> None:
+    from enrollments.bulk import selectors
+    from enrollments.bulk.permissions import job_visible_kinds
+
+    user = signed_in("dana").get(f"/dps/{INSTANCE}/bulk/jobs/").wsgi_request.user
+    common = {"owner": user, "instance": prod, "kind": JobKind.SET_STATUS}
+    mine = BulkJob.objects.create(options={"status": "disabled"}, **common)
+    group = BulkJob.objects.create(options={"status": "disabled", "record_kind": "group"}, **common)
+
+    def listed(caps: list[str]) -> set[int]:
+        kinds = job_visible_kinds(caps)
+        return {j.pk for j in selectors.job_list(instance=prod, owner=user, kinds=kinds)}
+
+    assert listed(["enrollments.read"]) == {mine.pk}
+    assert listed(["enrollmentgroups.read"]) == {group.pk}
+    assert listed(["enrollments.read", "enrollmentgroups.read"]) == {mine.pk, group.pk}
+    assert listed([]) == set()
