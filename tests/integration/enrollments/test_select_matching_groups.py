@@ -91,6 +91,9 @@ def test_disable_all_matching_groups_changes_exactly_those_and_conflicts_on_a_ch
     assert owner_client.group_attestation_mechanism(matching[0]).symmetric_key is not None
     page = dana.get(f"/dps/{INSTANCE}/bulk/jobs/{job.pk}/").content.decode()
     assert 'data-testid="job-record-kind">enrollment groups<' in page
+    listing = dana.get(f"/dps/{INSTANCE}/groups/", {"q": f"{stem}-a"}).content.decode()
+    assert 'data-testid="select-matching-disable"' in listing  # the groups list offers it
+    assert f'action="{URL}"' in listing
 
 
 def test_enable_all_matching_groups(
