@@ -51,8 +51,9 @@ def job_for_viewer(
             "This job belongs to someone else; only its owner and portal admins see it.",
             "job owner or Portal.Admin",
         )
-    if job.kind not in bulk.job_visible_kinds(capabilities):
-        needs = ", ".join(bulk.VIEW_REQUIRED[job.kind])
+    needs_caps = bulk.job_view_required(job)
+    if not set(needs_caps) <= {str(c) for c in capabilities}:
+        needs = ", ".join(needs_caps)
         raise JobDenied(
             f"Seeing a job of this kind ({job.get_kind_display()}) needs {needs}, "
             "which your role on this DPS instance lacks.",

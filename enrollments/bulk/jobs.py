@@ -25,8 +25,10 @@ from enrollments.bulk.permissions import (
     job_missing,
     job_require,
     job_required,
+    job_view_required,
     job_visible_kinds,
     kind_require,
+    record_kind_of,
 )
 from enrollments.bulk.selection import selection_store
 from enrollments.models import BulkJob, JobKind, JobState, PauseReason
@@ -38,6 +40,7 @@ __all__ = [
     "job_create",
     "job_missing",
     "job_required",
+    "job_view_required",
     "job_visible_kinds",
     "jobs_resume_for_user",
 ]
@@ -56,12 +59,18 @@ def job_create(
 ) -> BulkJob:
     """Create a job after checking the owner's capabilities; queue its first step.
 
-    ``selection``: the ``(id, ETag)`` pairs a job acts on ("select all N matching" in the
-    fleet index): a status change or a deletion of each, or an export of exactly those.
+    ``selection``: the ``(id, ETag)`` pairs a job acts on: a status change or a deletion of
+    each, or an export of exactly those. A job with ``options["query"]`` instead ("select all
+    N matching" in the fleet index) gets its rows from the worker's prepare step.
     """
     options = dict(options or {})
     try:
-        kind_require(kind, capabilities, include_keys=bool(options.get("include_keys")))
+        kind_require(
+            kind,
+            capabilities,
+            include_keys=bool(options.get("include_keys")),
+            record_kind=record_kind_of(kind, options),
+        )
     except PermissionDenied as exc:
         audit_record(
             actor=owner,
@@ -88,8 +97,8 @@ def job_create(
         if selection is not None:
             job.options = {**job.options, "selected": selection_store(job, selection)}
             job.save(update_fields=["options"])
-        elif kind == JobKind.DELETE_SELECTED:
-            _selected_rows_store(job, options)
+        elif kind == JobKind.DELETE_SELECTED and "query" not in options:
+            _selected_rows_store(job, options)  # ids chosen on a list page
         job_audit(
             job,
             AuditAction.JOB_CREATE,

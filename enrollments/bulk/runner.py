@@ -30,8 +30,9 @@ from django.utils import timezone
 
 from enrollments.bulk.access import access
 from enrollments.bulk.calls import backoff, paced
+from enrollments.bulk.permissions import GROUP, job_record_kind
 from enrollments.bulk.status import LeaseLost as StatusLeaseLost
-from enrollments.bulk.status import held_capabilities, status_apply
+from enrollments.bulk.status import group_delete_apply, held_capabilities, status_apply
 from enrollments.csv.diff import row_diff
 from enrollments.csv.export import enrollment_to_row
 from enrollments.csv.parse import dps_payload
@@ -290,7 +291,7 @@ def run_chunk(
     ``caps``: the owner's capabilities as read when the run started (a status job checks
     each record against them); read again here when not given.
     """
-    if job.kind == JobKind.SET_STATUS:
+    if job.kind == JobKind.SET_STATUS or job_record_kind(job) == GROUP:
         _run_status_changes(job, rows, client, bucket, sleep, caps)
         return
     to_send = _settle_unsent(job, rows, client, bucket)
@@ -468,10 +469,22 @@ def _run_status_changes(
     sleep: Callable[[float], None],
     caps: frozenset[str] | None,
 ) -> None:
-    """Apply a status job's chunk record by record (:mod:`enrollments.bulk.status`)."""
-    held = held_capabilities(
-        caps if caps is not None else access().capabilities(owner=job.owner, instance=job.instance)
-    )
+    """Apply a status job's chunk, or a group deletion's, record by record.
+
+    See :mod:`enrollments.bulk.status`.
+    """
+    record_kind = job_record_kind(job)
+    if job.kind == JobKind.SET_STATUS:
+        held = held_capabilities(
+            caps
+            if caps is not None
+            else access().capabilities(owner=job.owner, instance=job.instance)
+        )
+        apply: Callable[..., tuple[str, str, str]] = partial(
+            status_apply, caps=held, record_kind=record_kind
+        )
+    else:
+        apply = group_delete_apply
     outcomes: list[tuple[BulkRow, str, str, str]] = []
     try:
         for n, row in enumerate(rows):
@@ -486,13 +499,12 @@ def _run_status_changes(
                 )
                 continue
             try:
-                outcome = status_apply(
+                outcome = apply(
                     row,
                     owner=job.owner,
                     instance=job.instance,
                     client=client,
                     bucket=bucket,
-                    caps=held,
                     claim_send=partial(_claimed_for_send, row),
                 )
             except StatusLeaseLost:
@@ -508,7 +520,7 @@ def _run_status_changes(
                 outcomes.append(
                     (
                         row,
-                        _error_status(RowPlan.UPDATE, _int(exc.error_code) or exc.status),
+                        _error_status(row.plan, _int(exc.error_code) or exc.status),
                         code,
                         str(exc),
                     )

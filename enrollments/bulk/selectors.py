@@ -19,20 +19,35 @@ REPORT_COLUMNS = ("line", *COLUMNS, "plan", "outcome", "errorCode", "message")
 
 
 def job_list(
-    *, instance: Any, owner: Any | None, state: str = "", kinds: list[str] | None = None
+    *,
+    instance: Any,
+    owner: Any | None,
+    state: str = "",
+    kinds: list[tuple[str, str]] | None = None,
 ) -> QuerySet[BulkJob]:
     """Return the jobs of ``instance``, newest first; only ``owner``'s unless None.
 
-    ``kinds`` (when given) keeps only jobs of those kinds: the ones the viewer may see.
+    ``kinds`` (when given) keeps only jobs of those (job kind, record kind) pairs: the ones
+    the viewer may see. A job that names no record kind acts on individual enrollments.
     """
     qs = BulkJob.objects.filter(instance=instance).select_related("owner", "owner__entra_identity")
     if kinds is not None:
-        qs = qs.filter(kind__in=kinds)
+        qs = qs.filter(_kinds_q(kinds))
     if owner is not None:
         qs = qs.filter(owner=owner)
     if state:
         qs = qs.filter(state=state)
     return qs.order_by("-id")
+
+
+def _kinds_q(kinds: list[tuple[str, str]]) -> Q:
+    """Return the filter of jobs of any of the (job kind, record kind) ``kinds``."""
+    unnamed = ~Q(options__has_key="record_kind")
+    q = Q(pk__in=[])
+    for job_kind, record_kind in kinds:
+        named = Q(options__record_kind=record_kind)
+        q |= Q(kind=job_kind) & (named | unnamed if record_kind != "group" else named)
+    return q
 
 
 def job_rows(

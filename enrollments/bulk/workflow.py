@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -31,11 +31,13 @@ from enrollments.bulk.ingest import ingest_file
 from enrollments.bulk.permissions import (
     DELETE_CAPABILITY,
     REVEAL_CAPABILITY,
+    job_record_kind,
     kind_require,
 )
 from enrollments.bulk.preview import plan_counts_store, preview_job, registrations_list
 from enrollments.bulk.retention import job_inputs_discard
 from enrollments.bulk.runner import fail_pending_deletes, rows_in_flight, run_rows
+from enrollments.bulk.selection import selection_from_query, selection_pending
 from enrollments.csv.reader import CsvFormatError
 from enrollments.csv.references import references_check
 from enrollments.dps.exceptions import DpsForbidden, DpsUnauthorized
@@ -159,7 +161,7 @@ def job_prepare(job_id: int) -> None:
         return
     job = _job(job_id)
     if job.kind in _NO_PREVIEW:
-        _start_running(job)
+        _prepare_selection(job)
         return
     try:
         _prepare_rows(job)
@@ -180,10 +182,24 @@ def job_prepare(job_id: int) -> None:
     transition(job_id, (JobState.VALIDATING,), JobState.AWAITING_CONFIRMATION)
 
 
+def _prepare_selection(job: BulkJob) -> None:
+    """Store the rows of a "select all N matching" job from its query, then start running it."""
+    if selection_pending(job):
+        try:
+            selection_from_query(job)
+        except ValidationError as exc:
+            _fail(job, " ".join(exc.messages))
+            return
+        except DatabaseError as exc:
+            _fail_database_error(job, exc)
+            return
+    _start_running(job)
+
+
 def _prepare_rows(job: BulkJob) -> None:
     """Store and plan the job's rows, as the owner; stop early once a cancel is asked for."""
     caps = access().capabilities(owner=job.owner, instance=job.instance)
-    kind_require(job.kind, caps)
+    kind_require(job.kind, caps, record_kind=job_record_kind(job))
     client = access().client(owner=job.owner, instance=job.instance)
     bucket = bucket_for(job.instance.name)
     if job.kind != JobKind.IMPORT:
@@ -327,7 +343,12 @@ def job_execute(job_id: int) -> None:
 def _apply(job: BulkJob) -> bool:
     """Apply the rows (or write the export) as the owner; False if a cancel stopped it."""
     caps = access().capabilities(owner=job.owner, instance=job.instance)
-    kind_require(job.kind, caps, include_keys=bool(job.options.get("include_keys")))
+    kind_require(
+        job.kind,
+        caps,
+        include_keys=bool(job.options.get("include_keys")),
+        record_kind=job_record_kind(job),
+    )
     if job.kind == JobKind.IMPORT and DELETE_CAPABILITY not in caps:
         _refuse_deletes(job)
     client = access().client(owner=job.owner, instance=job.instance)

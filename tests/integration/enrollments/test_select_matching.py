@@ -63,7 +63,7 @@ def _job(response: Any) -> BulkJob:
 
 
 def _run(job: BulkJob) -> BulkJob:
-    workflow.job_prepare(job.pk)
+    workflow.job_prepare(job.pk)  # a second call (job already running) is a no-op
     workflow.job_execute(job.pk)
     job.refresh_from_db()
     return job
@@ -105,14 +105,24 @@ def test_disable_all_matching_changes_exactly_those_and_conflicts_on_a_change_si
     assert not BulkJob.objects.exists()
 
     job = _job(dana.post(URL, {"action": "disable", "query_string": query, "confirm": "on"}))
-    assert (job.kind, job.options["status"], job.options["selected"]) == (
+    assert (job.kind, job.options["status"], job.options["shown"]) == (
         JobKind.SET_STATUS,
         "disabled",
         4,
     )
-    assert set(BulkRow.objects.filter(job=job).values_list("registration_id", flat=True)) == set(
-        matching
+    # The request stores the query, not the rows: the worker's prepare step builds them.
+    assert not BulkRow.objects.filter(job=job).exists()
+    workflow.job_prepare(job.pk)
+    job.refresh_from_db()
+    assert job.options["selected"] == 4
+    rows = BulkRow.objects.filter(job=job)
+    assert set(rows.values_list("registration_id", flat=True)) == set(matching)
+    index = dict(
+        IndexedRecord.objects.filter(instance=prod, kind="enrollment").values_list(
+            "record_id", "etag"
+        )
     )
+    assert {r.registration_id: r.etag for r in rows} == {rid: index[rid] for rid in matching}
     job = _run(job)
     assert (job.state, job.count_done, job.count_conflict) == (
         JobState.COMPLETED_WITH_ERRORS,
@@ -253,15 +263,16 @@ def test_the_control_offers_only_what_the_role_allows(prod: DpsInstance, signed_
         assert f'data-testid="select-matching-{action}"' not in reader
     assert 'data-testid="select-matching-delete"' not in control("oscar")
     assert 'data-testid="select-matching-disable"' in control("oscar")
-    assert "select-matching" not in control("dana", kind="group")
+    assert "select-matching" not in control("dana", kind="registration")
+    assert 'data-testid="select-matching-export"' not in control("dana", kind="group")
 
 
 def test_bad_requests(prod: DpsInstance, signed_in: Any) -> None:
     dana = signed_in("dana")
     assert dana.post(URL, {"action": "explode", "query_string": ""}).status_code == 400
     assert dana.post(URL, {"action": "disable", "query_string": "tag=nokey"}).status_code == 400
-    group_url = URL.replace("/enrollment/", "/group/")
-    assert dana.post(group_url, {"action": "disable"}).status_code == 404
+    registration_url = URL.replace("/enrollment/", "/registration/")
+    assert dana.post(registration_url, {"action": "disable"}).status_code == 404
     assert dana.get(URL).status_code == 400  # no action
     shown = dana.get(URL, {"action": "disable", "query_string": "q=x", "confirm": "on"})
     assert shown.status_code == 200  # a GET shows what a POST would do, never starts it
@@ -364,3 +375,22 @@ def test_the_live_region_renders_counters_and_rows(
     assert "hx-trigger" not in html.split('data-testid="job-live"')[1].split(">")[0]
     page = dana.get(f"{BULK}/jobs/{job.pk}/").content.decode()
     assert 'data-testid="job-target-status">to disabled<' in page
+
+
+def test_prepare_fails_the_job_when_nothing_matches_any_more(
+    prod: DpsInstance, seed: Any, signed_in: Any, owner_client: Any
+) -> None:
+    """Rows are built in the worker: a query matching nothing by then fails, never exports all."""
+    stem = unique("selgone")
+    rid = _plant(seed, stem, "9", 1)[0]
+    run_pass(prod)
+    reggie = signed_in("reggie")
+    job = _job(reggie.post(URL, {"action": "export", "query_string": f"q={stem}", "confirm": "1"}))
+    owner_client.enrollment_delete(rid)
+    run_pass(prod)
+    job = _run(job)
+    assert (job.state, job.error) == (
+        JobState.FAILED,
+        "Nothing matches the list's filters any more.",
+    )
+    assert not BulkRow.objects.filter(job=job).exists()
