@@ -31,11 +31,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from emulators.common.context import EmulatorContext
-from emulators.common.net import is_loopback
 from emulators.common.tenant import DpsInstance
 from emulators.dps import allocation, sas, x509_auth
 from emulators.dps import errors as e
-from emulators.dps.errors import DpsError, error_response
+from emulators.dps.errors import DpsError, control_body, error_response
 from emulators.dps.store import DpsStore
 
 MIN_API_VERSION = "2019-03-31"
@@ -302,14 +301,10 @@ class DeviceApi:
 
     # -- POST /_emulator/registrations ------------------------------------------------------------
     async def create_record(self, request: Request) -> Response:
-        if not is_loopback(request.scope.get("client")):
-            return error_response(
-                DpsError(e.FORBIDDEN, "Emulator control routes answer only the local machine.")
-            )
         try:
-            body = json.loads(await request.body() or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error_response(DpsError(e.BAD_BODY, "The body is not valid JSON."))
+            body = await control_body(request)
+        except DpsError as err:
+            return error_response(err)
         problem = _record_problem(body)
         if problem:
             return error_response(DpsError(e.BAD_BODY, problem))

@@ -11,8 +11,10 @@ import json
 import uuid
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import Response
 
+from emulators.common.net import is_loopback
 from emulators.dps.store import utc_now
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -76,3 +78,16 @@ def error_response(err: DpsError) -> Response:
     }
     body = json.dumps(error_body(err.code, err.message), separators=(",", ":"))
     return Response(body, status_code=err.status, headers=headers, media_type=JSON_TYPE)
+
+
+async def control_body(request: Request) -> Any:
+    """Return the JSON body of an ``/_emulator`` control request from this machine.
+
+    Raise :class:`DpsError` (403) for a caller elsewhere and (400) for a body that is not JSON.
+    """
+    if not is_loopback(request.scope.get("client")):
+        raise DpsError(FORBIDDEN, "Emulator control routes answer only the local machine.")
+    try:
+        return json.loads(await request.body() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DpsError(BAD_BODY, "The body is not valid JSON.") from None

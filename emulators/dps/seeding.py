@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -26,10 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from emulators.common.net import is_loopback
 from emulators.dps import errors as e
 from emulators.dps import records
-from emulators.dps.errors import DpsError, error_response
+from emulators.dps.errors import DpsError, control_body, error_response
 from emulators.dps.store import DpsStore, new_etag, utc_now
 
 BATCH = 10_000
@@ -117,14 +115,10 @@ def routes(store: DpsStore) -> list[BaseRoute]:
     """Return the ``POST /_emulator/seed`` control route of one instance."""
 
     async def seed(request: Request) -> Response:
-        if not is_loopback(request.scope.get("client")):
-            return error_response(
-                DpsError(e.FORBIDDEN, "Emulator control routes answer only the local machine.")
-            )
         try:
-            body = json.loads(await request.body() or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error_response(DpsError(e.BAD_BODY, "The body is not valid JSON."))
+            body = await control_body(request)
+        except DpsError as err:
+            return error_response(err)
         problem = _request_problem(body)
         if problem:
             return error_response(DpsError(e.BAD_BODY, problem))
