@@ -130,13 +130,13 @@ def format_html(format_string: str, /, **values: Any) -> SafeString:
     )
 
 
-def _csrf_input(context: template.Context) -> SafeString:
+def csrf_input(context: template.Context) -> SafeString:
     # The {% csrf_token %} tag itself (format_html output, or "" without a token), rendered
     # once per page instead of once per row.
     return mark_safe(CsrfTokenNode().render(context))  # noqa: S308 - Django's own tag output
 
 
-def _status_cell(cell: dict[str, Any], csrf: SafeString) -> SafeString:
+def status_cell_html(cell: dict[str, Any], csrf: SafeString) -> SafeString:
     # Escaped once here, since each is printed more than once.
     disabled, key, dom_id = cell["disabled"], escaped(cell["key"]), escaped(cell["dom_id"])
     control: SafeString = _NO_DEVICE
@@ -160,7 +160,7 @@ def _status_cell(cell: dict[str, Any], csrf: SafeString) -> SafeString:
 @register.simple_tag(takes_context=True)
 def status_cell(context: template.Context, cell: dict[str, Any]) -> SafeString:
     """Render the provisioning status cell (``generic.status_cell``): badge and toggle."""
-    return _status_cell(cell, _csrf_input(context))
+    return status_cell_html(cell, csrf_input(context))
 
 
 def _record_row(row: dict[str, Any], is_group: bool, csrf: SafeString) -> SafeString:
@@ -179,7 +179,7 @@ def _record_row(row: dict[str, Any], is_group: bool, csrf: SafeString) -> SafeSt
         url=row["url"],
         device=device,
         attestation=row["attestation"],
-        cell=_status_cell(row["cell"], csrf),
+        cell=status_cell_html(row["cell"], csrf),
         hubs=row["hubs"] or _ALL_HUBS,
         # The |date:"Y-m-d H:i" of the template, without the filter machinery.
         updated=template_localtime(updated).strftime("%Y-%m-%d %H:%M") if updated else "—",
@@ -189,7 +189,7 @@ def _record_row(row: dict[str, Any], is_group: bool, csrf: SafeString) -> SafeSt
 @register.simple_tag(takes_context=True)
 def record_rows(context: template.Context, rows: Iterable[dict[str, Any]], kind: Any) -> SafeString:
     """Render the ``<tr>`` of each row the list view prepared (``generic.RecordListView``)."""
-    csrf = _csrf_input(context)
+    csrf = csrf_input(context)
     return mark_safe(  # noqa: S308 - a join of format_html results
         "".join(_record_row(row, kind.is_group, csrf) for row in rows)
     )

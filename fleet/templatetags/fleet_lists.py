@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import template_localtime  # type: ignore[attr-defined]  # stubs lack it
 
-from enrollments.templatetags.enrollments_ui import _csrf_input, _status_cell
+from enrollments.templatetags.enrollments_ui import csrf_input, status_cell_html
 from fleet.templatetags.humanize_fleet import sort_mark, toggle
 
 register = template.Library()
@@ -70,7 +70,7 @@ def _row(row: dict[str, Any], is_group: bool, csrf: SafeString) -> SafeString:
         else _EMPTY,
         device=device,
         attestation=row["attestation"],
-        cell=_status_cell(row["cell"], csrf),
+        cell=status_cell_html(row["cell"], csrf),
         hubs=row["hubs"] or "All linked hubs",
         tags=tags,
         expires=_when(row["expires"], "%Y-%m-%d"),
@@ -82,7 +82,7 @@ def _row(row: dict[str, Any], is_group: bool, csrf: SafeString) -> SafeString:
 @register.simple_tag(takes_context=True)
 def index_rows(context: template.Context, rows: Iterable[dict[str, Any]], kind: Any) -> SafeString:
     """Render the ``<tr>`` of each row enrollments.views.indexed.record_rows prepared."""
-    csrf = _csrf_input(context)
+    csrf = csrf_input(context)
     return mark_safe("".join(_row(r, kind.is_group, csrf) for r in rows))  # noqa: S308 - format_html
 
 
