@@ -58,6 +58,12 @@ def dps_time(value: Any) -> datetime | None:
     """Parse a DPS timestamp (``2026-12-03T07:09:03.1234567Z``) into an aware datetime."""
     if not isinstance(value, str) or len(value) < 19:
         return None
+    try:  # the common case, in C: any number of fractional digits, "Z" or an offset
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     try:
         base = datetime.fromisoformat(value[:19])
     except ValueError:

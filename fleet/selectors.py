@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Q, QuerySet, TextField
+from django.db.models import Count, F, Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Upper
 from django.utils import timezone
@@ -93,11 +93,15 @@ def records_matching(instance: Any, kind: str, q: RecordQuery) -> QuerySet[Index
     qs = IndexedRecord.objects.filter(instance=instance, kind=kind)
     text = q.search.strip().upper()
     if text:
-        # Registration (or group) id or device id, each answered by its own index.
+        # Registration (or group) id or device id, each answered by its own index. A device
+        # id that is empty or equal to the registration id adds no match, and the device id's
+        # indexes leave such rows out (migration 0003): the condition says so to the planner.
         qs = qs.alias(record_id_upper=Upper("record_id"), device_id_upper=Upper("device_id"))
         how = "contains" if q.match == "contains" else "startswith"
+        distinct_device = ~Q(device_id=F("record_id")) & ~Q(device_id="")
         qs = qs.filter(
-            Q(**{f"record_id_upper__{how}": text}) | Q(**{f"device_id_upper__{how}": text})
+            Q(**{f"record_id_upper__{how}": text})
+            | (Q(**{f"device_id_upper__{how}": text}) & distinct_device)
         )
     exact = {
         "status": q.status,

@@ -9,7 +9,7 @@ Elsewhere (SQLite, the embedded default) ``bulk_create`` with ``update_conflicts
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -26,6 +26,26 @@ def _columns(fields: Sequence[str]) -> list[str]:
         f = IndexedRecord._meta.get_field(name)
         names.append(str(getattr(f, "column", name)))
     return names
+
+
+def insert_new(rows: Iterable[dict[str, Any]], update: Sequence[str]) -> bool:
+    """COPY rows none of whose keys is in the index yet; return False (nothing written) if one is.
+
+    ``rows`` may be a generator: on PostgreSQL each row goes to the server as soon as it is
+    built, so the server stores a page while the rest of it is still being extracted. A key
+    the portal wrote meanwhile rolls the savepoint back; the caller then merges the page.
+    Elsewhere it returns False at once (the merge is the only path).
+    """
+    if connection.vendor != "postgresql":
+        return False
+    import psycopg  # only here: the PostgreSQL path
+
+    try:
+        with transaction.atomic():  # a savepoint: a key written meanwhile falls back
+            _copy(rows, update, into="fleet_indexedrecord")
+    except (IntegrityError, psycopg.IntegrityError):  # COPY's own error is not wrapped
+        return False
+    return True
 
 
 def upsert_records(
@@ -48,25 +68,20 @@ def upsert_records(
             update_fields=list(update),
         )
         return
-    if new_only:
-        import psycopg  # only here: the PostgreSQL path
-
-        try:
-            with transaction.atomic():  # a savepoint: a key written meanwhile falls back
-                _copy(rows, update, into="fleet_indexedrecord")
-            return
-        except (IntegrityError, psycopg.IntegrityError):  # COPY's own error is not wrapped
-            pass
+    if new_only and insert_new(rows, update):
+        return
     _copy(rows, update, into="fleet_stage")
 
 
-def _copy(rows: list[dict[str, Any]], update: Sequence[str], *, into: str) -> None:
+def _copy(rows: Iterable[dict[str, Any]], update: Sequence[str], *, into: str) -> None:
     """COPY ``rows`` into the table ``into``; from the staging table, merge them."""
     now = timezone.now()
     fields = ["instance_id", "kind", "key", *update, "indexed_at", "registration_status"]
     cols = _columns(fields)
     col_list = ", ".join(cols)
-    json_at = [i for i, name in enumerate(fields) if name in _JSON]
+    plain = fields[:-2]
+    json_at = [i for i, name in enumerate(plain) if name in _JSON]
+    dumps = json.dumps
     with connection.cursor() as cur:
         if into == "fleet_stage":
             cur.execute(
@@ -74,12 +89,15 @@ def _copy(rows: list[dict[str, Any]], update: Sequence[str], *, into: str) -> No
                 f"SELECT {col_list} FROM fleet_indexedrecord WITH NO DATA"
             )
         with cur.cursor.copy(f"COPY {into} ({col_list}) FROM STDIN") as copy:
+            write_row = copy.write_row
             for row in rows:
-                values = [row.get(name) for name in fields[:-2]]
+                values = [row.get(name) for name in plain]
                 for i in json_at:
                     if values[i] is not None:
-                        values[i] = json.dumps(values[i])
-                copy.write_row([*values, now, row.get("registration_status", "")])
+                        values[i] = dumps(values[i])
+                values.append(now)
+                values.append(row.get("registration_status", ""))
+                write_row(values)
         if into != "fleet_stage":
             return
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _columns([*update, "indexed_at"]))

@@ -3,9 +3,10 @@
 ``seed_enrollments(store, count)`` writes ``count`` records shaped as the service stores
 them (etag, times, property order), varied so the portal's filters have something to find:
 a mix of symmetric-key, TPM and X.509 attestations, about one in ten disabled, tags
-``plant``/``line``, IoT Edge on some, and X.509 certificate ``info`` expiring over the next
-year. Keys are random. A million records take seconds: one transaction, one executemany per
-batch, no validation (the generator makes only valid records).
+``plant``/``line``, IoT Edge on some, one device id in ten not the registration id, and X.509
+certificate ``info`` expiring over the next year. Keys are random. A million records take
+seconds: one transaction, one executemany per batch, no validation (the generator makes only
+valid records).
 
 Control route (loopback only, like every ``/_emulator`` route): ``POST /_emulator/seed`` with
 ``{"count": N, "prefix": "seed", "start": 0}`` answers ``{"inserted": n, "seconds": s}``.
@@ -68,7 +69,8 @@ def generate(count: int, *, prefix: str = "seed", start: int = 0) -> Iterator[di
         stamp = utc_now()
         doc: dict[str, Any] = {
             "registrationId": rid,
-            "deviceId": rid,
+            # Most devices take their registration id; one in ten has a name of its own.
+            "deviceId": rid if i % 10 else f"gw-{i:07d}",
             "attestation": _attestation(i, now),
             "capabilities": {"iotEdge": i % 20 == 0},
             "initialTwin": {
