@@ -1,0 +1,124 @@
+"""How a pass writes the index fast without changing what it answers (issue 13's ingest rate).
+
+The rows of a first pass stream into COPY; a page one of whose keys the portal wrote meanwhile
+is merged instead. Device id search skips the device id where it repeats the registration id
+(the partial indexes of migration 0003). A pass reads never-read states first, newest changed
+first, then the longest since read.
+"""
+# ruff: noqa: F811 - the enrollment tests' fixtures are imported by name, then requested
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from fleet import sync
+from fleet.models import IndexedRecord, RecordKind, SyncState
+from fleet.selectors import RecordQuery, records_matching
+from instances.models import DpsInstance
+
+from .overview_fleet import (  # noqa: F401 - fixtures
+    _isolated_caches,
+    _record,
+    dps_entry,
+    dps_instances,
+    owner_client,
+    prod,
+    seed,
+    signed_in,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _doc(rid: str, etag: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "registrationId": rid,
+        "deviceId": rid,
+        "attestation": {"type": "tpm"},
+        "etag": etag,
+        "lastUpdatedDateTimeUtc": "2026-12-01T10:00:00.1234567Z",
+        **extra,
+    }
+
+
+def _first_pass(instance: DpsInstance) -> SyncState:
+    return SyncState.objects.create(instance=instance, pass_id=1)  # never finished
+
+
+def test_a_first_pass_page_streams_every_row_with_its_fields(prod: DpsInstance) -> None:
+    state = _first_pass(prod)
+    docs = [_doc(f"fw-new-{i}", f"e{i}", provisioningStatus="disabled") for i in range(5)]
+    docs.append({"etag": "no id"})  # a document without an id is skipped, not stored
+
+    stored = sync.apply_records(prod, state, RecordKind.ENROLLMENT, docs, timezone.now())
+
+    assert stored == 5
+    rows = IndexedRecord.objects.filter(instance=prod).order_by("key")
+    assert [r.key for r in rows] == [f"fw-new-{i}" for i in range(5)]
+    for row, doc in zip(rows, docs, strict=False):
+        assert row.etag == doc["etag"]
+        assert row.status == "disabled"
+        assert row.seen_pass == 1
+        assert row.drift_pending is None
+        assert row.updated == dt.datetime(2026, 12, 1, 10, 0, 0, 123456, tzinfo=dt.UTC)
+
+
+def test_a_first_pass_page_with_a_key_the_portal_wrote_is_merged_whole(
+    prod: DpsInstance,
+) -> None:
+    """The COPY of a page fails on a key written meanwhile; the page is merged, none lost."""
+    state = _first_pass(prod)
+    _record(prod, RecordKind.ENROLLMENT, "fw-race-1", etag="portal", status="enabled")
+    docs = [_doc("fw-race-0", "d0"), _doc("fw-race-1", "d1", provisioningStatus="disabled")]
+
+    stored = sync.apply_records(prod, state, RecordKind.ENROLLMENT, docs, timezone.now())
+
+    assert stored == 2
+    rows = {r.key: r for r in IndexedRecord.objects.filter(instance=prod)}
+    assert set(rows) == {"fw-race-0", "fw-race-1"}
+    assert rows["fw-race-1"].etag == "d1"  # the page's document replaced the written row
+    assert rows["fw-race-1"].status == "disabled"
+    assert rows["fw-race-0"].etag == "d0"
+
+
+def test_search_finds_each_record_once_by_either_id(prod: DpsInstance) -> None:
+    """A device id equal to the registration id, empty, or its own: each search finds it once."""
+    _record(prod, RecordKind.ENROLLMENT, "plant-a-01", device_id="plant-a-01")
+    _record(prod, RecordKind.ENROLLMENT, "plant-a-02", device_id="")
+    _record(prod, RecordKind.ENROLLMENT, "plant-a-03", device_id="gateway-7")
+    _record(prod, RecordKind.ENROLLMENT, "plant-b-01", device_id="PLANT-A-XY")  # case differs
+
+    def found(text: str, match: str = "prefix") -> list[str]:
+        qs = records_matching(prod, RecordKind.ENROLLMENT, RecordQuery(search=text, match=match))
+        return sorted(qs.values_list("record_id", flat=True))
+
+    assert found("plant-a") == ["plant-a-01", "plant-a-02", "plant-a-03", "plant-b-01"]
+    assert found("gateway") == ["plant-a-03"]
+    assert found("way-7", "contains") == ["plant-a-03"]
+    assert found("a-xy", "contains") == ["plant-b-01"]
+    assert found("plant-a-01") == ["plant-a-01"]
+    assert found("nothing") == []
+
+
+def test_a_pass_reads_never_read_states_newest_first_then_the_longest_since_read(
+    prod: DpsInstance,
+) -> None:
+    now = timezone.now()
+    day = dt.timedelta(days=1)
+    for rid, updated, read in (
+        ("st-old-unread", now - 9 * day, None),
+        ("st-new-unread", now - day, None),
+        ("st-read-long-ago", now - day, now - 5 * day),
+        ("st-read-lately", now - 8 * day, now - day),
+    ):
+        _record(prod, RecordKind.ENROLLMENT, rid, updated=updated, registration_read_at=read)
+    _record(prod, RecordKind.GROUP, "st-a-group", updated=now)  # groups have no state to read
+
+    order = [rid for _, rid in sync._state_targets(prod, 10)]
+    assert order == ["st-new-unread", "st-old-unread", "st-read-long-ago", "st-read-lately"]
+    assert [rid for _, rid in sync._state_targets(prod, 3)] == order[:3]
+    assert [rid for _, rid in sync._state_targets(prod, 1)] == order[:1]
