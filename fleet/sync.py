@@ -208,6 +208,31 @@ def _new_row(
     }
 
 
+def _mark_unchanged(
+    instance: DpsInstance, state: SyncState, kind: str, by_key: dict[str, dict[str, Any]]
+) -> set[str]:
+    """Mark seen by this pass every row whose ETag the page repeats; return their keys."""
+    etags = {k: doc["etag"] for k, doc in by_key.items() if isinstance(doc.get("etag"), str)}
+    etags = {k: etag for k, etag in etags.items() if etag}
+    if not etags:
+        return set()
+    if connection.vendor == "postgresql":  # one statement: compare and mark together
+        with connection.cursor() as cur:
+            cur.execute(
+                "UPDATE fleet_indexedrecord AS r SET seen_pass = %s "
+                "FROM unnest(%s::text[], %s::text[]) AS u(key, etag) "
+                "WHERE r.instance_id = %s AND r.kind = %s AND r.key = u.key AND r.etag = u.etag "
+                "RETURNING r.key",
+                [state.pass_id, list(etags), list(etags.values()), instance.pk, kind],
+            )
+            return {key for (key,) in cur.fetchall()}
+    rows = IndexedRecord.objects.filter(instance=instance, kind=kind, key__in=list(etags))
+    same = {k for k, etag in rows.values_list("key", "etag") if etags.get(k) == etag}
+    if same:
+        rows.filter(key__in=same).update(seen_pass=state.pass_id)
+    return same
+
+
 def _new_rows(
     instance: DpsInstance, state: SyncState, kind: str, docs: list[dict[str, Any]], n: list[int]
 ) -> Iterator[dict[str, Any]]:
@@ -251,15 +276,21 @@ def apply_records(
             return stored[0]
     by_key = {record_key(kind, doc): doc for doc in docs}
     by_key.pop("", None)
-    # Keys and ETags first (most rows of a later pass are unchanged); whole rows only for the
-    # changed ones, locked so a write-through of the same record waits for this page.
-    known = dict(
-        IndexedRecord.objects.filter(
-            instance=instance, kind=kind, key__in=list(by_key)
-        ).values_list("key", "etag")
+    # Most rows of a later pass are unchanged: they are marked seen first, in one statement.
+    # Whole rows are read only for the changed ones, locked so that a write-through of the
+    # same record waits for this page.
+    same = _mark_unchanged(instance, state, kind, by_key)
+    rest = [k for k in by_key if k not in same]
+    known = (
+        dict(
+            IndexedRecord.objects.filter(instance=instance, kind=kind, key__in=rest).values_list(
+                "key", "etag"
+            )
+        )
+        if rest
+        else {}
     )
-    same = {k for k, doc in by_key.items() if known.get(k) and known[k] == doc.get("etag")}
-    changed_keys = [k for k in by_key if k in known and k not in same]
+    changed_keys = [k for k in rest if k in known]
     existing = (
         {
             r.key: r
@@ -272,19 +303,18 @@ def apply_records(
         if changed_keys
         else {}
     )
-    writes = writes_of(instance, kind, by_key) if judge else {}
+    writes = writes_of(instance, kind, rest) if judge and rest else {}
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
-    for key, doc in by_key.items():
-        if key in same:
-            continue
+    for key in rest:
+        doc = by_key[key]
         row = existing.get(key)
         if judge and page_is_stale(writes.get(key, []), fetched_at):
             # The portal wrote it after this page was read: the write-through row is newer.
             skipped.append(key)
             continue
         rows.append(_new_row(instance, state, kind, key, doc, row, judge))
-    unchanged = [*same, *(k for k in skipped if k in known)]
+    unchanged = [k for k in skipped if k in known]
     if judge and rows:
         tag_keys = facets.tag_keys_of(instance, kind)
         for new_row in rows:
