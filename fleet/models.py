@@ -26,9 +26,13 @@ class IndexedRecord(models.Model):
 
     instance = models.ForeignKey(
         "instances.DpsInstance",
-        on_delete=models.CASCADE,
+        on_delete=models.CASCADE,  # done by Django, which deletes the rows with the instance
         related_name="fleet_records",
         db_index=False,  # the unique constraint leads with it
+        # No constraint in the database: checking one locks the instance's row for every row
+        # written (SELECT … FOR KEY SHARE), a third of a first pass's cost. The index is
+        # derived data, written only by code that holds the instance.
+        db_constraint=False,
     )
     kind = models.CharField(max_length=16, choices=RecordKind.choices)
     # DPS ids ignore case: ``key`` (lower case) is unique, ``record_id`` keeps DPS's spelling.
@@ -138,6 +142,7 @@ class IndexedRegistration(models.Model):
         on_delete=models.CASCADE,
         related_name="fleet_registrations",
         db_index=False,  # the unique constraint leads with it
+        db_constraint=False,  # as IndexedRecord.instance: a lock per row written
     )
     key = models.CharField(max_length=128)
     registration_id = models.CharField(max_length=128)

@@ -361,14 +361,11 @@ def _page_transaction() -> Iterator[None]:
     A page commits without waiting for its WAL flush (PostgreSQL's ``synchronous_commit``
     off, for this transaction only): a database crash may lose the last pages committed, but
     rows and position go together, so the next run resumes from the position that survived.
-    Its rows' foreign key to the instance is checked as each row is written, not queued for
-    the commit (Django declares it deferred; a queue of a thousand checks costs more).
     """
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cur:
                 cur.execute("SET LOCAL synchronous_commit TO OFF")
-                cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
         yield
 
 

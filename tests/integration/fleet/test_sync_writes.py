@@ -122,3 +122,36 @@ def test_a_pass_reads_never_read_states_newest_first_then_the_longest_since_read
     assert order == ["st-new-unread", "st-old-unread", "st-read-long-ago", "st-read-lately"]
     assert [rid for _, rid in sync._state_targets(prod, 3)] == order[:3]
     assert [rid for _, rid in sync._state_targets(prod, 1)] == order[:1]
+
+
+def test_tag_keys_with_too_many_values_are_not_counted(
+    prod: DpsInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleet import facets
+
+    monkeypatch.setattr(facets, "MAX_TAG_VALUES", 2)
+    SyncState.objects.create(instance=prod, pass_id=1)
+    for i, plant in enumerate(("1", "2", "2")):
+        _record(prod, RecordKind.ENROLLMENT, f"tk-{i}", tags={"plant": plant, "serial": f"s{i}"})
+
+    assert facets.rebuild(prod, RecordKind.ENROLLMENT) == ["plant"]  # serial has 3 values
+    assert facets.counted(prod, RecordKind.ENROLLMENT, tag=("plant", "2"))[0] == 2
+    assert facets.counted(prod, RecordKind.ENROLLMENT, tag=("serial", "s0")) is None
+
+
+def test_an_instance_deleted_takes_its_index_rows_along(prod: DpsInstance) -> None:
+    """The rows have no database constraint (migration 0004); Django's cascade deletes them."""
+    from fleet.models import IndexedRegistration
+
+    _record(prod, RecordKind.ENROLLMENT, "gone-with-1")
+    IndexedRegistration.objects.create(instance=prod, key="gone-reg", registration_id="gone-reg")
+    other = DpsInstance.objects.exclude(pk=prod.pk).first()
+    assert other is not None
+    _record(other, RecordKind.ENROLLMENT, "stays-1")
+
+    pk = prod.pk
+    prod.delete()
+
+    assert not IndexedRecord.objects.filter(instance_id=pk).exists()
+    assert not IndexedRegistration.objects.filter(instance_id=pk).exists()
+    assert IndexedRecord.objects.filter(instance=other).count() == 1
