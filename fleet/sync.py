@@ -11,6 +11,7 @@ lease on the SyncState row, renewed with every page, expires if its worker dies.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from fleet.extract import (
     dps_time,
     record_fields,
     record_key,
+    record_values,
     registration_fields,
 )
 from fleet.journal import page_is_stale, writes_of
@@ -53,6 +55,9 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 #: The fields a page writes to an index row (besides instance, kind and key).
 _UPDATE = (*RECORD_FIELDS, "seen_pass", "drift_pending", "drift_at")
+#: Where record_values holds the JSON fields (serialized for COPY) and the tags follow desired.
+_HUBS, _TAGS, _DESIRED = (RECORD_FIELDS.index(f) for f in ("iot_hubs", "tags", "desired"))
+assert _DESIRED == _TAGS + 1
 _QUERY = {
     SyncPhase.ENROLLMENTS: ("/enrollments/query", RecordKind.ENROLLMENT, SyncPhase.GROUPS),
     SyncPhase.GROUPS: ("/enrollmentGroups/query", RecordKind.GROUP, SyncPhase.REGISTRATIONS),
@@ -235,21 +240,30 @@ def _mark_unchanged(
 
 def _new_rows(
     instance: DpsInstance, state: SyncState, kind: str, docs: list[dict[str, Any]], n: list[int]
-) -> Iterator[dict[str, Any]]:
-    """Yield the rows of a page none of whose keys is indexed yet, counting them in ``n[0]``."""
+) -> Iterator[tuple[Any, ...]]:
+    """Yield, as fleet.upsert.insert_new takes them, the rows of a page of new keys.
+
+    Counts them in ``n[0]``. Straight from record_values to the COPY: no dict per row.
+    """
+    dumps = json.dumps
+    tail = (state.pass_id, None, None)  # seen_pass, drift_pending, drift_at (_UPDATE's end)
     for doc in docs:
         key = record_key(kind, doc)
         if key:
             n[0] += 1
-            yield {
-                "instance_id": instance.pk,
-                "kind": kind,
-                "key": key,
-                "seen_pass": state.pass_id,
-                "drift_pending": None,
-                "drift_at": None,
-                **record_fields(kind, doc),
-            }
+            values = record_values(kind, doc)
+            yield (
+                instance.pk,
+                kind,
+                key,
+                *values[:_HUBS],
+                dumps(values[_HUBS]) if values[_HUBS] else "[]",
+                *values[_HUBS + 1 : _TAGS],
+                dumps(values[_TAGS]),
+                dumps(values[_DESIRED]),
+                *values[_DESIRED + 1 :],
+                *tail,
+            )
 
 
 def _counted_fields(row: IndexedRecord | None) -> dict[str, Any] | None:
@@ -543,7 +557,7 @@ def _state_targets(instance: DpsInstance, budget: int) -> list[tuple[int, str]]:
 
 
 def _run_states_phase(reader: Reader, state: SyncState, owner: str, result: PassResult) -> None:
-    """Read a budget of individual registration states: never-read first, then newest-changed."""
+    """Read a budget of individual registration states (the order: :func:`_state_targets`)."""
     instance = reader.instance
     for pk, rid in _state_targets(instance, state_budget()):
         try:

@@ -9,7 +9,7 @@ Elsewhere (SQLite, the embedded default) ``bulk_create`` with ``update_conflicts
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -28,13 +28,15 @@ def _columns(fields: Sequence[str]) -> list[str]:
     return names
 
 
-def insert_new(rows: Iterable[dict[str, Any]], update: Sequence[str]) -> bool:
+def insert_new(rows: Iterable[Sequence[Any]], update: Sequence[str]) -> bool:
     """COPY rows none of whose keys is in the index yet; return False (nothing written) if one is.
 
-    ``rows`` may be a generator: on PostgreSQL each row goes to the server as soon as it is
-    built, so the server stores a page while the rest of it is still being extracted. A key
-    the portal wrote meanwhile rolls the savepoint back; the caller then merges the page.
-    Elsewhere it returns False at once (the merge is the only path).
+    Each row holds the values of ``instance_id``, ``kind``, ``key`` and ``update``, in that
+    order, JSON fields already serialized (:func:`as_values` makes them from dicts). ``rows``
+    may be a generator: on PostgreSQL each row goes to the server as soon as it is built, so
+    the server stores a page while the rest of it is still being extracted. A key the portal
+    wrote meanwhile rolls the savepoint back; the caller then merges the page. Elsewhere it
+    returns False at once (the merge is the only path).
     """
     if connection.vendor != "postgresql":
         return False
@@ -46,6 +48,19 @@ def insert_new(rows: Iterable[dict[str, Any]], update: Sequence[str]) -> bool:
     except (IntegrityError, psycopg.IntegrityError):  # COPY's own error is not wrapped
         return False
     return True
+
+
+def as_values(rows: Iterable[dict[str, Any]], update: Sequence[str]) -> Iterator[list[Any]]:
+    """Yield each row dict as the values :func:`insert_new` takes (JSON fields serialized)."""
+    fields = ["instance_id", "kind", "key", *update]
+    json_at = [i for i, name in enumerate(fields) if name in _JSON]
+    dumps = json.dumps
+    for row in rows:
+        values = [row.get(name) for name in fields]
+        for i in json_at:
+            if values[i] is not None:
+                values[i] = dumps(values[i])
+        yield values
 
 
 def upsert_records(
@@ -68,20 +83,17 @@ def upsert_records(
             update_fields=list(update),
         )
         return
-    if new_only and insert_new(rows, update):
+    if new_only and insert_new(as_values(rows, update), update):
         return
-    _copy(rows, update, into="fleet_stage")
+    _copy(as_values(rows, update), update, into="fleet_stage")
 
 
-def _copy(rows: Iterable[dict[str, Any]], update: Sequence[str], *, into: str) -> None:
-    """COPY ``rows`` into the table ``into``; from the staging table, merge them."""
-    now = timezone.now()
+def _copy(rows: Iterable[Sequence[Any]], update: Sequence[str], *, into: str) -> None:
+    """COPY value rows (as :func:`insert_new` takes) into ``into``; from staging, merge them."""
     fields = ["instance_id", "kind", "key", *update, "indexed_at", "registration_status"]
     cols = _columns(fields)
     col_list = ", ".join(cols)
-    plain = fields[:-2]
-    json_at = [i for i, name in enumerate(plain) if name in _JSON]
-    dumps = json.dumps
+    tail = (timezone.now(), "")  # indexed_at; registration_status: a pass never reads it here
     with connection.cursor() as cur:
         if into == "fleet_stage":
             cur.execute(
@@ -91,13 +103,7 @@ def _copy(rows: Iterable[dict[str, Any]], update: Sequence[str], *, into: str) -
         with cur.cursor.copy(f"COPY {into} ({col_list}) FROM STDIN") as copy:
             write_row = copy.write_row
             for row in rows:
-                values = [row.get(name) for name in plain]
-                for i in json_at:
-                    if values[i] is not None:
-                        values[i] = dumps(values[i])
-                values.append(now)
-                values.append(row.get("registration_status", ""))
-                write_row(values)
+                write_row((*row, *tail))
         if into != "fleet_stage":
             return
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _columns([*update, "indexed_at"]))
