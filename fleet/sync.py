@@ -423,7 +423,8 @@ def _query_page(
             _save(state, owner, continuation="", phase=next_phase)
     result.pages += 1
     result.records += n
-    _fresh_statistics(int(state.counts.get(kind, 0)))
+    if state.finished_at is not None:
+        _fresh_statistics(int(state.counts.get(kind, 0)))
     return token
 
 
@@ -444,29 +445,36 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+_COUNTED_KINDS = (RecordKind.ENROLLMENT, RecordKind.GROUP)
+
 #: Row counts after which a pass refreshes PostgreSQL's statistics of the index tables.
 _ANALYZE_AT = (5_000, 50_000, 500_000)
 
 
 def _fresh_statistics(done: int) -> None:
-    """ANALYZE the index tables when a pass has just grown them tenfold.
+    """ANALYZE the index tables when a later pass has just grown them tenfold.
 
-    A first pass fills an empty table faster than autovacuum notices: with statistics that
-    still say "a few rows", PostgreSQL looks a page's keys up by scanning the whole instance
-    (any index on (instance, kind) looks as good), and the pass slows down as it grows.
+    A pass that adds many rows grows the table faster than autovacuum notices: with statistics
+    that still say "a few rows", PostgreSQL looks a page's keys up by scanning the whole
+    instance (any index on (instance, kind) looks as good), and the pass slows down as it
+    grows. A first pass looks nothing up (its pages stream into COPY): it analyzes once, at
+    its end (:func:`_finish`).
     """
     if connection.vendor != "postgresql" or done - page_size() >= max(_ANALYZE_AT):
         return
     if any(done - page_size() < mark <= done for mark in _ANALYZE_AT):
-        with connection.cursor() as cur:
-            # Only if the statistics know fewer rows than this pass has stored (a later pass
-            # over rows the table already holds would pay a full ANALYZE for nothing).
-            cur.execute(
-                "SELECT reltuples FROM pg_class WHERE oid = 'fleet_indexedrecord'::regclass"
-            )
-            (known,) = cur.fetchone() or (0,)
-            if known < done:
-                cur.execute("ANALYZE fleet_indexedrecord")
+        _analyze_if_stale(done)
+
+
+def _analyze_if_stale(rows: int) -> None:
+    """ANALYZE the index table if its statistics know fewer than ``rows`` rows (PostgreSQL)."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cur:
+        cur.execute("SELECT reltuples FROM pg_class WHERE oid = 'fleet_indexedrecord'::regclass")
+        (known,) = cur.fetchone() or (0,)
+        if known < rows:
+            cur.execute("ANALYZE fleet_indexedrecord")
 
 
 def _next_group(instance: DpsInstance, after: str, *, inclusive: bool) -> str | None:
@@ -588,6 +596,8 @@ def _run_states_phase(reader: Reader, state: SyncState, owner: str, result: Pass
 def _finish(reader: Reader, state: SyncState, owner: str) -> None:
     instance = reader.instance
     started = state.started_at or timezone.now()
+    if state.finished_at is None:  # a first pass: statistics for the lists and later passes
+        _analyze_if_stale(sum(int(state.counts.get(k, 0)) for k in _COUNTED_KINDS))
     with transaction.atomic():
         drift.judge_pass(instance, state, started)
         for kind in (RecordKind.ENROLLMENT, RecordKind.GROUP):
