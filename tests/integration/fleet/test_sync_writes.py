@@ -155,3 +155,27 @@ def test_an_instance_deleted_takes_its_index_rows_along(prod: DpsInstance) -> No
     assert not IndexedRecord.objects.filter(instance_id=pk).exists()
     assert not IndexedRegistration.objects.filter(instance_id=pk).exists()
     assert IndexedRecord.objects.filter(instance=other).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("caps", "offered"),
+    [({"enrollments.read", "enrollmentgroups.read"}, True), ({"enrollmentgroups.read"}, False)],
+)
+def test_refresh_now_is_offered_only_to_readers_of_enrollments(
+    prod: DpsInstance, caps: set[str], offered: bool
+) -> None:
+    """The refresh view asks for enrollment read: a groups-only reader gets no button to 403."""
+    from django.template.loader import render_to_string
+
+    from authn.permissions import Capability
+
+    html = render_to_string(
+        "fleet/_age.html",
+        {
+            "instance": prod,
+            "sync": None,
+            "caps": {Capability(c) for c in caps},
+            "refresh_kind": RecordKind.GROUP,
+        },
+    )
+    assert ('data-testid="fleet-refresh"' in html) is offered
