@@ -113,24 +113,30 @@ def rebuild(instance: Any, kind: str) -> list[str]:
             "GROUP BY r.instance_id, r.kind, r.status, r.attestation, r.iot_edge",
             args,
         )
-        # The distinct pairs first, then their count per key: PostgreSQL hashes a DISTINCT
-        # but sorts for COUNT(DISTINCT …) (3x slower over a million rows' tags).
+        # One pass over the tags: every (key, value, facets) cell into a scratch table; the
+        # keys with few enough values are read from it, and their cells copied.
+        cur.execute("DROP TABLE IF EXISTS fleet_tag_cells")
         cur.execute(
-            f"SELECT d.key FROM (SELECT DISTINCT t.key, t.value FROM "  # noqa: S608
-            f"fleet_indexedrecord r, {each} WHERE {where}) d "
-            f"GROUP BY d.key HAVING COUNT(*) <= {MAX_TAG_VALUES}",
+            "CREATE TEMP TABLE fleet_tag_cells AS "  # noqa: S608
+            f"SELECT t.key AS key, {value} AS value, r.status AS status, "
+            "r.attestation AS attestation, r.iot_edge AS iot_edge, COUNT(*) AS n "
+            f"FROM fleet_indexedrecord r, {each} WHERE {where} "
+            f"GROUP BY t.key, {value}, r.status, r.attestation, r.iot_edge",
             args,
+        )
+        cur.execute(
+            "SELECT key FROM fleet_tag_cells GROUP BY key HAVING COUNT(DISTINCT value) <= %s",
+            [MAX_TAG_VALUES],
         )
         keys = sorted(str(k) for (k,) in cur.fetchall())
         if keys:
             marks = ", ".join(["%s"] * len(keys))
             cur.execute(
-                insert + f"SELECT r.instance_id, r.kind, t.key, {value}, r.status, "  # noqa: S608
-                f"r.attestation, r.iot_edge, COUNT(*) FROM fleet_indexedrecord r, {each} "
-                f"WHERE {where} AND t.key IN ({marks}) GROUP BY r.instance_id, r.kind, "
-                f"t.key, {value}, r.status, r.attestation, r.iot_edge",
+                insert + "SELECT %s, %s, key, value, status, attestation, iot_edge, n "  # noqa: S608
+                f"FROM fleet_tag_cells WHERE key IN ({marks})",
                 [*args, *keys],
             )
+        cur.execute("DROP TABLE fleet_tag_cells")
     state = SyncState.objects.get(instance=instance)
     SyncState.objects.filter(pk=state.pk).update(facet_tags={**state.facet_tags, kind: keys})
     return keys
