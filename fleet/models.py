@@ -127,6 +127,7 @@ class IndexedRecord(models.Model):
                 name="fleet_rec_regread",
                 condition=models.Q(registration_read_at__isnull=False),
             ),
+            # On PostgreSQL in byte order, which also answers id prefixes (migration 0005).
             models.Index("instance", "kind", Upper("record_id"), name="fleet_rec_id_upper"),
         ]
 
