@@ -3,8 +3,7 @@
 Every query is scoped to one instance and one record kind first (the leading columns of every
 index). Search is on the upper-cased id: a prefix uses the byte-ordered index lists sort ids
 by (:func:`id_order`), a substring the trigram index (PostgreSQL; plain scans of one instance
-on SQLite). Tags and
-desired properties use JSON containment (``@>``, GIN). The total and the facets come from the
+on SQLite). Tags and desired properties use JSON containment (``@>``, GIN). The total and the facets come from the
 stored counts (fleet.facets) when the filters allow, else from one GROUP BY over the matching
 rows, so a page costs three statements: rows, facet counts, age. The facets are disjunctive:
 a chosen status, attestation or IoT Edge value does not hide the facet's other values, whose

@@ -11,7 +11,6 @@ lease on the SyncState row, renewed with every page, expires if its worker dies.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -55,9 +54,6 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 #: The fields a page writes to an index row (besides instance, kind and key).
 _UPDATE = (*RECORD_FIELDS, "seen_pass", "drift_pending", "drift_at")
-#: Where record_values holds the JSON fields (serialized for COPY) and the tags follow desired.
-_HUBS, _TAGS, _DESIRED = (RECORD_FIELDS.index(f) for f in ("iot_hubs", "tags", "desired"))
-assert _DESIRED == _TAGS + 1
 _QUERY = {
     SyncPhase.ENROLLMENTS: ("/enrollments/query", RecordKind.ENROLLMENT, SyncPhase.GROUPS),
     SyncPhase.GROUPS: ("/enrollmentGroups/query", RecordKind.GROUP, SyncPhase.REGISTRATIONS),
@@ -245,25 +241,12 @@ def _new_rows(
 
     Counts them in ``n[0]``. Straight from record_values to the COPY: no dict per row.
     """
-    dumps = json.dumps
     tail = (state.pass_id, None, None)  # seen_pass, drift_pending, drift_at (_UPDATE's end)
     for doc in docs:
         key = record_key(kind, doc)
         if key:
             n[0] += 1
-            values = record_values(kind, doc)
-            yield (
-                instance.pk,
-                kind,
-                key,
-                *values[:_HUBS],
-                dumps(values[_HUBS]) if values[_HUBS] else "[]",
-                *values[_HUBS + 1 : _TAGS],
-                dumps(values[_TAGS]),
-                dumps(values[_DESIRED]),
-                *values[_DESIRED + 1 :],
-                *tail,
-            )
+            yield (instance.pk, kind, key, *record_values(kind, doc), *tail)
 
 
 def _counted_fields(row: IndexedRecord | None) -> dict[str, Any] | None:
@@ -600,7 +583,7 @@ def _finish(reader: Reader, state: SyncState, owner: str) -> None:
         _analyze_if_stale(sum(int(state.counts.get(k, 0)) for k in _COUNTED_KINDS))
     with transaction.atomic():
         drift.judge_pass(instance, state, started)
-        for kind in (RecordKind.ENROLLMENT, RecordKind.GROUP):
+        for kind in _COUNTED_KINDS:
             facets.rebuild(instance, kind)
         # Records of a group this pass paged but did not list are gone. Records of a group that
         # is gone stay: DPS keeps them (orphans, still counted against the quota) until deleted;

@@ -32,7 +32,7 @@ def insert_new(rows: Iterable[Sequence[Any]], update: Sequence[str]) -> bool:
     """COPY rows none of whose keys is in the index yet; return False (nothing written) if one is.
 
     Each row holds the values of ``instance_id``, ``kind``, ``key`` and ``update``, in that
-    order, JSON fields already serialized (:func:`as_values` makes them from dicts). ``rows``
+    order (:func:`as_values` makes them from dicts); :func:`_copy` serializes the JSON ones. ``rows``
     may be a generator: on PostgreSQL each row goes to the server as soon as it is built, so
     the server stores a page while the rest of it is still being extracted. A key the portal
     wrote meanwhile rolls the savepoint back; the caller then merges the page. Elsewhere it
@@ -51,16 +51,10 @@ def insert_new(rows: Iterable[Sequence[Any]], update: Sequence[str]) -> bool:
 
 
 def as_values(rows: Iterable[dict[str, Any]], update: Sequence[str]) -> Iterator[list[Any]]:
-    """Yield each row dict as the values :func:`insert_new` takes (JSON fields serialized)."""
+    """Yield each row dict as the values :func:`insert_new` takes."""
     fields = ["instance_id", "kind", "key", *update]
-    json_at = [i for i, name in enumerate(fields) if name in _JSON]
-    dumps = json.dumps
     for row in rows:
-        values = [row.get(name) for name in fields]
-        for i in json_at:
-            if values[i] is not None:
-                values[i] = dumps(values[i])
-        yield values
+        yield [row.get(name) for name in fields]
 
 
 def upsert_records(
@@ -93,7 +87,9 @@ def _copy(rows: Iterable[Sequence[Any]], update: Sequence[str], *, into: str) ->
     fields = ["instance_id", "kind", "key", *update, "indexed_at", "registration_status"]
     cols = _columns(fields)
     col_list = ", ".join(cols)
-    tail = (timezone.now(), "")  # indexed_at; registration_status: a pass never reads it here
+    json_at = [i for i, name in enumerate(fields) if name in _JSON]
+    dumps = json.dumps
+    tail = [timezone.now(), ""]  # indexed_at; registration_status: a pass never reads it here
     with connection.cursor() as cur:
         if into == "fleet_stage":
             cur.execute(
@@ -103,7 +99,11 @@ def _copy(rows: Iterable[Sequence[Any]], update: Sequence[str], *, into: str) ->
         with cur.cursor.copy(f"COPY {into} ({col_list}) FROM STDIN") as copy:
             write_row = copy.write_row
             for row in rows:
-                write_row((*row, *tail))
+                values = [*row, *tail]
+                for i in json_at:
+                    if values[i] is not None:
+                        values[i] = dumps(values[i])
+                write_row(values)
         if into != "fleet_stage":
             return
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _columns([*update, "indexed_at"]))
