@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction, AuditOutcome
 from audit.services import audit_record
+from fleet import seen
 from fleet.extract import dps_time, row_snapshot
 from fleet.journal import KEEP, portal_made, prune, writes_of
 from fleet.models import IndexedRecord, RecordKind, SyncState
@@ -56,11 +57,10 @@ def judge_pass(instance: Any, state: SyncState, started: datetime) -> int:
         changed = list(
             IndexedRecord.objects.filter(instance=instance, kind=kind, drift_pending__isnull=False)
         )
-        # Not seen by this pass and not written by the portal since it started: gone from DPS.
+        # Neither written nor listed by this pass, and not written by the portal since it
+        # started: gone from DPS.
         gone = list(
-            IndexedRecord.objects.filter(instance=instance, kind=kind)
-            .filter(seen_pass__lt=state.pass_id)
-            .exclude(Q(portal_written_at__gte=started))
+            seen.unseen(instance, state.pass_id, kind).exclude(Q(portal_written_at__gte=started))
         )
         writes = writes_of(instance, kind, [r.key for r in changed + gone])
         for row in changed:

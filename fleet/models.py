@@ -245,6 +245,26 @@ class PortalWrite(models.Model):
         return f"portal write of {self.kind} {self.key}"
 
 
+class SeenPage(models.Model):
+    """The keys one page of a later pass listed, so unchanged rows need no rewrite (fleet/seen.py).
+
+    Written in the page's transaction, with the pass's position; forgotten when the pass ends.
+    """
+
+    instance = models.ForeignKey(
+        "instances.DpsInstance", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    kind = models.CharField(max_length=16, choices=RecordKind.choices)
+    pass_id = models.BigIntegerField()
+    keys = models.JSONField(default=list)  # lower-cased ids, as IndexedRecord.key
+
+    class Meta:
+        indexes = [models.Index(fields=("instance", "kind", "pass_id"), name="fleet_seen_pass")]
+
+    def __str__(self) -> str:
+        return f"{len(self.keys)} {self.kind} keys listed by pass {self.pass_id}"
+
+
 class SyncPhase(models.TextChoices):
     IDLE = "idle", "Idle"
     ENROLLMENTS = "enrollments", "Individual enrollments"

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from enrollments.dps.exceptions import DpsForbidden, DpsNotFound, DpsUnauthorized
 from enrollments.ratelimit import TokenBucket
-from fleet import access, drift, facets
+from fleet import access, drift, facets, seen
 from fleet.extract import (
     RECORD_FIELDS,
     REGISTRATION_FIELDS,
@@ -168,6 +168,7 @@ def _count(state: SyncState, name: str, n: int) -> None:
 
 
 def _begin(state: SyncState, owner: str) -> None:
+    seen.forget(state.instance_id, through=state.pass_id)  # none are left unless one was cut off
     _save(
         state,
         owner,
@@ -209,29 +210,36 @@ def _new_row(
     }
 
 
-def _mark_unchanged(
-    instance: DpsInstance, state: SyncState, kind: str, by_key: dict[str, dict[str, Any]]
-) -> set[str]:
-    """Mark seen by this pass every row whose ETag the page repeats; return their keys."""
+def _unchanged(instance: DpsInstance, kind: str, by_key: dict[str, dict[str, Any]]) -> set[str]:
+    """Return the keys of the page whose ETag the index already holds (read only)."""
     etags = {k: doc["etag"] for k, doc in by_key.items() if isinstance(doc.get("etag"), str)}
     etags = {k: etag for k, etag in etags.items() if etag}
     if not etags:
         return set()
-    if connection.vendor == "postgresql":  # one statement: compare and mark together
+    if connection.vendor == "postgresql":  # one statement: a lookup per key, no rows read out
         with connection.cursor() as cur:
             cur.execute(
-                "UPDATE fleet_indexedrecord AS r SET seen_pass = %s "
-                "FROM unnest(%s::text[], %s::text[]) AS u(key, etag) "
-                "WHERE r.instance_id = %s AND r.kind = %s AND r.key = u.key AND r.etag = u.etag "
-                "RETURNING r.key",
-                [state.pass_id, list(etags), list(etags.values()), instance.pk, kind],
+                "SELECT r.key FROM fleet_indexedrecord AS r "
+                "JOIN unnest(%s::text[], %s::text[]) AS u(key, etag) "
+                "ON r.key = u.key AND r.etag = u.etag "
+                "WHERE r.instance_id = %s AND r.kind = %s",
+                [list(etags), list(etags.values()), instance.pk, kind],
             )
             return {key for (key,) in cur.fetchall()}
     rows = IndexedRecord.objects.filter(instance=instance, kind=kind, key__in=list(etags))
-    same = {k for k, etag in rows.values_list("key", "etag") if etags.get(k) == etag}
-    if same:
-        rows.filter(key__in=same).update(seen_pass=state.pass_id)
-    return same
+    return {k for k, etag in rows.values_list("key", "etag") if etags.get(k) == etag}
+
+
+def _note_listed(instance: DpsInstance, state: SyncState, kind: str, keys: list[str]) -> None:
+    """Note that this pass listed ``keys``, so the finish keeps them, without rewriting rows."""
+    if kind == RecordKind.GROUP:
+        # Groups are few (DPS allows a hundred), and the registrations phase asks which
+        # groups this pass listed by their rows' seen_pass.
+        IndexedRecord.objects.filter(instance=instance, kind=kind, key__in=keys).update(
+            seen_pass=state.pass_id
+        )
+    else:
+        seen.remember(instance, state.pass_id, kind, keys)
 
 
 def _new_rows(
@@ -273,10 +281,11 @@ def apply_records(
             return stored[0]
     by_key = {record_key(kind, doc): doc for doc in docs}
     by_key.pop("", None)
-    # Most rows of a later pass are unchanged: they are marked seen first, in one statement.
-    # Whole rows are read only for the changed ones, locked so that a write-through of the
-    # same record waits for this page.
-    same = _mark_unchanged(instance, state, kind, by_key)
+    # Most rows of a later pass are unchanged: the page's keys are noted as listed (one row
+    # for the page), and unchanged rows are left alone. Whole rows are read only for the
+    # changed ones, locked so that a write-through of the same record waits for this page.
+    _note_listed(instance, state, kind, list(by_key))
+    same = _unchanged(instance, kind, by_key)
     rest = [k for k in by_key if k not in same]
     known = (
         dict(
@@ -302,25 +311,17 @@ def apply_records(
     )
     writes = writes_of(instance, kind, rest) if judge and rest else {}
     rows: list[dict[str, Any]] = []
-    skipped: list[str] = []
     for key in rest:
         doc = by_key[key]
         row = existing.get(key)
         if judge and page_is_stale(writes.get(key, []), fetched_at):
-            # The portal wrote it after this page was read: the write-through row is newer.
-            skipped.append(key)
-            continue
+            continue  # the portal wrote it after this page was read: its row is newer
         rows.append(_new_row(instance, state, kind, key, doc, row, judge))
-    unchanged = [k for k in skipped if k in known]
     if judge and rows:
         tag_keys = facets.tag_keys_of(instance, kind)
         for new_row in rows:
             old = existing.get(new_row["key"])
             facets.adjust(instance, kind, _counted_fields(old), new_row, tag_keys)
-    if unchanged:
-        IndexedRecord.objects.filter(instance=instance, kind=kind, key__in=unchanged).update(
-            seen_pass=state.pass_id
-        )
     upsert_records(rows, _UPDATE, new_only=not known)
     return len(by_key)
 
@@ -583,6 +584,7 @@ def _finish(reader: Reader, state: SyncState, owner: str) -> None:
         _analyze_if_stale(sum(int(state.counts.get(k, 0)) for k in _COUNTED_KINDS))
     with transaction.atomic():
         drift.judge_pass(instance, state, started)
+        seen.forget(instance.pk, through=state.pass_id)
         for kind in _COUNTED_KINDS:
             facets.rebuild(instance, kind)
         # Records of a group this pass paged but did not list are gone. Records of a group that

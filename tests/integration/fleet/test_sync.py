@@ -20,6 +20,7 @@ from fleet.models import (
     IndexedRegistration,
     PortalWrite,
     RecordKind,
+    SeenPage,
     SyncPhase,
     SyncState,
 )
@@ -144,6 +145,29 @@ def test_changes_outside_the_portal_give_one_event_each(
 
     run_pass(prod)  # nothing new: nothing reported again
     assert len(drift_events()) == 3
+
+
+def test_a_pass_that_finds_nothing_changed_rewrites_no_row(
+    prod: DpsInstance, seed: Any, owner_client: Any
+) -> None:
+    for _ in range(3):
+        seed.enrollment(unique("fleet-still"))
+    first = run_pass(prod)
+
+    def versions() -> dict[str, tuple[int, Any]]:
+        rows = IndexedRecord.objects.filter(instance=prod, kind=RecordKind.ENROLLMENT)
+        return {key: (n, at) for key, n, at in rows.values_list("key", "seen_pass", "indexed_at")}
+
+    before = versions()
+    second = run_pass(prod)
+
+    assert second.finished
+    assert second.pass_id > first.pass_id
+    assert len(before) >= 3
+    assert versions() == before  # listed, not rewritten
+    assert not SeenPage.objects.exists()  # the pass's listed keys are forgotten at its end
+    assert not drift_events()
+    assert index_etags(prod) == dps_etags(owner_client)
 
 
 def _dana() -> Any:

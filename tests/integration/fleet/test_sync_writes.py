@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from fleet import sync
+from fleet import seen, sync
 from fleet.models import IndexedRecord, RecordKind, SyncState
 from fleet.selectors import RecordQuery, records_matching
 from instances.models import DpsInstance
@@ -83,6 +83,40 @@ def test_a_first_pass_page_with_a_key_the_portal_wrote_is_merged_whole(
     assert rows["fw-race-1"].etag == "d1"  # the page's document replaced the written row
     assert rows["fw-race-1"].status == "disabled"
     assert rows["fw-race-0"].etag == "d0"
+
+
+def test_a_later_pass_lists_unchanged_rows_without_rewriting_them(prod: DpsInstance) -> None:
+    """An unchanged row keeps its row version; the page's keys say it was seen (fleet.seen)."""
+    state = SyncState.objects.create(instance=prod, pass_id=2, finished_at=timezone.now())
+    same = _record(prod, RecordKind.ENROLLMENT, "fw-same", etag="s1", seen_pass=1)
+    _record(prod, RecordKind.ENROLLMENT, "fw-chg", etag="c1", seen_pass=1)
+    _record(prod, RecordKind.ENROLLMENT, "fw-gone", etag="g1", seen_pass=1)
+    _record(prod, RecordKind.GROUP, "fw-group", etag="g1", seen_pass=1)
+    docs = [_doc("fw-same", "s1"), _doc("FW-CHG", "c2")]
+
+    stored = sync.apply_records(prod, state, RecordKind.ENROLLMENT, docs, timezone.now())
+    sync.apply_records(
+        prod,
+        state,
+        RecordKind.GROUP,
+        [{"enrollmentGroupId": "fw-group", "etag": "g1"}],
+        timezone.now(),
+    )
+
+    assert stored == 2
+    rows = {r.key: r for r in IndexedRecord.objects.filter(instance=prod)}
+    assert rows["fw-same"].seen_pass == 1  # not rewritten
+    assert rows["fw-same"].indexed_at == same.indexed_at
+    assert (rows["fw-chg"].seen_pass, rows["fw-chg"].etag) == (2, "c2")
+    # Groups are few, and the registrations phase asks which groups the pass listed.
+    assert rows["fw-group"].seen_pass == 2
+    unseen = seen.unseen(prod, 2, RecordKind.ENROLLMENT)
+    assert sorted(unseen.values_list("key", flat=True)) == ["fw-gone"]
+    assert not seen.unseen(prod, 2, RecordKind.GROUP).exists()
+    assert seen.unseen(prod, 3, RecordKind.ENROLLMENT).count() == 3  # another pass saw none
+
+    seen.forget(prod.pk, through=2)
+    assert seen.unseen(prod, 2, RecordKind.ENROLLMENT).count() == 2  # only the changed one left
 
 
 def test_search_finds_each_record_once_by_either_id(prod: DpsInstance) -> None:
