@@ -36,6 +36,7 @@ urlpatterns = [
         r.registration_delete_selected,
         name="registration_delete_selected",
     ),
+    path("registrations/", r.all_registration_list, name="all_registration_list"),
     path("registrations/<str:key>/", r.registration_detail, name="registration_detail"),
     path("registrations/<str:key>/delete/", r.registration_delete, name="registration_delete"),
 ]

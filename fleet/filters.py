@@ -108,7 +108,7 @@ class RecordFilterSet(django_filters.FilterSet):
 
 
 class RegistrationFilterSet(django_filters.FilterSet):
-    """Search, status filter, sort and page of a group's registration records."""
+    """Search, status and hub filters, sort and page of registration records."""
 
     q = django_filters.CharFilter(label="Registration or device id", max_length=128)
     match = django_filters.ChoiceFilter(
@@ -119,6 +119,7 @@ class RegistrationFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(
         choices=[(s, s) for s in ("assigned", "assigning", "failed", "disabled", "unassigned")]
     )
+    hub = django_filters.CharFilter(label="Assigned hub", max_length=255)
     sort = django_filters.ChoiceFilter(
         choices=[(s, s) for s in REGISTRATION_SORTS], empty_label=None
     )
@@ -138,6 +139,7 @@ class RegistrationFilterSet(django_filters.FilterSet):
             search=data.get("q") or "",
             match=data.get("match") or "prefix",
             status=data.get("status") or "",
+            hub=data.get("hub") or "",
             sort=data.get("sort") or "id",
             page=int(data.get("page") or 1),
         )

@@ -129,13 +129,15 @@ def charts(ov: Overview) -> list[Chart]:
             ov.provisioning,
             link("enrollments:enrollment_list", "status", ov.provisioning),
         ),
+        # Both count registration records (of groups and individual enrollments alike), so
+        # they link to the list of all of them, whose totals are the same numbers.
         bars(
             "registration",
             "Registration status",
             ov.registration_status,
             link(
-                "enrollments:enrollment_list",
-                "registration_status",
+                "enrollments:all_registration_list",
+                "status",
                 ov.registration_status,
                 _FILTERABLE_REGISTRATION,
             ),
@@ -144,7 +146,7 @@ def charts(ov: Overview) -> list[Chart]:
             "hubs",
             "Devices per IoT hub",
             ov.hubs,
-            link("enrollments:enrollment_list", "hub", ov.hubs),
+            link("enrollments:all_registration_list", "hub", ov.hubs),
         ),
     ]
 
@@ -221,7 +223,5 @@ def attention_links(instance_name: str) -> dict[str, str]:
     """Return the filtered lists the other "needs attention" items link to."""
     return {
         "drifted": list_url(instance_name, "enrollments:enrollment_list", drifted="true"),
-        "failed": list_url(
-            instance_name, "enrollments:enrollment_list", registration_status="failed"
-        ),
+        "failed": list_url(instance_name, "enrollments:all_registration_list", status="failed"),
     }

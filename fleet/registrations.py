@@ -1,4 +1,5 @@
-"""Read a group's registration records from the index: search, filter, sort, count, page."""
+"""Read registration records from the index (a group's, or all of an instance's): search,
+filter, sort, count, page."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ SORTS = {
     "-status": ("-status", "key"),
     "updated": ("updated", "key"),
     "-updated": ("-updated", "-key"),
+    "group": ("group_key", "key"),
+    "-group": ("-group_key", "key"),
 }
 
 
@@ -28,6 +31,7 @@ class RegistrationQuery:
     search: str = ""
     match: str = "prefix"  # or "contains"
     status: str = ""
+    hub: str = ""  # the IoT hub a record is assigned to
     sort: str = "id"
     page: int = 1
     per_page: int = PER_PAGE
@@ -35,7 +39,7 @@ class RegistrationQuery:
 
 @dataclass
 class RegistrationPage:
-    """One page of a group's matching registration records, the total and status counts."""
+    """One page of the matching registration records, the total and status counts."""
 
     rows: list[IndexedRegistration]
     total: int
@@ -54,12 +58,17 @@ def _matching(
         # Keys are lower-cased registration ids; device ids are compared case-insensitively.
         how = "contains" if q.match == "contains" else "startswith"
         qs = qs.filter(Q(**{f"key__{how}": text}) | Q(**{f"device_id__i{how}": text}))
+    if q.hub:
+        qs = qs.filter(assigned_hub__iexact=q.hub)
     return qs
 
 
-def registration_page(instance: Any, group: str, q: RegistrationQuery) -> RegistrationPage:
-    """Return the page ``q`` asks for of ``group``'s registration records."""
-    group_rows = IndexedRegistration.objects.filter(instance=instance, group_key=group.lower())
+def registration_page(instance: Any, group: str | None, q: RegistrationQuery) -> RegistrationPage:
+    """Return the page ``q`` asks for of ``group``'s registration records (``None``: all the
+    instance's, of groups and of individual enrollments alike)."""
+    group_rows = IndexedRegistration.objects.filter(instance=instance)
+    if group is not None:
+        group_rows = group_rows.filter(group_key=group.lower())
     matching = _matching(group_rows, q)
     # The status facet counts every status of what the search matches (not only the one chosen).
     statuses = {
@@ -79,5 +88,5 @@ def registration_page(instance: Any, group: str, q: RegistrationQuery) -> Regist
         facets={"status": statuses},
         page=page,
         pages=pages,
-        indexed_total=group_rows.count() if q.search.strip() or q.status else total,
+        indexed_total=group_rows.count() if q.search.strip() or q.status or q.hub else total,
     )

@@ -56,8 +56,10 @@ def refresh(request: HttpRequest, instance: str) -> HttpResponse:
     refresh_request(dps, request.user)
     messages.info(request, f"The index of {dps.name} is being refreshed.")
     kind, group = request.POST.get("kind", ""), request.POST.get("group", "")
-    if kind == "registration" and group:
-        return redirect("enrollments:registration_list", dps.name, group)
+    if kind == "registration":
+        if group:
+            return redirect("enrollments:registration_list", dps.name, group)
+        return redirect("enrollments:all_registration_list", dps.name)
     if kind == RecordKind.GROUP:
         return redirect("enrollments:group_list", dps.name)
     return redirect("enrollments:enrollment_list", dps.name)

@@ -100,8 +100,10 @@ def record_list(request: PortalRequest, kind: RecordKind, ctx: dict[str, Any]) -
     return render(request, "enrollments/record_list.html", ctx)
 
 
-def registration_list(request: PortalRequest, group: str, ctx: dict[str, Any]) -> HttpResponse:
-    """Render a group's registration records from the index."""
+def registration_list(
+    request: PortalRequest, group: str | None, ctx: dict[str, Any]
+) -> HttpResponse:
+    """Render a group's registration records (``None``: all the instance's) from the index."""
     dps = ctx["instance"]
     filters = RegistrationFilterSet(request.GET)
     ctx.update(indexed=True, filters=filters)

@@ -1,4 +1,4 @@
-"""Pages of device registration records (reached from an enrollment group)."""
+"""Pages of device registration records (of an enrollment group, or all of an instance's)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,20 @@ def registration_list(request: PortalRequest, instance: str, key: str) -> HttpRe
         ct=ct,
     )
     return render(request, "enrollments/registration_list.html", ctx)
+
+
+@_registration_view(C.REGISTRATIONS_READ)
+def all_registration_list(request: PortalRequest, instance: str) -> HttpResponse:
+    """List every registration record of the instance, of groups and individual enrollments.
+
+    Only the index can answer this: DPS lists registration records one group at a time, and
+    those of individual enrollments not at all. Until the first pass ends, the page says so.
+    """
+    sync = indexed.finished_state(request.dps_instance)
+    ctx = page_context(request, "registrations", key="", sync=sync)
+    if sync is None:
+        return render(request, "enrollments/registration_list.html", {**ctx, "rows": []})
+    return indexed.registration_list(request, None, ctx)
 
 
 @_registration_view(C.REGISTRATIONS_READ)

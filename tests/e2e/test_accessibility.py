@@ -51,6 +51,7 @@ def test_signed_out_pages(page: Any, portal: str) -> None:
                 "/dps/dps-fleet-prod/bulk/jobs/",
                 "/dps/dps-fleet-prod/certificates/",
                 "/dps/dps-fleet-prod/hubs/",
+                "/dps/dps-fleet-prod/registrations/",
             ],
         ),
     ],

@@ -74,3 +74,24 @@ def test_reader_overview_has_no_delete(page: Any, seeded: str) -> None:
     assert page.get_by_test_id("orphan-delete-grp-gone").count() == 0
     assert page.get_by_test_id("cert-group-expired").get_attribute("data-count") == "1"
     _shot(page, "overview-reader")
+
+
+def test_failed_registrations_open_the_list_of_every_registration_record(
+    page: Any, seeded: str
+) -> None:
+    """"1 registration failed" counts a group's device: its link opens a list that has it."""
+    _sign_in(page, seeded, *REGGIE)
+    page.goto(f"{seeded}/dps/{INSTANCE}/")
+    page.get_by_test_id("attention-failed").get_by_role("link").click()
+    page.get_by_test_id("fleet-total").wait_for()
+    assert page.url.endswith(f"/dps/{INSTANCE}/registrations/?status=failed")
+    assert page.get_by_test_id("fleet-total").inner_text().startswith("1 of 8")
+    assert page.get_by_test_id("reg-row-dev-bad").is_visible()
+    assert page.get_by_test_id("reg-group").inner_text() == "group grp-x509"
+    assert page.get_by_test_id("tab-registrations").get_attribute("aria-current") == "page"
+    _shot(page, "registrations-failed")
+    page.get_by_test_id("fleet-clear").click()
+    page.get_by_test_id("reg-row-sym-0").wait_for()
+    assert page.get_by_test_id("fleet-total").inner_text().startswith("8 of 8")
+    assert _serious_violations(page, "main") == []
+    _shot(page, "registrations-all")

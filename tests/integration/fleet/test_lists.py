@@ -204,6 +204,44 @@ def test_group_list_and_registration_list_from_the_index(
     assert reverse.context["rows"][0]["record"].registration_id == devices[-1]
 
 
+def test_every_registration_record_of_the_instance_in_one_list(
+    prod: DpsInstance, seed: Any, signed_in: Any
+) -> None:
+    """Groups' and individual enrollments' records together: a list only the index can give."""
+    stem = unique("allreg")
+    group = seed.group(f"{stem}-group").enrollment_group_id
+    grouped = [f"{stem}-dev-{i}" for i in range(3)]
+    for device in grouped:
+        seed.registration(device, group)
+    single = seed.enrollment(f"{stem}-single").registration_id
+    seed.registration(single)
+    run_pass(prod)
+    dana = signed_in("dana")
+
+    every = dana.get(f"{LISTS}/registrations/", {"q": stem})
+    assert every.status_code == 200
+    assert every.context["page"].total == 4
+    assert {r["record"].registration_id for r in every.context["rows"]} == {*grouped, single}
+    body = every.content.decode()
+    assert f"group {group.lower()}" in body
+    assert "individual" in body
+    assert f'href="/dps/{INSTANCE}/registrations/{single}/"' in body
+    assert f'href="/dps/{INSTANCE}/registrations/{grouped[0]}/?group={group.lower()}"' in body
+    assert 'data-testid="select-' not in body  # deleting stays on a group's own list
+    assert 'data-testid="tab-registrations"' in body
+    by_group = dana.get(f"{LISTS}/registrations/", {"q": stem, "sort": "group"})
+    assert by_group.context["rows"][0]["record"].registration_id == single  # "" sorts first
+    hub = every.context["rows"][0]["record"].assigned_hub
+    assert hub
+    on_hub = dana.get(f"{LISTS}/registrations/", {"q": stem, "hub": hub.upper()})
+    assert on_hub.context["page"].total == sum(
+        1 for r in every.context["rows"] if r["record"].assigned_hub == hub
+    )
+    nowhere = dana.get(f"{LISTS}/registrations/", {"q": stem, "hub": "elsewhere.example"})
+    assert nowhere.context["page"].total == 0
+    assert b'data-testid="empty-list"' in nowhere.content
+
+
 def test_never_synced_lists_page_dps_with_a_banner(seed: Any, signed_in: Any) -> None:
     group = seed.group().enrollment_group_id
     dana = signed_in("dana")
@@ -211,6 +249,7 @@ def test_never_synced_lists_page_dps_with_a_banner(seed: Any, signed_in: Any) ->
         f"{LISTS}/enrollments/",
         f"{LISTS}/groups/",
         f"{LISTS}/groups/{group}/registrations/",
+        f"{LISTS}/registrations/",  # DPS cannot list these at all: the banner says so
     ):
         response = dana.get(url)
         assert response.status_code == 200
@@ -245,6 +284,7 @@ def test_refresh_goes_back_to_the_list_it_came_from(
         ({"kind": "enrollment"}, f"{LISTS}/enrollments/"),
         ({"kind": "group"}, f"{LISTS}/groups/"),
         ({"kind": "registration", "group": "g-1"}, f"{LISTS}/groups/g-1/registrations/"),
+        ({"kind": "registration"}, f"{LISTS}/registrations/"),
     ]
     for data, where in cases:
         response = dana.post(f"{OLD}/refresh/", data)

@@ -110,6 +110,28 @@ def test_chart_segments_link_to_the_filtered_lists(fleet: DpsInstance, signed_in
     assert filtered.context["page"].total == 3
 
 
+def test_registration_numbers_open_lists_of_exactly_those_records(
+    fleet: DpsInstance, signed_in: Any
+) -> None:
+    """A registration-status or hub bar, or "failed", counts registration records of groups
+    and individual enrollments alike: its link opens the list of all of them, same total."""
+    reggie = signed_in("reggie")
+    response = reggie.get(HOME)
+    charts = {c.name: c for c in response.context["charts"]}
+    shown = [
+        (s.url, s.n) for name in ("registration", "hubs") for s in charts[name].segments if s.url
+    ]
+    shown.append((response.context["links"]["failed"], response.context["ov"].failed_count))
+    assert len(shown) == 8  # five states (some at 0), two hubs, the failed item
+    for url, n in shown:
+        assert url.startswith(f"/dps/{INSTANCE}/registrations/?")
+        page = reggie.get(url)
+        assert page.status_code == 200
+        assert page.context["page"].total == n, url
+        assert f"<strong>{n}</strong>" in page.content.decode()
+    assert charts["hubs"].total == 7  # four of a group, two orphans, one individual
+
+
 def test_certificate_buckets_at_their_edges(prod: DpsInstance) -> None:
     now = timezone.now().replace(microsecond=0)
     ends = {

@@ -97,6 +97,8 @@ def test_refresh_queues_a_pass_as_the_user(
         ("get", f"{LISTS}/groups/?q=g&match=contains"),
         ("get", f"{LISTS}/groups/any-group/registrations/"),
         ("get", f"{LISTS}/groups/any-group/registrations/?q=dev&status=assigned"),
+        ("get", f"{LISTS}/registrations/"),
+        ("get", f"{LISTS}/registrations/?status=failed&hub=h.azure-devices.net&sort=group"),
         ("get", f"{BASE}/enrollments/"),
         ("get", f"{BASE}/enrollments/?q=dev&status=enabled"),
         ("get", f"{BASE}/groups/"),
