@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Upper
 
 
 class RecordKind(models.TextChoices):
@@ -36,6 +35,8 @@ class IndexedRecord(models.Model):
     )
     kind = models.CharField(max_length=16, choices=RecordKind.choices)
     # DPS ids ignore case: ``key`` (lower case) is unique, ``record_id`` keeps DPS's spelling.
+    # On PostgreSQL its collation is "C" (migration 0007, set in SQL: SQLite has no "C"; an
+    # AlterField of it would have to say COLLATE "C" again).
     key = models.CharField(max_length=128)
     record_id = models.CharField(max_length=128)
     device_id = models.CharField(max_length=128, blank=True)
@@ -127,8 +128,9 @@ class IndexedRecord(models.Model):
                 name="fleet_rec_regread",
                 condition=models.Q(registration_read_at__isnull=False),
             ),
-            # On PostgreSQL in byte order, which also answers id prefixes (migration 0005).
-            models.Index("instance", "kind", Upper("record_id"), name="fleet_rec_id_upper"),
+            # The id sort and id prefixes use the unique key's index: ``key`` is the lower-cased
+            # id, in byte order ("C" collation on PostgreSQL, migration 0007; SQLite compares
+            # bytes). One index where there were two: a first pass writes one entry less a row.
         ]
 
     def __str__(self) -> str:

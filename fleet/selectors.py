@@ -1,9 +1,9 @@
 """Read the fleet index: search, filter, sort, page, count and facet one instance's records.
 
 Every query is scoped to one instance and one record kind first (the leading columns of every
-index). Search is on the upper-cased id: a prefix uses the byte-ordered index lists sort ids
-by (:func:`id_order`), a substring the trigram index (PostgreSQL; plain scans of one instance
-on SQLite). Tags and desired properties use JSON containment (``@>``, GIN). The total and the facets come from the
+index). Search ignores case: an id prefix uses the unique key's index (``key`` is the
+lower-cased id in byte order, which is also how lists sort ids), a substring the trigram index
+on the upper-cased id (PostgreSQL; plain scans of one instance on SQLite). Tags and desired properties use JSON containment (``@>``, GIN). The total and the facets come from the
 stored counts (fleet.facets) when the filters allow, else from one GROUP BY over the matching
 rows, so a page costs three statements: rows, facet counts, age. The facets are disjunctive:
 a chosen status, attestation or IoT Edge value does not hide the facet's other values, whose
@@ -20,25 +20,25 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, F, Func, Q, QuerySet, TextField
+from django.db.models import Count, F, Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Collate, Upper
+from django.db.models.functions import Cast, Upper
 from django.utils import timezone
 
 from fleet import facets
 from fleet.models import IndexedRecord, SyncState
 
 SORTS = {
-    "id": ("record_id_sort", "id"),
-    "-id": ("-record_id_sort", "-id"),
+    "id": ("key",),  # unique within an instance and kind
+    "-id": ("-key",),
     "updated": ("updated", "id"),
     "-updated": ("-updated", "-id"),
-    "status": ("status", "record_id_sort"),
-    "-status": ("-status", "record_id_sort"),
+    "status": ("status", "key"),
+    "-status": ("-status", "key"),
     "expiry": ("cert_not_after", "id"),
     "-expiry": ("-cert_not_after", "-id"),
-    "attestation": ("attestation", "record_id_sort"),
-    "-attestation": ("-attestation", "record_id_sort"),
+    "attestation": ("attestation", "key"),
+    "-attestation": ("-attestation", "key"),
 }
 FACETS = facets.FACETS
 PER_PAGE = 25
@@ -88,16 +88,6 @@ def _tagged(qs: QuerySet[IndexedRecord], tags: dict[str, str]) -> QuerySet[Index
     return qs
 
 
-def id_order() -> Func:
-    """Return what lists sort ids by: the upper-cased id, in byte order on PostgreSQL.
-
-    Byte order ("C" collation) whatever the database's collation, so one index
-    (fleet_rec_id_upper, migration 0005) answers both the sort and an id prefix search.
-    """
-    upper = Upper("record_id")
-    return Collate(upper, "C") if connection.vendor == "postgresql" else upper
-
-
 def records_matching(instance: Any, kind: str, q: RecordQuery) -> QuerySet[IndexedRecord]:
     """Return the rows of ``instance`` of ``kind`` that ``q``'s filters select (unordered)."""
     qs = IndexedRecord.objects.filter(instance=instance, kind=kind)
@@ -106,18 +96,17 @@ def records_matching(instance: Any, kind: str, q: RecordQuery) -> QuerySet[Index
         # Registration (or group) id or device id, each answered by its own index. A device
         # id that is empty or equal to the registration id adds no match, and the device id's
         # indexes leave such rows out (migration 0003): the condition says so to the planner.
-        # An id prefix uses the sort index (byte order), a substring the trigram index.
-        qs = qs.alias(
-            record_id_sort=id_order(),
-            record_id_upper=Upper("record_id"),
-            device_id_upper=Upper("device_id"),
-        )
+        # An id prefix uses the unique key's index (the lower-cased id, byte order), a
+        # substring the trigram index on the upper-cased id.
+        qs = qs.alias(record_id_upper=Upper("record_id"), device_id_upper=Upper("device_id"))
         how = "contains" if q.match == "contains" else "startswith"
-        by_id = "record_id_upper__contains" if how == "contains" else "record_id_sort__startswith"
-        distinct_device = ~Q(device_id=F("record_id")) & ~Q(device_id="")
-        qs = qs.filter(
-            Q(**{by_id: text}) | (Q(**{f"device_id_upper__{how}": text}) & distinct_device)
+        by_id = (
+            Q(record_id_upper__contains=text)
+            if how == "contains"
+            else Q(key__startswith=text.lower())
         )
+        distinct_device = ~Q(device_id=F("record_id")) & ~Q(device_id="")
+        qs = qs.filter(by_id | (Q(**{f"device_id_upper__{how}": text}) & distinct_device))
     exact = {
         "status": q.status,
         "attestation": q.attestation,
@@ -209,7 +198,7 @@ def record_page(
     pages = max(1, math.ceil(total / q.per_page))
     page = min(max(1, q.page), pages)
     order = SORTS.get(q.sort, SORTS["id"])
-    ordered = qs.alias(record_id_sort=id_order()).order_by(*order)
+    ordered = qs.order_by(*order)
     start = (page - 1) * q.per_page
     if state is None:
         state = SyncState.objects.filter(instance=instance).only("finished_at", "counts").first()

@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -65,17 +66,33 @@ def registration_list(request: PortalRequest, instance: str, key: str) -> HttpRe
 
 
 @_registration_view(C.REGISTRATIONS_READ)
-def all_registration_list(request: PortalRequest, instance: str) -> HttpResponse:
-    """List every registration record of the instance, of groups and individual enrollments.
-
-    Only the index can answer this: DPS lists registration records one group at a time, and
-    those of individual enrollments not at all. Until the first pass ends, the page says so.
-    """
+def _all_registration_list(request: PortalRequest, instance: str) -> HttpResponse:
     sync = indexed.finished_state(request.dps_instance)
     ctx = page_context(request, "registrations", key="", sync=sync)
     if sync is None:
         return render(request, "enrollments/registration_list.html", {**ctx, "rows": []})
     return indexed.registration_list(request, None, ctx)
+
+
+@_registration_view(C.REGISTRATIONS_DELETE, methods=("POST",))
+def _all_registration_delete_selected(request: PortalRequest, instance: str) -> HttpResponse:
+    return _delete_selected(
+        request, "", reverse("enrollments:all_registration_list", args=[instance])
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def all_registration_list(request: PortalRequest, instance: str) -> HttpResponse:
+    """List every registration record of the instance, of groups and individual enrollments;
+    a POST deletes the selected ones (confirm first), as a group's list does.
+
+    Only the index can answer the list: DPS lists registration records one group at a time,
+    and those of individual enrollments not at all. Until the first pass ends, the page says so.
+    The POST lives on the list's own URL: any path below ``registrations/`` is a registration id.
+    """
+    if request.method == "POST":
+        return _all_registration_delete_selected(request, instance=instance)
+    return _all_registration_list(request, instance=instance)
 
 
 @_registration_view(C.REGISTRATIONS_READ)
@@ -149,11 +166,19 @@ def _selected(request: PortalRequest) -> list[tuple[str, str]]:
 @_registration_view(C.REGISTRATIONS_DELETE, methods=("POST",))
 def registration_delete_selected(request: PortalRequest, instance: str, key: str) -> HttpResponse:
     """Confirm, then delete the selected registration records of a group, each with its ETag."""
+    return _delete_selected(
+        request, key, reverse("enrollments:registration_list", args=[instance, key])
+    )
+
+
+def _delete_selected(request: PortalRequest, key: str, back: str) -> HttpResponse:
+    """Confirm, then delete the selected records (of group ``key``; "": any), each with its ETag."""
     items = _selected(request)
     if not items:
         messages.warning(request, "Select at least one registration record.")
-        return redirect("enrollments:registration_list", instance, key)
-    ctx = page_context(request, "group", kind=GROUPS, key=key, items=items)
+        return redirect(back)
+    section = "group" if key else "registrations"
+    ctx = page_context(request, section, kind=GROUPS, key=key, items=items, back=back)
     if request.POST.get("confirm") != "yes":
         return render(request, "enrollments/registration_confirm_selected.html", ctx)
     ctx["results"] = services.registrations_delete_selected(

@@ -79,7 +79,7 @@ def test_reader_overview_has_no_delete(page: Any, seeded: str) -> None:
 def test_failed_registrations_open_the_list_of_every_registration_record(
     page: Any, seeded: str
 ) -> None:
-    """"1 registration failed" counts a group's device: its link opens a list that has it."""
+    """ "1 registration failed" counts a group's device: its link opens a list that has it."""
     _sign_in(page, seeded, *REGGIE)
     page.goto(f"{seeded}/dps/{INSTANCE}/")
     page.get_by_test_id("attention-failed").get_by_role("link").click()

@@ -12,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditAction, AuditEvent
+from enrollments.dps.exceptions import DpsNotFound
 from enrollments.dps.types import DeviceCapabilities, InitialTwin
 from fleet import facets
 from fleet.models import IndexedRecord
@@ -205,7 +206,7 @@ def test_group_list_and_registration_list_from_the_index(
 
 
 def test_every_registration_record_of_the_instance_in_one_list(
-    prod: DpsInstance, seed: Any, signed_in: Any
+    prod: DpsInstance, seed: Any, signed_in: Any, owner_client: Any
 ) -> None:
     """Groups' and individual enrollments' records together: a list only the index can give."""
     stem = unique("allreg")
@@ -227,7 +228,7 @@ def test_every_registration_record_of_the_instance_in_one_list(
     assert "individual" in body
     assert f'href="/dps/{INSTANCE}/registrations/{single}/"' in body
     assert f'href="/dps/{INSTANCE}/registrations/{grouped[0]}/?group={group.lower()}"' in body
-    assert 'data-testid="select-' not in body  # deleting stays on a group's own list
+    assert f'data-testid="select-{single}"' in body  # Dana may delete registration records
     assert 'data-testid="tab-registrations"' in body
     by_group = dana.get(f"{LISTS}/registrations/", {"q": stem, "sort": "group"})
     assert by_group.context["rows"][0]["record"].registration_id == single  # "" sorts first
@@ -240,6 +241,23 @@ def test_every_registration_record_of_the_instance_in_one_list(
     nowhere = dana.get(f"{LISTS}/registrations/", {"q": stem, "hub": "elsewhere.example"})
     assert nowhere.context["page"].total == 0
     assert b'data-testid="empty-list"' in nowhere.content
+
+    # Delete selected, across a group and an individual enrollment: confirm, then each by ETag.
+    rows = {r["record"].registration_id: r["record"] for r in every.context["rows"]}
+    picked = [f"{rid}|{rows[rid].etag}" for rid in (single, grouped[0])]
+    reader = signed_in("reggie").post(f"{LISTS}/registrations/", {"selected": picked})
+    assert reader.status_code == 403  # a Reader may list them, not delete them
+    confirm = dana.post(f"{LISTS}/registrations/", {"selected": picked})
+    assert confirm.status_code == 200
+    assert b'data-testid="confirm-delete-selected"' in confirm.content
+    assert f'href="{LISTS}/registrations/"' in confirm.content.decode()  # Cancel goes back
+    done = dana.post(f"{LISTS}/registrations/", {"selected": picked, "confirm": "yes"})
+    assert [(r.id, r.ok) for r in done.context["results"]] == [(single, True), (grouped[0], True)]
+    for rid in (single, grouped[0]):
+        with pytest.raises(DpsNotFound):
+            owner_client.registration_get(rid)
+    empty = dana.post(f"{LISTS}/registrations/", {})
+    assert (empty.status_code, empty["Location"]) == (302, f"{LISTS}/registrations/")
 
 
 def test_never_synced_lists_page_dps_with_a_banner(seed: Any, signed_in: Any) -> None:
