@@ -125,6 +125,7 @@ def sync_child(db_name: str, endpoints_file: str, instance_name: str) -> None:
                 waited[0] += time.perf_counter() - t0
 
     instance = DpsInstance.objects.get(name=instance_name)
+    backend = _backend_cpu()
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     base_cpu = (
         resource.getrusage(resource.RUSAGE_SELF).ru_utime
@@ -151,9 +152,31 @@ def sync_child(db_name: str, endpoints_file: str, instance_name: str) -> None:
                 - base_cpu,
                 "rss_before_kb": base_rss,
                 "finished": result.finished,
+                "db_cpu_seconds": backend(),
             }
         )
     )
+
+
+def _backend_cpu() -> Any:
+    """Return a function giving the CPU seconds the sync's PostgreSQL backend has used since
+    now (None when the server's processes are not readable here, e.g. a remote server)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        (pid,) = cur.fetchone()
+    stat = Path(f"/proc/{pid}/stat")
+
+    def used() -> float | None:
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    start = used()
+    return lambda: None if start is None else (used() or start) - start
 
 
 def _run_sync(
@@ -186,6 +209,13 @@ def _run_sync(
         f"= {out['records'] / out['cpu_seconds']:,.0f} records per CPU second (PostgreSQL's "
         f"share is not in it); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
+    if out.get("db_cpu_seconds"):
+        db = out["db_cpu_seconds"]
+        print(
+            f"  CPU per record: the sync process {out['cpu_seconds'] / out['records'] * 1e6:.1f} "
+            f"µs (including decoding DPS's JSON), its PostgreSQL backend "
+            f"{db / out['records'] * 1e6:.1f} µs; the two run side by side on a page"
+        )
     print(
         f"  operations: {out['ops']:,} (queries {out['pages']:,}, floor ceil(N/{PAGE}) per query "
         f"= {floor:,}; the rest are registration-state GETs); peak RSS "
