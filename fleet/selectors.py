@@ -21,8 +21,9 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, TextField
+from django.db.models.expressions import OrderBy
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Upper
+from django.db.models.functions import Cast, Lower, Upper
 from django.utils import timezone
 
 from fleet import facets
@@ -197,13 +198,11 @@ def record_page(
     unfiltered = unfiltered and q.iot_edge is None
     pages = max(1, math.ceil(total / q.per_page))
     page = min(max(1, q.page), pages)
-    order = SORTS.get(q.sort, SORTS["id"])
-    ordered = qs.order_by(*order)
     start = (page - 1) * q.per_page
     if state is None:
         state = SyncState.objects.filter(instance=instance).only("finished_at", "counts").first()
     return RecordPage(
-        rows=list(ordered[start : start + q.per_page]),
+        rows=_rows(q, qs, start),
         total=total,
         facets=counts,
         page=page,
@@ -212,6 +211,19 @@ def record_page(
         indexed_total=total if unfiltered else _indexed_total(instance, kind, state),
         synced_at=state.finished_at if state else None,
     )
+
+
+def _rows(q: RecordQuery, qs: QuerySet[IndexedRecord], start: int) -> list[IndexedRecord]:
+    """Return the page's rows of ``qs`` (``q`` matched), from ``start``, in ``q``'s order."""
+    order: tuple[str | OrderBy, ...] = SORTS.get(q.sort, SORTS["id"])
+    if q.search.strip() and q.match != "contains" and order[0] in ("key", "-key"):
+        # An id prefix, sorted by id. Sorted by ``key`` itself, PostgreSQL walks the key index
+        # from the instance's first key and filters every row until the page is full: 4.3 s
+        # for a prefix matching 70,000 of a million far down the index. ``lower(key)`` (the
+        # same order: keys are lower case) matches no index, so the matches are fetched by
+        # their own indexes and only they are sorted (0.3 s; a narrow prefix stays at 4 ms).
+        order = (Lower("key").desc() if order[0] == "-key" else Lower("key").asc(),)
+    return list(qs.order_by(*order)[start : start + q.per_page])
 
 
 def matching_ids(

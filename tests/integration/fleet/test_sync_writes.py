@@ -13,11 +13,13 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from fleet import seen, sync
 from fleet.models import IndexedRecord, RecordKind, SyncState
-from fleet.selectors import RecordQuery, records_matching
+from fleet.selectors import RecordQuery, record_page, records_matching
 from instances.models import DpsInstance
 
 from .overview_fleet import (  # noqa: F401 - fixtures
@@ -136,6 +138,24 @@ def test_search_finds_each_record_once_by_either_id(prod: DpsInstance) -> None:
     assert found("a-xy", "contains") == ["plant-b-01"]
     assert found("plant-a-01") == ["plant-a-01"]
     assert found("nothing") == []
+
+
+def test_an_id_prefix_sorted_by_id_is_sorted_without_walking_the_key_index(
+    prod: DpsInstance,
+) -> None:
+    """Sorted by ``key``, PostgreSQL walked the whole key index for a short prefix (seconds)."""
+    for rid in ("b-2", "B-10", "a-1", "b-1", "c-1"):
+        _record(prod, RecordKind.ENROLLMENT, rid)
+    with CaptureQueriesContext(connection) as queries:
+        page = record_page(prod, RecordKind.ENROLLMENT, RecordQuery(search="b-", sort="id"))
+    assert [r.record_id for r in page.rows] == ["b-1", "B-10", "b-2"]
+    assert page.total == 3
+    rows_sql = [q["sql"] for q in queries.captured_queries if "ORDER BY" in q["sql"]]
+    assert any('ORDER BY LOWER("fleet_indexedrecord"."key")' in sql for sql in rows_sql)
+    back = record_page(prod, RecordKind.ENROLLMENT, RecordQuery(search="b-", sort="-id"))
+    assert [r.record_id for r in back.rows] == ["b-2", "B-10", "b-1"]
+    every = record_page(prod, RecordKind.ENROLLMENT, RecordQuery(sort="id"))
+    assert [r.key for r in every.rows] == ["a-1", "b-1", "b-10", "b-2", "c-1"]
 
 
 def test_a_pass_reads_never_read_states_newest_first_then_the_longest_since_read(
