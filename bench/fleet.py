@@ -235,6 +235,9 @@ def _cases() -> list[tuple[str, Any]]:
         ("status disabled + x509", RecordQuery(status="disabled", attestation="x509")),
         ("cert expires within 30 days", RecordQuery(expires_within_days=30)),
         ("all, sort by last update", RecordQuery(sort="-updated")),
+        # Beyond the list: a short prefix matching a tenth of the fleet, far down the
+        # key index (fleet.selectors._rows).
+        ("short id prefix 'DEV-09'", RecordQuery(search="dev-09")),
     ]
 
 
