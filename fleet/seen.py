@@ -26,7 +26,8 @@ from instances.models import DpsInstance
 _UNSEEN_PG = (
     "SELECT r.id FROM fleet_indexedrecord AS r "
     "WHERE r.instance_id = %s AND r.kind = %s AND r.seen_pass < %s AND NOT EXISTS ("
-    " SELECT 1 FROM fleet_seenpage AS p CROSS JOIN LATERAL jsonb_array_elements_text(p.keys) AS s(key)"
+    " SELECT 1 FROM fleet_seenpage AS p"
+    " CROSS JOIN LATERAL jsonb_array_elements_text(p.keys) AS s(key)"
     " WHERE p.instance_id = %s AND p.kind = %s AND p.pass_id = %s AND s.key = r.key)"
 )
 # Elsewhere (SQLite) an IN over the listed keys, which SQLite materializes once, indexed.

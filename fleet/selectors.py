@@ -3,8 +3,9 @@
 Every query is scoped to one instance and one record kind first (the leading columns of every
 index). Search ignores case: an id prefix uses the unique key's index (``key`` is the
 lower-cased id in byte order, which is also how lists sort ids), a substring the trigram index
-on the upper-cased id (PostgreSQL; plain scans of one instance on SQLite). Tags and desired properties use JSON containment (``@>``, GIN). The total and the facets come from the
-stored counts (fleet.facets) when the filters allow, else from one GROUP BY over the matching
+on the upper-cased id (PostgreSQL; plain scans of one instance on SQLite). Tags and desired
+properties use JSON containment (``@>``, GIN). The total and the facets come from the stored
+counts (fleet.facets) when the filters allow, else from one GROUP BY over the matching
 rows, so a page costs three statements: rows, facet counts, age. The facets are disjunctive:
 a chosen status, attestation or IoT Edge value does not hide the facet's other values, whose
 counts say how many rows each would give with every other filter kept (the GROUP BY leaves the

@@ -32,10 +32,10 @@ def insert_new(rows: Iterable[Sequence[Any]], update: Sequence[str]) -> bool:
     """COPY rows none of whose keys is in the index yet; return False (nothing written) if one is.
 
     Each row holds the values of ``instance_id``, ``kind``, ``key`` and ``update``, in that
-    order (:func:`as_values` makes them from dicts); :func:`_copy` serializes the JSON ones. ``rows``
-    may be a generator: on PostgreSQL each row goes to the server as soon as it is built, so
-    the server stores a page while the rest of it is still being extracted. A key the portal
-    wrote meanwhile rolls the savepoint back; the caller then merges the page. Elsewhere it
+    order (:func:`as_values` makes them from dicts); :func:`_copy` serializes the JSON ones.
+    ``rows`` may be a generator: on PostgreSQL each row goes to the server as soon as it is
+    built, so the server stores a page while the rest of it is still being extracted. A key the
+    portal wrote meanwhile rolls the savepoint back; the caller then merges the page. Elsewhere it
     returns False at once (the merge is the only path).
     """
     if connection.vendor != "postgresql":
